@@ -1,0 +1,113 @@
+// Neighbor search on CPU: periodic images (ghosts) and DeePMD-kit's typed neighbor list,
+// plain C++ on raw pointers, templated on the coordinate type T (float or double).
+//
+// One frame goes through four steps, each linear in the number of atoms:
+//   plan_ghosts      wrap into the cell; per atom and axis, the range of image shifts whose
+//                    fractional coordinates stay within rcut/d_k of the cell (d_k = face
+//                    distance): gives nall before anything is written
+//   write_extended   mapping, ext_atype, shift: local wrapped atoms first, then the ghosts,
+//                    shifts in lexicographic order, atoms ascending within a shift
+//   extended_coord   ext = coord[mapping] + shift @ box
+//   CellList::build  bins of edge >= rcut over the extended atoms (virtual ones left out)
+//   search           per center: candidates in the 27 surrounding bins, the nearest
+//                    sum(sel) by (r^2, extended index), then the first sel[t] of each type
+// search handles the centers [begin, end) of the cell list's center order, so the caller
+// splits it across threads, each with its own Scratch. The spec is reference.neighbor_list.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace dpx::cpu {
+
+// A periodic cell, rows = cell vectors, in double whatever T is.
+struct Cell {
+  double h[9];
+  double inv[9];
+  double det;
+  double face[3];  // distance between the two faces spanned by the other two vectors
+};
+
+// false (and c untouched past h) when the cell is singular or not finite
+bool make_cell(const double* h, Cell& c);
+
+template <typename T>
+struct Ghosts {
+  int64_t nloc = 0;
+  bool periodic = false;
+  int64_t nb[3] = {0, 0, 0};  // shifts along axis k range over [-nb_k, nb_k]
+  T rc[3] = {0, 0, 0};        // rcut / d_k, the slab half-width in fractional units
+  std::vector<T> wrap;        // [nloc, 3] integer w with frac = f + w, f in [0, 1)
+  std::vector<int64_t> lo, hi;  // [nloc, 3] shifts s_k in [lo, hi] pass along axis k
+  int64_t nall = 0;
+};
+
+// coord [nloc, 3], atype [nloc], box [9] or nullptr (open boundaries; cell unused then)
+template <typename T>
+void plan_ghosts(const T* coord, const int64_t* atype, int64_t nloc, const T* box,
+                 const Cell* cell, double rcut, Ghosts<T>& g);
+
+// mapping, ext_atype [g.nall]; shift [g.nall, 3]
+template <typename T>
+void write_extended(const Ghosts<T>& g, const int64_t* atype, int64_t* mapping,
+                    int64_t* ext_atype, T* shift);
+
+// ext [nall, 3] = coord[mapping] + shift @ box (box nullptr: coord[mapping])
+template <typename T>
+void extended_coord(const T* coord, const T* box, const int64_t* mapping, const T* shift,
+                    int64_t nall, T* ext);
+
+template <typename T>
+struct CellList {
+  int64_t n[3] = {1, 1, 1};   // bins per axis, z fastest
+  double lo[3] = {0, 0, 0};
+  double inv_edge = 0;
+  std::vector<int64_t> start;  // [nbins + 1], atoms of bin b are [start[b], start[b + 1])
+  std::vector<T> pos;          // [m, 3] binned atoms in bin order
+  std::vector<int64_t> index;  // [m] their extended index
+  std::vector<int32_t> type;   // [m]
+  std::vector<int64_t> centers;      // real local atoms in bin order
+  std::vector<int64_t> center_bin;   // their bin
+
+  // ext [nall, 3], ext_atype [nall]; atoms with ext_atype < 0 are left out; the first nloc
+  // extended atoms are the centers. max_bins caps memory for sparse, wide systems.
+  void build(const T* ext, const int64_t* ext_atype, int64_t nall, int64_t nloc, double rcut);
+  int64_t bin_of(const T* x) const;
+};
+
+template <typename T>
+struct Candidate {
+  T d2;
+  int32_t type;
+  int64_t index;
+};
+
+template <typename T>
+struct Scratch {
+  std::vector<Candidate<T>> cand;
+  std::vector<int64_t> filled;
+};
+
+struct NlistShape {
+  int64_t nloc, ntypes, nnei;
+  double rcut;
+};
+
+// For the centers cl.centers[begin, end): nlist rows [nloc, nnei] (DeePMD-kit layout,
+// -1 padded), counts [nloc, ntypes] (neighbors within rcut per type, before truncation) and
+// min_d2 [nloc] (smallest r^2, +inf if none). sel [ntypes], ext [nall, 3].
+template <typename T>
+void search(const CellList<T>& cl, const T* ext, const int64_t* sel, const NlistShape& s,
+            int64_t begin, int64_t end, Scratch<T>& scratch, int64_t* nlist, int64_t* counts,
+            T* min_d2);
+
+// Rows of the centers that are not in the cell list (virtual atoms): all -1, counts 0, +inf.
+template <typename T>
+void virtual_rows(const int64_t* atype, const NlistShape& s, int64_t* nlist, int64_t* counts,
+                  T* min_d2);
+
+// nnei_max [ntypes] = max over centers of counts; min_dist = sqrt(min over centers of min_d2)
+template <typename T>
+void reduce_stats(const int64_t* counts, const T* min_d2, const NlistShape& s,
+                  int64_t* nnei_max, T* min_dist);
+
+}  // namespace dpx::cpu

@@ -1,0 +1,30 @@
+// se_e2_a reductions: plain C++ kernels over atoms n in [begin, end).
+// reduce:     t[n, a, m]  = (1/nnei) sum_j em[n, j, a] g[n, j, m]          em [N, nnei, 4], g [N, nnei, M]
+// grad_em:    ge[n, j, a] = (1/nnei) sum_m gt[n, a, m] g[n, j, m]
+// grad_g:     gg[n, j, m] = (1/nnei) sum_a gt[n, a, m] em[n, j, a]
+// gram:       d[n, m, k]  = sum_a x[n, a, m] y[n, a, k], k < K             x, y [N, 4, M]
+// gram_grad_x gx[n, a, m] = sum_k gd[n, m, k] y[n, a, k]
+// gram_grad_y gy[n, a, k] = sum_m gd[n, m, k] x[n, a, m] (k < K), 0 for k >= K
+#pragma once
+#include <cstdint>
+
+namespace dpx::cpu {
+
+template <typename T>
+void se_a_reduce(const T* em, const T* g, T* t, int64_t nnei, int64_t m, int64_t begin, int64_t end);
+template <typename T>
+void se_a_reduce_grad_em(const T* gt, const T* g, T* ge, int64_t nnei, int64_t m, int64_t begin,
+                         int64_t end);
+template <typename T>
+void se_a_reduce_grad_g(const T* gt, const T* em, T* gg, int64_t nnei, int64_t m, int64_t begin,
+                        int64_t end);
+template <typename T>
+void se_a_gram(const T* x, const T* y, T* d, int64_t m, int64_t k, int64_t begin, int64_t end);
+template <typename T>
+void se_a_gram_grad_x(const T* gd, const T* y, T* gx, int64_t m, int64_t k, int64_t begin,
+                      int64_t end);
+template <typename T>
+void se_a_gram_grad_y(const T* gd, const T* x, T* gy, int64_t m, int64_t k, int64_t begin,
+                      int64_t end);
+
+}  // namespace dpx::cpu

@@ -1,0 +1,213 @@
+"""Pure-PyTorch twins of every dpx op.
+
+They are the readable specification, the oracle of the op tests and the fallback where the
+op library was not built. Each function has the exact semantics (argument order, shapes,
+padding, tie-breaking) of the C++ op of the same name; autograd through these functions is
+plain PyTorch autograd. Names follow DeePMD-kit: nf frames, nloc local atoms, nall extended
+atoms, nnei = sum(sel) neighbor slots.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+
+# ----------------------------------------------------------------------------------------
+# neighbor search
+# ----------------------------------------------------------------------------------------
+def face_distances(cell: torch.Tensor) -> torch.Tensor:
+    """Distances between opposite faces of the cell whose rows are the cell vectors [3, 3]."""
+    vol = torch.linalg.det(cell).abs()
+    cross = torch.stack([
+        torch.linalg.cross(cell[1], cell[2]),
+        torch.linalg.cross(cell[2], cell[0]),
+        torch.linalg.cross(cell[0], cell[1]),
+    ])
+    return vol / cross.norm(dim=-1)
+
+
+def _wrap(coord: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fractional coordinates in [0, 1) and the integer offsets w with frac = f + w."""
+    frac = coord @ torch.linalg.inv(cell)
+    w = torch.floor(frac)
+    f = frac - w
+    # frac = -1e-18 gives f = 1.0 after rounding: fold it back into [0, 1)
+    over = f >= 1.0
+    f = torch.where(over, f - 1.0, f)
+    w = torch.where(over, w + 1.0, w)
+    return f, w
+
+
+def _extend_frame(coord, atype, cell, rcut):
+    """Extended system of one frame: local atoms (wrapped) first, then ghost images.
+
+    A ghost (image shift s of atom i) is kept when its fractional coordinates lie within
+    rcut/d_k of the cell along every axis k (d_k = face distance): every point within rcut
+    of the cell passes, so no neighbor is lost; shifts are visited in lexicographic order.
+    """
+    nloc = coord.shape[0]
+    mapping = torch.arange(nloc)
+    if cell is None:
+        return mapping, torch.zeros(nloc, 3, dtype=coord.dtype)
+    f, w = _wrap(coord, cell)
+    rc = rcut / face_distances(cell)
+    nb = [int(math.ceil(x)) for x in rc.tolist()]
+    maps, shifts = [mapping], [-w]
+    real = atype >= 0
+    for s in itertools.product(*[range(-n, n + 1) for n in nb]):
+        if s == (0, 0, 0):
+            continue
+        sv = torch.tensor(s, dtype=coord.dtype)
+        g = f + sv
+        keep = real & ((g >= -rc) & (g <= 1.0 + rc)).all(dim=-1)
+        idx = torch.nonzero(keep).flatten()
+        maps.append(idx)
+        shifts.append(sv - w[idx])
+    return torch.cat(maps), torch.cat(shifts)
+
+
+def _nlist_frame(ext, ext_atype, atype, nloc, rcut, sel):
+    """DeePMD-kit's selection: the nearest sum(sel) within rcut (ties by extended index),
+    then per type the first sel[t] of them, one section per type."""
+    ntypes, nnei = len(sel), sum(sel)
+    nlist = torch.full((nloc, nnei), -1, dtype=torch.long)
+    counts = torch.zeros(nloc, ntypes, dtype=torch.long)
+    d2 = ((ext[None, :, :] - ext[:nloc, None, :]) ** 2).sum(-1)
+    ok = (d2 <= rcut * rcut) & (ext_atype[None, :] >= 0) & (atype[:, None] >= 0)
+    ok[torch.arange(nloc), torch.arange(nloc)] = False
+    min_d2 = d2[ok].min() if ok.any() else torch.tensor(math.inf, dtype=ext.dtype)
+    sec = [0] + list(itertools.accumulate(sel))
+    for i in range(nloc):
+        cand = torch.nonzero(ok[i]).flatten()
+        # stable sort by distance keeps ascending index among equal distances
+        order = torch.sort(d2[i, cand], stable=True).indices
+        cand = cand[order]
+        for t in range(ntypes):
+            counts[i, t] = (ext_atype[cand] == t).sum()
+        cand = cand[:nnei]
+        for t in range(ntypes):
+            of_t = cand[ext_atype[cand] == t][: sel[t]]
+            nlist[i, sec[t]: sec[t] + len(of_t)] = of_t
+    return nlist, counts.max(dim=0).values if nloc else counts.sum(0), min_d2.sqrt()
+
+
+def neighbor_list(coord, atype, box, rcut: float, sel: list[int]):
+    """Twin of dpx::neighbor_list: brute force over all local x extended pairs.
+
+    Returns (mapping, ext_atype, shift, nlist, nnei_max, min_dist) with the layout of the
+    op; frames are padded to the largest nall with mapping 0, ext_atype -1, shift 0.
+    """
+    nf, nloc, _ = coord.shape
+    frames = []
+    for k in range(nf):
+        cell = None if box is None else box[k].reshape(3, 3)
+        mapping, shift = _extend_frame(coord[k], atype[k], cell, rcut)
+        ext = coord[k][mapping] + (shift @ cell if cell is not None else 0.0)
+        ext_atype = atype[k][mapping]
+        frames.append((mapping, shift, ext_atype) + _nlist_frame(ext, ext_atype, atype[k], nloc, rcut, sel))
+    nall = max(f[0].shape[0] for f in frames)
+    mapping = torch.zeros(nf, nall, dtype=torch.long)
+    ext_atype = torch.full((nf, nall), -1, dtype=torch.long)
+    shift = torch.zeros(nf, nall, 3, dtype=coord.dtype)
+    for k, (m, s, t, *_rest) in enumerate(frames):
+        mapping[k, : len(m)], shift[k, : len(m)], ext_atype[k, : len(m)] = m, s, t
+    nlist = torch.stack([f[3] for f in frames])
+    nnei_max = torch.stack([f[4] for f in frames])
+    min_dist = torch.stack([f[5] for f in frames]).to(coord.dtype)
+    return mapping, ext_atype, shift, nlist, nnei_max, min_dist
+
+
+# ----------------------------------------------------------------------------------------
+# se_e2_a environment matrix
+# ----------------------------------------------------------------------------------------
+def smooth_switch(r: torch.Tensor, rcut_smth: float, rcut: float) -> torch.Tensor:
+    """sw(r) = u^3 (-6u^2 + 15u - 10) + 1, u = (r - rs)/(rc - rs) clamped to [0, 1]: 1 below
+    rcut_smth, 0 beyond rcut, C2 continuous."""
+    u = (torch.clamp(r, rcut_smth, rcut) - rcut_smth) / (rcut - rcut_smth)
+    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+
+
+def env_mat_se_a(ext_coord, nlist, atype, davg, dstd, rcut: float, rcut_smth: float,
+                 protection: float = 0.0):
+    """Twin of dpx::env_mat_se_a. ext_coord [nf, nall, 3], nlist [nf, nloc, nnei],
+    atype [nf, nloc] (center types, >= 0), davg/dstd [ntypes, nnei, 4] -> [nf, nloc, nnei, 4].
+
+    Row j of atom i: sw(r) (1/(r+p), x/(r+p)^2, y/(r+p)^2, z/(r+p)^2), minus davg and over
+    dstd of the center's type; a padded slot (nlist = -1) has the raw row 0, so after
+    normalization it is -davg/dstd (DeePMD-kit's convention).
+    """
+    nf, nloc, nnei = nlist.shape
+    mask = nlist >= 0
+    idx = torch.where(mask, nlist, 0)
+    xj = torch.gather(ext_coord, 1, idx.reshape(nf, -1, 1).expand(-1, -1, 3)).reshape(nf, nloc, nnei, 3)
+    d = xj - ext_coord[:, :nloc, None, :]
+    # a dummy vector in padded slots keeps |d| away from 0 so no NaN enters the gradients
+    dummy = torch.tensor([1.0, 0.0, 0.0], dtype=d.dtype, device=d.device)
+    d = torch.where(mask[..., None], d, dummy)
+    r = torch.linalg.norm(d, dim=-1, keepdim=True)
+    rp = r + protection
+    sw = smooth_switch(r, rcut_smth, rcut) * mask[..., None]
+    raw = torch.cat([1.0 / rp, d / (rp * rp)], dim=-1) * sw
+    return (raw - davg[atype]) / dstd[atype]
+
+
+def env_mat_se_a_vjp(grad_em, ext_coord, nlist, atype, dstd, rcut, rcut_smth, protection=0.0):
+    """Twin of dpx::env_mat_se_a_vjp: d<grad_em, em>/d ext_coord, by autograd of the twin."""
+    x = ext_coord.detach().requires_grad_(True)
+    davg = torch.zeros_like(dstd)
+    with torch.enable_grad():
+        em = env_mat_se_a(x, nlist, atype, davg, dstd, rcut, rcut_smth, protection)
+        (g,) = torch.autograd.grad(em, x, grad_em)
+    return g
+
+
+def env_mat_se_a_jvp(tangent, ext_coord, nlist, atype, dstd, rcut, rcut_smth, protection=0.0):
+    """Twin of dpx::env_mat_se_a_jvp: (d em/d ext_coord) . tangent."""
+    davg = torch.zeros_like(dstd)
+
+    def f(x):
+        return env_mat_se_a(x, nlist, atype, davg, dstd, rcut, rcut_smth, protection)
+
+    return torch.func.jvp(f, (ext_coord,), (tangent,))[1]
+
+
+def env_mat_se_a_hvp(grad_em, tangent, ext_coord, nlist, atype, dstd, rcut, rcut_smth,
+                     protection=0.0):
+    """Twin of dpx::env_mat_se_a_hvp: d/d ext_coord of <grad_em, jvp(tangent)>."""
+    x = ext_coord.detach().requires_grad_(True)
+    with torch.enable_grad():
+        jv = env_mat_se_a_jvp(tangent, x, nlist, atype, dstd, rcut, rcut_smth, protection)
+        (g,) = torch.autograd.grad(jv, x, grad_em)
+    return g
+
+
+# ----------------------------------------------------------------------------------------
+# se_e2_a reductions
+# ----------------------------------------------------------------------------------------
+def se_a_reduce(em, g):
+    """T[.., a, m] = (1/nnei) sum_j em[.., j, a] g[.., j, m]."""
+    return torch.einsum("...ja,...jm->...am", em, g) / em.shape[-2]
+
+
+def se_a_reduce_grad_em(grad_t, g):
+    return torch.einsum("...am,...jm->...ja", grad_t, g) / g.shape[-2]
+
+
+def se_a_reduce_grad_g(grad_t, em):
+    return torch.einsum("...am,...ja->...jm", grad_t, em) / em.shape[-2]
+
+
+def se_a_gram(a, b, axis_neuron: int):
+    """D[.., m, n] = sum_a a[.., a, m] b[.., a, n] for n < axis_neuron."""
+    return torch.einsum("...am,...an->...mn", a, b[..., :axis_neuron])
+
+
+def se_a_gram_grad_a(grad_d, b):
+    return torch.einsum("...mn,...an->...am", grad_d, b[..., : grad_d.shape[-1]])
+
+
+def se_a_gram_grad_b(grad_d, a):
+    gb = torch.einsum("...mn,...am->...an", grad_d, a)
+    return torch.nn.functional.pad(gb, (0, a.shape[-1] - grad_d.shape[-1]))
