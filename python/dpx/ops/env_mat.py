@@ -13,11 +13,28 @@ Padded slots (nlist = -1) are constants. hvp is the last order: differentiating 
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from dpx.ops import _checks, _library, reference
 
 _OPS = torch.ops.dpx if _library.LOADED else None
+_COORDS_IN_SECOND_ORDER = True
+
+
+@contextlib.contextmanager
+def coords_constant_in_second_order():
+    """Inside this context, forces computed through env_mat_se_a treat the coordinates as
+    constants when they are differentiated again. A force loss differentiated with respect to
+    the weights never needs d(force)/d(coord), so training skips the hvp term entirely; the
+    weight gradients are unchanged (tests/ops/test_force_loss.py compares them)."""
+    global _COORDS_IN_SECOND_ORDER
+    saved, _COORDS_IN_SECOND_ORDER = _COORDS_IN_SECOND_ORDER, False
+    try:
+        yield
+    finally:
+        _COORDS_IN_SECOND_ORDER = saved
 
 
 def _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection):
@@ -73,6 +90,8 @@ if _OPS is not None:
 
     def _em_bwd(ctx, grad_em):
         x, nlist, atype, dstd = ctx.saved_tensors
+        if not _COORDS_IN_SECOND_ORDER:
+            x = x.detach()
         g = _OPS.env_mat_se_a_vjp(grad_em, x, nlist, atype, dstd, *ctx.cut)
         return g, None, None, None, None, None, None, None
 

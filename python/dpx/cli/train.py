@@ -1,0 +1,45 @@
+"""`dpx train INPUT`: single- or multi-task training from a DeePMD-kit input."""
+from __future__ import annotations
+
+import json
+import logging
+
+from dpx.config import load_input
+from dpx.train.startup import stored_model_params
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model from an input file")
+    p.add_argument("input", help="input JSON (or YAML), DeePMD-kit format")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("-r", "--restart", help="continue from this checkpoint (weights, "
+                        "optimizer, learning rate, step, random state)")
+    resume.add_argument("-i", "--init-model", help="start from this checkpoint's weights")
+    resume.add_argument("-t", "--finetune", help="finetune from this checkpoint")
+    p.add_argument("--model-branch", "--head", dest="model_branch", default=None,
+                   help="branch of a multi-task checkpoint to finetune from (or RANDOM)")
+    p.add_argument("--skip-neighbor-stat", action="store_true",
+                   help="skip the neighbor statistics (sel must be given as a list)")
+    p.add_argument("-o", "--output", default="out.json", help="normalized input written here")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+
+
+def _ckpt(path):
+    if path and not path.endswith(".pt"):
+        return path + ".pt"
+    return path
+
+
+def run(args) -> int:
+    from dpx.train.trainer import Trainer
+    cfg = load_input(args.input)
+    if args.finetune:
+        raise NotImplementedError("--finetune is not implemented yet in this dpx version")
+    trainer = Trainer(cfg, restart=_ckpt(args.restart), init_model=_ckpt(args.init_model),
+                      skip_neighbor_stat=args.skip_neighbor_stat, device=args.device)
+    with open(args.output, "w") as f:
+        json.dump({"model": stored_model_params(cfg)}, f, indent=2)
+    trainer.run()
+    return 0

@@ -1,0 +1,292 @@
+"""The dpx / DeePMD-kit input, one dataclass per section: every default stated once.
+
+Defaults are those DeePMD-kit's argument checker applies to `dp train` (deepmd-compat §3.1,
+§5.1, §7.1, §8, §9). Value constraints live in each section's `check`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from dpx.config.schema import fail
+
+ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "silu",
+               "linear", "none")
+PRECISIONS = ("default", "float64", "float32")
+
+
+def _positive_ints(path, xs, what="neuron"):
+    if not xs or any(x <= 0 for x in xs):
+        fail(path, f"{what} must be a non-empty list of positive integers, got {xs}")
+
+
+def _activation(path, name):
+    base = name.lower().split(":")[0]
+    if base not in ACTIVATIONS and not base.startswith(("silut", "custom_silu")):
+        fail(path, f"unknown activation '{name}' (known: {', '.join(ACTIVATIONS)}, silut[:thr])")
+
+
+def _precision(path, p):
+    if p not in PRECISIONS:
+        fail(path, f"precision must be one of {PRECISIONS}, got '{p}'")
+
+
+@dataclass
+class DescriptorConfig:
+    """se_e2_a (DeepPot-SE); deepmd-compat §3.1."""
+    type: str = "se_e2_a"
+    sel: Union[list[int], str] = "auto"
+    rcut: float = 6.0
+    rcut_smth: float = 0.5
+    neuron: list[int] = field(default_factory=lambda: [10, 20, 40])
+    axis_neuron: int = 4
+    activation_function: str = "tanh"
+    resnet_dt: bool = False
+    type_one_side: bool = False
+    precision: str = "default"
+    trainable: bool = True
+    seed: Optional[int] = None
+    exclude_types: list[list[int]] = field(default_factory=list)
+    env_protection: float = 0.0
+    set_davg_zero: bool = False
+    ALIASES = {"n_axis_neuron": "axis_neuron"}
+
+    def check(self, path):
+        if self.type not in ("se_e2_a", "se_a"):
+            fail(f"{path}/type", f"dpx implements the se_e2_a descriptor, got '{self.type}'")
+        self.type = "se_e2_a"
+        if not self.rcut > 0:
+            fail(f"{path}/rcut", f"must be > 0, got {self.rcut}")
+        if not 0 <= self.rcut_smth < self.rcut:
+            fail(f"{path}/rcut_smth", f"must satisfy 0 <= rcut_smth < rcut = {self.rcut}, "
+                                      f"got {self.rcut_smth}")
+        _positive_ints(f"{path}/neuron", self.neuron)
+        if not 1 <= self.axis_neuron <= self.neuron[-1]:
+            fail(f"{path}/axis_neuron", f"must lie in [1, neuron[-1] = {self.neuron[-1]}], "
+                                        f"got {self.axis_neuron}")
+        if isinstance(self.sel, str) and not (self.sel == "auto" or self.sel.startswith("auto:")):
+            fail(f"{path}/sel", f"must be a list of integers, 'auto' or 'auto:factor', got '{self.sel}'")
+        if isinstance(self.sel, list) and any(s < 0 for s in self.sel):
+            fail(f"{path}/sel", f"entries must be >= 0, got {self.sel}")
+        for i, pair in enumerate(self.exclude_types):
+            if len(pair) != 2:
+                fail(f"{path}/exclude_types/{i}", f"must be a pair of types, got {pair}")
+        if self.env_protection < 0:
+            fail(f"{path}/env_protection", f"must be >= 0, got {self.env_protection}")
+        _activation(f"{path}/activation_function", self.activation_function)
+        _precision(f"{path}/precision", self.precision)
+
+
+@dataclass
+class FittingConfig:
+    """Energy fitting net; deepmd-compat §5.1."""
+    type: str = "ener"
+    neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
+    activation_function: str = "tanh"
+    precision: str = "default"
+    resnet_dt: bool = True
+    trainable: Union[bool, list[bool]] = True
+    rcond: Optional[float] = None
+    seed: Optional[int] = None
+    numb_fparam: int = 0
+    numb_aparam: int = 0
+    dim_case_embd: int = 0
+    atom_ener: list[Optional[float]] = field(default_factory=list)
+    use_aparam_as_mask: bool = False
+    ALIASES = {"n_neuron": "neuron"}
+
+    def check(self, path):
+        if self.type != "ener":
+            fail(f"{path}/type", f"dpx implements the 'ener' fitting, got '{self.type}'")
+        _positive_ints(f"{path}/neuron", self.neuron)
+        _activation(f"{path}/activation_function", self.activation_function)
+        _precision(f"{path}/precision", self.precision)
+        for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
+            if getattr(self, key) != 0:
+                fail(f"{path}/{key}", "is not supported by dpx yet (must be 0)")
+        if isinstance(self.trainable, list):
+            self.trainable = all(self.trainable)
+
+
+@dataclass
+class ModelConfig:
+    """One energy model (a single task, or one branch of a multi-task input)."""
+    type_map: list[str]
+    descriptor: DescriptorConfig
+    fitting_net: FittingConfig = field(default_factory=FittingConfig)
+    type: str = "standard"
+    data_stat_nbatch: int = 10
+    data_stat_protect: float = 1e-2
+    pair_exclude_types: list[list[int]] = field(default_factory=list)
+    atom_exclude_types: list[int] = field(default_factory=list)
+    preset_out_bias: Optional[dict[str, list[Optional[float]]]] = None
+    finetune_head: Optional[str] = None
+    info: Optional[dict[str, Any]] = None
+
+    def check(self, path):
+        if not self.type_map or len(set(self.type_map)) != len(self.type_map):
+            fail(f"{path}/type_map", f"must be a non-empty list of distinct element names, "
+                                     f"got {self.type_map}")
+        ntypes = len(self.type_map)
+        sel = self.descriptor.sel
+        if isinstance(sel, list) and len(sel) != ntypes:
+            fail(f"{path}/descriptor/sel", f"must have one entry per type of type_map "
+                                           f"({ntypes}), got {len(sel)}: {sel}")
+        for i, pair in enumerate(self.descriptor.exclude_types + self.pair_exclude_types):
+            if any(not 0 <= t < ntypes for t in pair):
+                fail(f"{path}/descriptor/exclude_types", f"type index out of range in {pair}")
+        if self.data_stat_nbatch < 1:
+            fail(f"{path}/data_stat_nbatch", f"must be >= 1, got {self.data_stat_nbatch}")
+        if self.type != "standard":
+            fail(f"{path}/type", f"dpx builds standard energy models, got '{self.type}'")
+
+
+@dataclass
+class LossConfig:
+    """The `ener` loss; deepmd-compat §7.1."""
+    type: str = "ener"
+    start_pref_e: float = 0.02
+    limit_pref_e: float = 1.0
+    start_pref_f: float = 1000.0
+    limit_pref_f: float = 1.0
+    start_pref_v: float = 0.0
+    limit_pref_v: float = 0.0
+    start_pref_ae: float = 0.0
+    limit_pref_ae: float = 0.0
+    start_pref_pf: float = 0.0
+    limit_pref_pf: float = 0.0
+    relative_f: Optional[float] = None
+    enable_atom_ener_coeff: bool = False
+    use_default_pf: bool = False
+    loss_func: str = "mse"
+    intensive_ener_virial: bool = False
+
+    def check(self, path):
+        if self.type not in ("ener",):
+            fail(f"{path}/type", f"dpx implements the 'ener' loss, got '{self.type}'")
+        if self.loss_func not in ("mse", "mae"):
+            fail(f"{path}/loss_func", f"must be 'mse' or 'mae', got '{self.loss_func}'")
+        if self.enable_atom_ener_coeff:
+            fail(f"{path}/enable_atom_ener_coeff", "is not supported by dpx yet")
+
+
+@dataclass
+class LearningRateConfig:
+    """deepmd-compat §8 (exp, with optional warmup)."""
+    start_lr: float = 1e-3
+    type: str = "exp"
+    stop_lr: Optional[float] = None
+    stop_lr_ratio: Optional[float] = None
+    decay_steps: int = 5000
+    decay_rate: Optional[float] = None
+    smooth: bool = False
+    warmup_steps: int = 0
+    warmup_ratio: Optional[float] = None
+    warmup_start_factor: float = 0.0
+    scale_by_worker: str = "linear"
+
+    def check(self, path):
+        if self.type != "exp":
+            fail(f"{path}/type", f"dpx implements the 'exp' schedule, got '{self.type}'")
+        if not self.start_lr > 0:
+            fail(f"{path}/start_lr", f"must be > 0, got {self.start_lr}")
+        if self.stop_lr is not None and self.stop_lr_ratio is not None:
+            fail(f"{path}/stop_lr_ratio", "give stop_lr or stop_lr_ratio, not both")
+        if self.stop_lr is None:
+            self.stop_lr = self.start_lr * self.stop_lr_ratio if self.stop_lr_ratio else 5e-8
+        if self.decay_steps < 1:
+            fail(f"{path}/decay_steps", f"must be >= 1, got {self.decay_steps}")
+        if self.scale_by_worker not in ("linear", "sqrt", "none"):
+            fail(f"{path}/scale_by_worker", f"must be linear, sqrt or none, "
+                                            f"got '{self.scale_by_worker}'")
+
+
+@dataclass
+class DataConfig:
+    """training_data / validation_data; deepmd-compat §1.5, §1.6."""
+    systems: Union[str, list[str]]
+    batch_size: Union[int, str, list[int]] = "auto"
+    auto_prob: str = "prob_sys_size"
+    sys_probs: Optional[list[float]] = None
+    numb_btch: int = 1
+    format: Optional[str] = None
+    ALIASES = {"numb_batch": "numb_btch", "auto_prob_style": "auto_prob", "fmt": "format"}
+
+    def check(self, path):
+        if isinstance(self.systems, list) and not self.systems:
+            fail(f"{path}/systems", "must name at least one system")
+        if isinstance(self.batch_size, int) and self.batch_size < 1:
+            fail(f"{path}/batch_size", f"must be >= 1, got {self.batch_size}")
+        if isinstance(self.batch_size, str):
+            head, _, n = self.batch_size.partition(":")
+            if head not in ("auto", "max", "filter") or (n and not n.isdigit()) or \
+                    (head != "auto" and not n):
+                fail(f"{path}/batch_size", f"must be an integer, a list, 'auto', 'auto:N', "
+                                           f"'max:N' or 'filter:N', got '{self.batch_size}'")
+        if self.numb_btch < 1:
+            fail(f"{path}/numb_btch", f"must be >= 1, got {self.numb_btch}")
+
+
+@dataclass
+class BranchData:
+    """What each branch of training/data_dict holds (the whole training section, single task)."""
+    training_data: DataConfig
+    validation_data: Optional[DataConfig] = None
+    stat_file: Optional[str] = None
+
+
+@dataclass
+class OptimizerConfig:
+    type: str = "Adam"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.0
+
+    def check(self, path):
+        if self.type not in ("Adam", "AdamW"):
+            fail(f"{path}/type", f"dpx implements Adam and AdamW, got '{self.type}'")
+
+
+@dataclass
+class TrainingConfig:
+    """deepmd-compat §9 (training section). Multi-task keys: model_prob, data_dict,
+    num_epoch_dict (§10)."""
+    training_data: Optional[DataConfig] = None
+    validation_data: Optional[DataConfig] = None
+    stat_file: Optional[str] = None
+    numb_steps: Optional[int] = None
+    numb_epoch: Optional[float] = None
+    seed: Optional[int] = None
+    disp_file: str = "lcurve.out"
+    disp_freq: int = 1000
+    save_freq: int = 1000
+    save_ckpt: str = "model.ckpt"
+    max_ckpt_keep: int = 5
+    disp_training: bool = True
+    time_training: bool = True
+    disp_avg: bool = False
+    gradient_max_norm: float = 0.0
+    change_bias_after_training: bool = False
+    model_prob: Optional[dict[str, float]] = None
+    data_dict: Optional[dict[str, BranchData]] = None
+    num_epoch_dict: Optional[dict[str, float]] = None
+    task_sampling: str = "per_rank"
+    profiling: bool = False
+    tensorboard: bool = False
+    ALIASES = {"stop_batch": "numb_steps", "num_steps": "numb_steps",
+               "num_epoch": "numb_epoch", "numb_epochs": "numb_epoch"}
+
+    def check(self, path):
+        if self.numb_steps is not None and self.numb_epoch is not None:
+            fail(f"{path}/numb_epoch", "give numb_steps or numb_epoch, not both")
+        if self.numb_steps is not None and self.numb_steps < 0:
+            fail(f"{path}/numb_steps", f"must be >= 0, got {self.numb_steps}")
+        for key in ("disp_freq", "save_freq", "max_ckpt_keep"):
+            if getattr(self, key) < 1:
+                fail(f"{path}/{key}", f"must be >= 1, got {getattr(self, key)}")
+        if self.task_sampling not in ("per_rank", "same_on_all_ranks"):
+            fail(f"{path}/task_sampling", f"must be 'per_rank' or 'same_on_all_ranks', "
+                                          f"got '{self.task_sampling}'")
+        if self.tensorboard or self.profiling:
+            fail(f"{path}/{'tensorboard' if self.tensorboard else 'profiling'}",
+                 "is not supported by dpx; remove it")

@@ -1,0 +1,3 @@
+from dpx.loss.ener import EnergyLoss
+
+__all__ = ["EnergyLoss"]

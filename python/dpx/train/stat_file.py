@@ -1,0 +1,89 @@
+"""The stat_file cache (deepmd-compat §3.3): descriptor sums and the energy bias of a branch,
+so that a second run skips the statistics pass.
+
+Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...,
+bias_atom_energy, std_atom_energy}; a folder of .npy files, or an HDF5 file when the name ends
+in .h5/.hdf5.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dpx.model.stat import StatItem
+
+log = logging.getLogger(__name__)
+
+
+class StatFile:
+    def __init__(self, path: Path, group: str):
+        self.path, self.group = path, group
+        self.h5 = path.suffix in (".h5", ".hdf5")
+
+    @classmethod
+    def open(cls, stat_file, model, base_dir) -> "StatFile | None":
+        if not stat_file:
+            return None
+        d = model.descriptor
+        key = json.dumps({"rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": d.sel,
+                          "exclude_types": d.exclude_types, "protection": d.env_protection,
+                          "type": d.type}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        path = Path(stat_file)
+        if not path.is_absolute():
+            path = Path(base_dir) / path if not Path(stat_file).exists() else path
+        return cls(path, f"{' '.join(model.type_map)}/{digest}")
+
+    def _read(self, name: str):
+        if self.h5:
+            import h5py
+            if not self.path.exists():
+                return None
+            with h5py.File(self.path, "r") as f:
+                key = f"{self.group}/{name}"
+                return np.array(f[key]) if key in f else None
+        p = self.path / self.group / f"{name}.npy"
+        return np.load(p) if p.exists() else None
+
+    def _write(self, arrays: dict) -> None:
+        if self.h5:
+            import h5py
+            with h5py.File(self.path, "a") as f:
+                for name, a in arrays.items():
+                    key = f"{self.group}/{name}"
+                    if key in f:
+                        del f[key]
+                    f[key] = a
+            return
+        folder = self.path / self.group
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, a in arrays.items():
+            np.save(folder / f"{name}.npy", a)
+
+    def load_env_stats(self) -> dict[str, StatItem] | None:
+        names = []
+        t = 0
+        while (a := self._read(f"r_{t}")) is not None:
+            names += [f"r_{t}", f"a_{t}"]
+            t += 1
+        if not names:
+            return None
+        log.info("descriptor statistics read from %s", self.path)
+        return {n: StatItem.from_array(self._read(n)) for n in names}
+
+    def save_env_stats(self, sums: dict[str, StatItem]) -> None:
+        self._write({n: s.to_array() for n, s in sums.items()})
+
+    def load_bias(self):
+        bias, std = self._read("bias_atom_energy"), self._read("std_atom_energy")
+        if bias is None or std is None:
+            return None
+        return bias.reshape(-1), std.reshape(-1)
+
+    def save_bias(self, bias, std) -> None:
+        self._write({"bias_atom_energy": np.asarray(bias).reshape(-1, 1),
+                     "std_atom_energy": np.asarray(std).reshape(-1, 1)})

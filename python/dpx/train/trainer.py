@@ -1,0 +1,176 @@
+"""The training loop: single-task and multi-task (deepmd-compat §9, §10).
+
+Every step draws one branch (model_prob weights, seeded and resumable), takes one batch of
+that branch's data and one Adam step on that branch's loss. Only the drawn branch runs
+forward and backward, so a step costs the same whatever the number of branches.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dpx import ops
+from dpx.config import Config
+from dpx.loss import EnergyLoss
+from dpx.model.energy import EnergyModel
+from dpx.model.network import mix_entropy
+from dpx.train import checkpoint, startup
+from dpx.train.data import BranchData
+from dpx.train.display import LCurve, Progress
+from dpx.train.lr import ExpDecayLR
+from dpx.train.wrapper import ModelWrapper, unique_parameters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    key: str
+    model: EnergyModel
+    loss: EnergyLoss
+    data: BranchData
+
+
+class Trainer:
+    def __init__(self, cfg: Config, restart: str | None = None, init_model: str | None = None,
+                 skip_neighbor_stat: bool = False, device: str | None = None):
+        self.cfg, self.rank = cfg, int(os.environ.get("RANK", 0))
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        seed = cfg.training.seed
+        if seed is not None:
+            torch.manual_seed(mix_entropy([self.rank, seed % 2 ** 32]))
+        resumed = checkpoint.load(restart) if restart else None
+        init = checkpoint.load(init_model) if init_model else None
+        data = {k: BranchData(b, cfg, seed) for k, b in cfg.branches.items()}
+        if resumed is None and init is None:
+            startup.resolve_sel(cfg, data, skip_neighbor_stat)
+        else:
+            startup.sel_from_checkpoint(cfg, resumed or init)
+        self.tasks = {k: Task(k, EnergyModel(b.model), EnergyLoss(b.loss, cfg.learning_rate.start_lr),
+                              data[k]) for k, b in cfg.branches.items()}
+        self.wrapper = ModelWrapper({k: t.model for k, t in self.tasks.items()},
+                                    startup.stored_model_params(cfg))
+        self.wrapper.share(cfg.links)
+        self.num_steps = startup.num_steps(cfg, data)
+        self.lr = ExpDecayLR(cfg.learning_rate, self.num_steps)
+        self.keys = list(self.tasks)
+        self.task_prob = startup.task_probabilities(cfg, data)
+        self.task_rng = np.random.default_rng([self.rank, (seed or 0) % 2 ** 32, 7])
+        self.start_step = 0
+        if resumed is not None:
+            self._restore(resumed)
+        elif init is not None:
+            self.wrapper.load_state_dict(init["model"], strict=False)
+        else:
+            startup.compute_statistics(cfg, self.tasks, self.wrapper)
+        self.wrapper.to(self.device)
+        opt = cfg.optimizer
+        cls = torch.optim.AdamW if opt.type == "AdamW" else torch.optim.Adam
+        self.optimizer = cls(unique_parameters(self.wrapper), lr=self.lr(self.start_step),
+                             betas=(opt.adam_beta1, opt.adam_beta2), weight_decay=opt.weight_decay)
+        if resumed is not None and "optimizer" in resumed:
+            self.optimizer.load_state_dict(resumed["optimizer"])
+
+    # ---------------------------------------------------------------- resume
+    def _restore(self, state: dict) -> None:
+        self.wrapper.load_state_dict(state["model"])
+        self.start_step = int(self.wrapper.train_infos["step"])
+        extra = state.get("dpx", {})
+        if "task_rng" in extra:
+            self.task_rng.bit_generator.state = extra["task_rng"]
+        for key, s in extra.get("samplers", {}).items():
+            if key in self.tasks:
+                self.tasks[key].data.load_state_dict(s)
+        if "torch_rng" in extra:
+            torch.set_rng_state(extra["torch_rng"])
+        log.info("restarting from step %d", self.start_step)
+
+    def _state(self, step: int, lr: float) -> dict:
+        self.wrapper.train_infos = {"lr": lr, "step": step}
+        return {"model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "dpx": {"task_rng": self.task_rng.bit_generator.state,
+                        "samplers": {k: t.data.state_dict() for k, t in self.tasks.items()},
+                        "torch_rng": torch.get_rng_state()}}
+
+    # ---------------------------------------------------------------- the loop
+    def draw_task(self) -> str:
+        if len(self.keys) == 1:
+            return self.keys[0]
+        return self.keys[int(self.task_rng.choice(len(self.keys), p=self.task_prob))]
+
+    def step(self, key: str, lr: float) -> dict:
+        task = self.tasks[key]
+        batch = task.data.next_train(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with ops.coords_constant_in_second_order():
+            pred = task.model(batch["coord"], batch["atype"], batch["box"])
+        loss, more = task.loss(pred, batch, lr)
+        loss.backward()
+        if self.cfg.training.gradient_max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(unique_parameters(self.wrapper),
+                                           self.cfg.training.gradient_max_norm)
+        self.optimizer.step()
+        return more
+
+    def run(self) -> None:
+        t = self.cfg.training
+        lcurve = LCurve(t.disp_file, {k: (task.loss.display_keys(), task.data.has_validation)
+                                      for k, task in self.tasks.items()},
+                        self.cfg.multi_task, append=self.start_step > 0) if self.rank == 0 else None
+        progress = Progress(self.start_step, self.num_steps)
+        counts = {k: 0 for k in self.keys}
+        last = {}
+        log.info("training %d steps from step %d on %s", self.num_steps, self.start_step,
+                 self.device)
+        for s in range(self.start_step, self.num_steps):
+            lr = self.lr(s)
+            key = self.draw_task()
+            self.wrapper.train()
+            last[key] = self.step(key, lr)
+            counts[key] += 1
+            display_step = s + 1
+            if lcurve is not None and (display_step % t.disp_freq == 0 or display_step == 1):
+                values = self.evaluate(last, lr)
+                lcurve.write(display_step, values, lr)
+                progress.report(display_step, lr, counts,
+                                {k: {m: v[1] for m, v in vals.items()} for k, vals in values.items()})
+                counts, last = {k: 0 for k in self.keys}, {}
+            if self.rank == 0 and (display_step == self.num_steps or
+                                   (display_step % t.save_freq == 0 and s != self.start_step)):
+                checkpoint.save(self._state(s, lr), t.save_ckpt, display_step, t.max_ckpt_keep)
+        if self.num_steps == 0 and self.rank == 0:
+            checkpoint.save(self._state(0, self.lr(0)), t.save_ckpt, 0, t.max_ckpt_keep)
+        if lcurve is not None:
+            lcurve.close()
+        log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,
+                 progress.total_time())
+
+    def evaluate(self, last: dict, lr: float) -> dict[str, dict[str, tuple[float, float]]]:
+        """{branch: {metric: (val, trn)}}. trn: the branch's last step of the interval, or a
+        fresh batch without a gradient step if it took none; val: numb_btch validation
+        batches weighted by atom count (§9.2)."""
+        out = {}
+        self.wrapper.eval()
+        for key, task in self.tasks.items():
+            trn = last.get(key) or self._eval_batch(task, task.data.next_train(self.device), lr)
+            val = {}
+            if task.data.has_validation:
+                vals = [(self._eval_batch(task, b, lr), b["atype"].shape[1])
+                        for b in task.data.valid_batches(self.device)]
+                total = sum(n for _, n in vals)
+                val = {m: sum(v[m] * n for v, n in vals) / total for m in vals[0][0]}
+            out[key] = {m: (val.get(m, math.nan), trn[m]) for m in trn}
+        return out
+
+    def _eval_batch(self, task: Task, batch: dict, lr: float) -> dict:
+        pred = task.model(batch["coord"], batch["atype"], batch["box"])
+        pred = {k: v.detach() for k, v in pred.items()}
+        _, more = task.loss(pred, batch, lr)
+        return more
