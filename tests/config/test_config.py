@@ -1,0 +1,140 @@
+"""Bad input is rejected before any work, with the key path and what was expected."""
+import copy
+import json
+
+import pytest
+
+from dpx.config import ConfigError, load_input, parse_input
+
+SINGLE = {
+    "model": {"type_map": ["O", "H"],
+              "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut": 6.0, "rcut_smth": 0.5,
+                             "neuron": [25, 50, 100], "axis_neuron": 16, "_comment": "ok"},
+              "fitting_net": {"neuron": [240, 240, 240]}},
+    "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 3.51e-8, "decay_steps": 5000},
+    "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000,
+             "limit_pref_f": 1},
+    "training": {"training_data": {"systems": ["a"], "batch_size": 1}, "numb_steps": 10},
+}
+
+MULTI = {
+    "model": {"shared_dict": {"tm": ["O", "H"],
+                              "d1": SINGLE["model"]["descriptor"]},
+              "model_dict": {"w1": {"type_map": "tm", "descriptor": "d1", "fitting_net": {}},
+                             "w2": {"type_map": "tm", "descriptor": "d1:1", "fitting_net": {}}}},
+    "learning_rate": {"start_lr": 1e-3},
+    "loss_dict": {"w1": {}, "w2": {}},
+    "training": {"model_prob": {"w1": 0.5, "w2": 1.5},
+                 "data_dict": {"w1": {"training_data": {"systems": ["a"]}},
+                               "w2": {"training_data": {"systems": ["b"]}}},
+                 "numb_steps": 10},
+}
+
+
+def with_change(base, path, value):
+    d = copy.deepcopy(base)
+    keys = path.split("/")
+    node = d
+    for k in keys[:-1]:
+        node = node[k]
+    if value is KeyError:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return d
+
+
+def test_defaults_are_filled_in():
+    cfg = parse_input(SINGLE)
+    d = cfg.branches["Default"].model.descriptor
+    assert d.activation_function == "tanh" and d.type_one_side is False and d.resnet_dt is False
+    f = cfg.branches["Default"].model.fitting_net
+    assert f.resnet_dt is True and f.activation_function == "tanh"
+    assert cfg.training.disp_freq == 1000 and cfg.training.save_ckpt == "model.ckpt"
+    assert cfg.branches["Default"].loss.start_pref_v == 0.0
+
+
+@pytest.mark.parametrize("path, value, match", [
+    ("model/descriptor/rcut", -1.0, r"model/descriptor/rcut: must be > 0"),
+    ("model/descriptor/rcut_smth", 6.0, r"model/descriptor/rcut_smth: must satisfy"),
+    ("model/descriptor/neuron", [], r"model/descriptor/neuron: neuron must be a non-empty"),
+    ("model/descriptor/sel", [46], r"model/descriptor/sel: must have one entry per type"),
+    ("model/descriptor/sel", "many", r"model/descriptor/sel: must be a list of integers"),
+    ("model/descriptor/rcut", "6", r"model/descriptor/rcut: expected number"),
+    ("model/descriptor/resnet_dt", 1, r"model/descriptor/resnet_dt: expected boolean"),
+    ("model/descriptor/axis_neuron", 200, r"model/descriptor/axis_neuron: must lie in"),
+    ("model/descriptor/typo_key", 1, r"model/descriptor/typo_key: unknown key"),
+    ("model/descriptor/type", "dpa2", r"model/descriptor/type: dpx implements the se_e2_a"),
+    ("model/fitting_net/neuron", [0], r"model/fitting_net/neuron"),
+    ("model/fitting_net/activation_function", "swish",
+     r"model/fitting_net/activation_function: unknown activation"),
+    ("model/type_map", ["O", "O"], r"model/type_map: must be a non-empty list of distinct"),
+    ("learning_rate/start_lr", 0, r"learning_rate/start_lr: must be > 0"),
+    ("loss/loss_func", "l4", r"loss/loss_func"),
+    ("training/training_data", KeyError, r"training/training_data: missing"),
+    ("training/numb_steps", KeyError, r"training/numb_steps: missing"),
+    ("training/training_data/batch_size", "sometimes", r"training/training_data/batch_size"),
+    ("training/disp_freq", 0, r"training/disp_freq: must be >= 1"),
+    ("training/unknown", 1, r"training/unknown: unknown key"),
+])
+def test_single_task_errors(path, value, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_input(with_change(SINGLE, path, value))
+
+
+def test_aliases_and_comments():
+    d = with_change(SINGLE, "model/descriptor/n_axis_neuron", 8)
+    del d["model"]["descriptor"]["axis_neuron"]
+    d["training"]["stop_batch"] = d["training"].pop("numb_steps")
+    cfg = parse_input(d)
+    assert cfg.branches["Default"].model.descriptor.axis_neuron == 8
+    assert cfg.training.numb_steps == 10
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_input(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": ')
+    with pytest.raises(ConfigError, match=r"bad.json: not valid JSON at line 1"):
+        load_input(bad)
+    good = tmp_path / "in.json"
+    good.write_text(json.dumps(with_change(SINGLE, "model/descriptor/rcut", -2)))
+    with pytest.raises(ConfigError, match=r"in.json: model/descriptor/rcut"):
+        load_input(good)
+
+
+def test_multi_task_expansion():
+    cfg = parse_input(MULTI)
+    assert cfg.multi_task and list(cfg.branches) == ["w1", "w2"]
+    assert cfg.branches["w2"].model.descriptor.neuron == [25, 50, 100]
+    levels = {(link.branch, link.kind): link.level for link in cfg.links}
+    assert levels[("w1", "descriptor")] == 0 and levels[("w2", "descriptor")] == 1
+    assert cfg.branches["w1"].model.type_map == ["O", "H"]
+
+
+@pytest.mark.parametrize("path, value, match", [
+    ("training/model_prob/w3", 1.0, r"training/model_prob/w3: names no branch"),
+    ("training/model_prob/w1", 0.0, r"training/model_prob/w1: weights must be > 0"),
+    ("training/data_dict/w2", KeyError, r"training/data_dict: has no entry for branch 'w2'"),
+    ("loss_dict/w1", KeyError, r"loss_dict: has no entry for branch 'w1'"),
+    ("model/model_dict/w1/descriptor", "nothing", r"model/model_dict/w1/descriptor: 'nothing' is "
+     r"not in model/shared_dict"),
+    ("model/model_dict/w1/descriptor", "d1:x", r"shared level after ':' must be an integer"),
+    ("model/model_dict/RANDOM", {"type_map": "tm", "descriptor": "d1"}, r"'RANDOM' is reserved"),
+    ("loss", {}, r"loss: a multi-task input gives one loss per branch"),
+])
+def test_multi_task_errors(path, value, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_input(with_change(MULTI, path, value))
+
+
+def test_shared_examples_parse():
+    """The inputs of our documentation (when ../shared is present) parse unchanged."""
+    import pathlib
+    shared = pathlib.Path(__file__).resolve().parents[3] / "shared" / "examples"
+    if not shared.exists():
+        pytest.skip("../shared is not beside the project")
+    for name in ("single_task/input.json", "single_task/input_finetune.json",
+                 "multi_task/input.json"):
+        load_input(shared / name)
