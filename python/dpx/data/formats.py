@@ -1,0 +1,116 @@
+"""Loading the `systems` of a data section, in DeePMD's own layouts or through dpdata.
+
+deepmd/npy and deepmd/hdf5 are read natively (system.py). Any other `format` named in the
+data section (vasp/outcar, extxyz, deepmd/raw, ...) goes through dpdata, an optional
+dependency imported only then, and lands in the same System object.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from dpx.data.system import System, expand_systems, make_system, read_system, resolve_path
+
+log = logging.getLogger(__name__)
+
+NATIVE = ("deepmd/npy", "deepmd/hdf5", "deepmd/comp", "deepmd")
+# dpdata formats that hold several systems (one per chemical formula) in one file
+MULTI = ("extxyz", "quip/gap/xyz", "quip/gap/xyz_file", "mace/xyz", "nequip/xyz", "gpumd/xyz",
+         "deepmd/npy/mixed", "deepmd/mixed")
+
+
+def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
+                 fmt: str | None = None, sort_atoms: bool = True, key: str = "systems",
+                 threads: int = 1) -> list[System]:
+    """Expand and read every system of a data section.
+
+    systems, base_dir: as in expand_systems; fmt: the section's "format" (None: deepmd/npy,
+    or deepmd/hdf5 for .h5 paths); type_map: the model's element names; sort_atoms: False
+    for testing (keeps file atom order); key: the setting's path for error messages;
+    threads: systems read in parallel; file reads release the GIL, so this pays on network
+    file systems, while on a local disk (4 water systems: 25 ms) one thread is as fast.
+    """
+    fmt = (fmt or "deepmd/npy").lower()
+    if fmt in NATIVE or fmt == "deepmd/raw":  # folders (or groups) holding type.raw
+        paths = expand_systems(systems, base_dir, key)
+    else:  # files or folders that dpdata reads as they are
+        paths = _existing(systems, base_dir, key)
+
+    def read(path: str) -> list[System]:
+        if fmt in NATIVE:
+            return [read_system(path, type_map, sort_atoms)]
+        return load_dpdata(path, fmt, type_map, sort_atoms)
+
+    workers = max(1, min(threads or 1, len(paths)))
+    if workers == 1:
+        loaded = [read(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            loaded = list(pool.map(read, paths))  # keeps the sorted order
+    out = [s for group in loaded for s in group]
+    log.info("%s: %d system(s), %d frame(s), format %s", key, len(out),
+             sum(s.nframes for s in out), fmt)
+    return out
+
+
+def _existing(systems, base_dir, key) -> list[str]:
+    entries = [systems] if isinstance(systems, (str, os.PathLike)) else list(systems or [])
+    if not entries:
+        raise ValueError(f"{key}: no systems given; expected a path or a list of paths")
+    paths = [resolve_path(str(e), base_dir) for e in entries]
+    for entry, path in zip(entries, paths):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{key}: {str(entry)!r} does not exist (looked for {path})")
+    return paths
+
+
+def _import_dpdata():
+    try:
+        import dpdata
+    except ImportError as err:
+        raise ImportError("data sections with a \"format\" other than deepmd/npy or "
+                          "deepmd/hdf5 are read through dpdata: pip install dpdata") from err
+    return dpdata
+
+
+def load_dpdata(path: str, fmt: str, type_map: list[str] | None = None,
+                sort_atoms: bool = True) -> list[System]:
+    """Read `path` with dpdata (LabeledSystem, or MultiSystems for multi-system formats)."""
+    dpdata = _import_dpdata()
+    try:
+        if fmt in MULTI:
+            found = [(f"{path}[{name}]", s) for name, s in
+                     sorted(dpdata.MultiSystems.from_file(path, fmt=fmt).systems.items())]
+        else:
+            found = [(path, dpdata.LabeledSystem(path, fmt=fmt))]
+    except Exception as err:  # dpdata raises anything from KeyError to RuntimeError
+        raise ValueError(f"{path}: dpdata could not read it as format {fmt!r}: "
+                         f"{type(err).__name__}: {err}") from err
+    return [from_dpdata(name, s, type_map, sort_atoms) for name, s in found]
+
+
+def from_dpdata(name: str, labeled, type_map=None, sort_atoms: bool = True) -> System:
+    """A dpdata LabeledSystem -> System (types by dpdata's atom_names)."""
+    data = labeled.data
+    nf = len(data["coords"])
+    labels = {}
+    for src, key in (("energies", "energy"), ("forces", "force"), ("virials", "virial")):
+        if src in data and data[src] is not None:
+            labels[key] = _finite(name, src, np.asarray(data[src]).reshape(nf, -1))
+    box = None if data.get("nopbc", False) else np.asarray(data["cells"]).reshape(nf, 9)
+    coord = _finite(name, "coords", np.asarray(data["coords"]).reshape(nf, -1))
+    return make_system(name, data["atom_types"], coord, box, labels,
+                       names=list(data["atom_names"]), type_map=type_map,
+                       sort_atoms=sort_atoms)
+
+
+def _finite(name: str, key: str, arr: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        frame = int(np.nonzero(bad.reshape(len(arr), -1).any(axis=1))[0][0])
+        raise ValueError(f"{name}: NaN or inf in dpdata field {key!r}, frame {frame}")
+    return arr
+
