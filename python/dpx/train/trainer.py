@@ -79,8 +79,10 @@ class Trainer:
     # ---------------------------------------------------------------- resume
     def _restore(self, state: dict) -> None:
         self.wrapper.load_state_dict(state["model"])
-        self.start_step = int(self.wrapper.train_infos["step"])
         extra = state.get("dpx", {})
+        # DeePMD-kit stores the index of the last step taken and takes it again on restart;
+        # dpx checkpoints also say which step comes next, so a restart continues exactly
+        self.start_step = int(extra.get("next_step", self.wrapper.train_infos["step"]))
         if "task_rng" in extra:
             self.task_rng.bit_generator.state = extra["task_rng"]
         for key, s in extra.get("samplers", {}).items():
@@ -90,10 +92,10 @@ class Trainer:
             torch.set_rng_state(extra["torch_rng"])
         log.info("restarting from step %d", self.start_step)
 
-    def _state(self, step: int, lr: float) -> dict:
+    def _state(self, step: int, lr: float, next_step: int) -> dict:
         self.wrapper.train_infos = {"lr": lr, "step": step}
         return {"model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "dpx": {"task_rng": self.task_rng.bit_generator.state,
+                "dpx": {"next_step": next_step, "task_rng": self.task_rng.bit_generator.state,
                         "samplers": {k: t.data.state_dict() for k, t in self.tasks.items()},
                         "torch_rng": torch.get_rng_state()}}
 
@@ -144,9 +146,9 @@ class Trainer:
                 counts, last = {k: 0 for k in self.keys}, {}
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
-                checkpoint.save(self._state(s, lr), t.save_ckpt, display_step, t.max_ckpt_keep)
+                checkpoint.save(self._state(s, lr, s + 1), t.save_ckpt, display_step, t.max_ckpt_keep)
         if self.num_steps == 0 and self.rank == 0:
-            checkpoint.save(self._state(0, self.lr(0)), t.save_ckpt, 0, t.max_ckpt_keep)
+            checkpoint.save(self._state(0, self.lr(0), 0), t.save_ckpt, 0, t.max_ckpt_keep)
         if lcurve is not None:
             lcurve.close()
         log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,

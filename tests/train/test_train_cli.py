@@ -1,0 +1,104 @@
+"""`dpx train` / `dpx test` end to end on the bundled synthetic data."""
+import math
+
+import pytest
+import torch
+
+from dpx.cli.main import main
+from tests.train.conftest import multi_input, small_input, write
+
+
+def params_of(path):
+    sd = torch.load(path, weights_only=False)["model"]
+    return {k: v for k, v in sd.items() if k != "_extra_state"}
+
+
+def test_train_writes_deepmd_layout(dataset, run_dir):
+    assert main(["train", str(write(run_dir / "in.json", small_input(dataset)))]) == 0
+    for name in ("lcurve.out", "model.ckpt-3.pt", "model.ckpt-6.pt", "checkpoint", "out.json"):
+        assert (run_dir / name).exists(), name
+    assert (run_dir / "model.ckpt.pt").resolve().name == "model.ckpt-6.pt"
+    assert (run_dir / "checkpoint").read_text().strip() == "model.ckpt-6.pt"
+    lines = (run_dir / "lcurve.out").read_text().splitlines()
+    assert lines[0].split() == ["#", "step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn",
+                                "rmse_f_val", "rmse_f_trn", "rmse_v_val", "rmse_v_trn", "lr"]
+    steps = [int(line.split()[0]) for line in lines[2:]]
+    assert steps == [1, 2, 4, 6]
+    assert all(math.isfinite(float(x)) for x in lines[-1].split())
+    state = torch.load(run_dir / "model.ckpt-6.pt", weights_only=False)
+    extra = state["model"]["_extra_state"]
+    assert extra["train_infos"]["step"] == 5
+    assert isinstance(extra["model_params"]["descriptor"]["sel"], list)
+    assert "optimizer" in state
+
+
+def test_restart_continues_exactly(dataset, run_dir):
+    """6 steps in one go equal 6 steps restarted from the step-3 checkpoint, bit for bit."""
+    for d in ("a", "b"):
+        (run_dir / d).mkdir()
+    cfg = small_input(dataset, steps=6, save_ckpt="a/model.ckpt", disp_file="a/lcurve.out")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    cfg = small_input(dataset, steps=6, save_ckpt="b/model.ckpt", disp_file="b/lcurve.out")
+    assert main(["train", str(write(run_dir / "b.json", cfg)),
+                 "--restart", "a/model.ckpt-3.pt"]) == 0
+    a, b = params_of(run_dir / "a/model.ckpt-6.pt"), params_of(run_dir / "b/model.ckpt-6.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    la = (run_dir / "a/lcurve.out").read_text().splitlines()
+    lb = (run_dir / "b/lcurve.out").read_text().splitlines()
+    assert la[-2:] == lb[-2:]
+
+
+def test_init_model_and_stat_file(dataset, run_dir):
+    cfg = small_input(dataset, steps=2, stat_file="stats.h5")
+    assert main(["train", str(write(run_dir / "in.json", cfg))]) == 0
+    assert (run_dir / "stats.h5").exists()
+    first = params_of(run_dir / "model.ckpt-2.pt")
+    # the cached statistics give the same davg/dstd and bias on a second run
+    cfg["training"]["save_ckpt"] = "again"
+    assert main(["train", str(write(run_dir / "in2.json", cfg))]) == 0
+    again = params_of(run_dir / "again-2.pt")
+    for k in first:
+        if k.endswith(("mean", "stddev", "out_bias")):
+            assert torch.equal(first[k], again[k]), k
+    cfg["training"]["save_ckpt"] = "init"
+    assert main(["train", str(write(run_dir / "in3.json", cfg)),
+                 "--init-model", "model.ckpt-2.pt"]) == 0
+
+
+def test_dpx_test_reports_errors(dataset, run_dir, capsys):
+    assert main(["train", str(write(run_dir / "in.json", small_input(dataset, steps=2)))]) == 0
+    capsys.readouterr()
+    assert main(["test", "-m", "model.ckpt-2.pt", "-s", str(dataset / "valid"), "-n", "2",
+                 "-d", "detail"]) == 0
+    text = capsys.readouterr().err
+    assert "# number of test data : 2" in text
+    for metric in ("Energy RMSE/Natoms", "Force  RMSE", "Virial RMSE"):
+        assert metric in text
+    rows = (run_dir / "detail.e.out").read_text().splitlines()
+    assert rows[0].startswith("#") and len(rows) == 3
+
+
+def test_multi_task_trains_and_shares(dataset, run_dir):
+    assert main(["train", str(write(run_dir / "in.json", multi_input(dataset)))]) == 0
+    sd = torch.load(run_dir / "model.ckpt-6.pt", weights_only=False)["model"]
+    prefix = "atomic_model.descriptor.sea."
+    for name in ("mean", "stddev", "filter_layers.networks.0.layers.0.matrix"):
+        assert torch.equal(sd[f"model.small.{prefix}{name}"], sd[f"model.large.{prefix}{name}"])
+    fit = "atomic_model.fitting_net.filter_layers.networks.0.layers.0.matrix"
+    assert not torch.equal(sd[f"model.small.{fit}"], sd[f"model.large.{fit}"])
+    head = (run_dir / "lcurve.out").read_text().splitlines()[0].split()
+    assert "rmse_val_small" in head and "rmse_trn_large" in head
+    assert "rmse_val_large" not in head
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["model"]["descriptor"].update(rcut=-1.0), "model/descriptor/rcut: must be > 0"),
+    (lambda c: c["training"]["training_data"].update(systems=["nowhere"]), "nowhere"),
+])
+def test_bad_input_is_a_clear_error(dataset, run_dir, capsys, change, message):
+    cfg = small_input(dataset)
+    change(cfg)
+    assert main(["train", str(write(run_dir / "in.json", cfg))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
