@@ -5,6 +5,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 DPX_EXTRAS=test bash "$root/scripts/install.sh"
 venv="${DPX_VENV:-$root/.venv}"
+# DeePMD-kit 3.2.0, the oracle of tests/fidelity, in a venv of its own (~2 min, 1.4 GB once)
+export DPX_DEEPMD_PYTHON="${DPX_DEEPMD_PYTHON:-$root/.venv-deepmd/bin/python}"
+bash "$root/tests/oracle/install_deepmd.sh" "$DPX_DEEPMD_PYTHON"
 cd "$root"
 # run from the repository root against the installed package (not python/ on sys.path)
 "$venv/bin/python" -m pytest -m "slow or not slow" "$@" tests

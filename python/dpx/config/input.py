@@ -93,6 +93,7 @@ class FittingConfig:
     dim_case_embd: int = 0
     atom_ener: list[Optional[float]] = field(default_factory=list)
     use_aparam_as_mask: bool = False
+    default_fparam: Optional[list[float]] = None
     ALIASES = {"n_neuron": "neuron"}
 
     def check(self, path):
@@ -122,6 +123,13 @@ class ModelConfig:
     preset_out_bias: Optional[dict[str, list[Optional[float]]]] = None
     finetune_head: Optional[str] = None
     info: Optional[dict[str, Any]] = None
+    # accepted because DeePMD-kit writes them into out.json and checkpoints; no effect here
+    data_bias_nsample: int = 10
+    srtab_add_bias: bool = True
+    model_branch_alias: list[str] = field(default_factory=list)
+    bridging_method: str = "None"
+    bridging_r_inner: float = 0.5
+    bridging_r_outer: float = 0.8
 
     def check(self, path):
         if not self.type_map or len(set(self.type_map)) != len(self.type_map):
@@ -139,6 +147,8 @@ class ModelConfig:
             fail(f"{path}/data_stat_nbatch", f"must be >= 1, got {self.data_stat_nbatch}")
         if self.type != "standard":
             fail(f"{path}/type", f"dpx builds standard energy models, got '{self.type}'")
+        if self.bridging_method != "None":
+            fail(f"{path}/bridging_method", "is not supported by dpx (must be 'None')")
 
 
 @dataclass

@@ -32,11 +32,12 @@ class DescrptBlockSeA(nn.Module):
             nets[flat] = EmbeddingNet(1, cfg.neuron, cfg.activation_function, cfg.resnet_dt,
                                       dtype, child_seed(cfg.seed, ii))
         self.filter_layers = NetworkCollection(ndim, ntypes, nets)
-        # model compression tables (unused here, but present in DeePMD-kit state dicts)
+        # model compression tables: unused, but DeePMD-kit's state dicts and optimizer parameter
+        # lists carry them (size-0 trainable parameters that never get a gradient)
         self.compress_info = nn.ParameterList(
-            [nn.Parameter(torch.zeros(0, dtype=dtype), requires_grad=False) for _ in nets])
+            [nn.Parameter(torch.zeros(0, dtype=dtype)) for _ in nets])
         self.compress_data = nn.ParameterList(
-            [nn.Parameter(torch.zeros(0, dtype=dtype), requires_grad=False) for _ in nets])
+            [nn.Parameter(torch.zeros(0, dtype=dtype)) for _ in nets])
         excluded = torch.zeros(ntypes, ntypes, dtype=torch.bool)
         for a, b in cfg.exclude_types:
             excluded[a, b] = excluded[b, a] = True

@@ -1,9 +1,10 @@
 """The stat_file cache (deepmd-compat §3.3): descriptor sums and the energy bias of a branch,
 so that a second run skips the statistics pass.
 
-Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...,
-bias_atom_energy, std_atom_energy}; a folder of .npy files, or an HDF5 file when the name ends
-in .h5/.hdf5.
+Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...}
+and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy}; a folder of .npy files, or an HDF5
+file when the name ends in .h5/.hdf5. (Like DeePMD-kit, the cache is keyed by the descriptor,
+not the data: delete it when the data change.)
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class StatFile:
-    def __init__(self, path: Path, group: str):
-        self.path, self.group = path, group
+    def __init__(self, path: Path, type_map: str, digest: str):
+        self.path, self.type_map, self.digest = path, type_map, digest
         self.h5 = path.suffix in (".h5", ".hdf5")
 
     @classmethod
@@ -29,14 +30,20 @@ class StatFile:
         if not stat_file:
             return None
         d = model.descriptor
-        key = json.dumps({"rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": d.sel,
-                          "exclude_types": d.exclude_types, "protection": d.env_protection,
-                          "type": d.type}, sort_keys=True)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        # DeePMD-kit's key for se_e2_a, so that stat files move between the two
+        key = json.dumps({"type": "se_a", "ntypes": len(model.type_map), "rcut": d.rcut,
+                          "rcut_smth": d.rcut_smth, "nsel": sum(d.sel), "sel": d.sel,
+                          "mixed_types": False})
+        digest = hashlib.sha1(key.encode()).hexdigest()
         path = Path(stat_file)
         if not path.is_absolute():
             path = Path(base_dir) / path if not Path(stat_file).exists() else path
-        return cls(path, f"{' '.join(model.type_map)}/{digest}")
+        return cls(path, " ".join(model.type_map), digest)
+
+    def _key(self, name: str) -> str:
+        if name.startswith(("r_", "a_")):
+            return f"{self.type_map}/{self.digest}/{name}"
+        return f"{self.type_map}/{name}"
 
     def _read(self, name: str):
         if self.h5:
@@ -44,9 +51,9 @@ class StatFile:
             if not self.path.exists():
                 return None
             with h5py.File(self.path, "r") as f:
-                key = f"{self.group}/{name}"
+                key = self._key(name)
                 return np.array(f[key]) if key in f else None
-        p = self.path / self.group / f"{name}.npy"
+        p = self.path / f"{self._key(name)}.npy"
         return np.load(p) if p.exists() else None
 
     def _write(self, arrays: dict) -> None:
@@ -54,15 +61,15 @@ class StatFile:
             import h5py
             with h5py.File(self.path, "a") as f:
                 for name, a in arrays.items():
-                    key = f"{self.group}/{name}"
+                    key = self._key(name)
                     if key in f:
                         del f[key]
                     f[key] = a
             return
-        folder = self.path / self.group
-        folder.mkdir(parents=True, exist_ok=True)
         for name, a in arrays.items():
-            np.save(folder / f"{name}.npy", a)
+            p = self.path / f"{self._key(name)}.npy"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            np.save(p, a)
 
     def load_env_stats(self) -> dict[str, StatItem] | None:
         names = []

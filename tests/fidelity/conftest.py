@@ -1,0 +1,114 @@
+"""DeePMD-kit 3.2.0 as the oracle: it runs in its own venv (tests/oracle/install_deepmd.sh),
+called as a subprocess through tests/oracle/deepmd_runner.py; dpx's venv never imports it."""
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = ROOT / "tests" / "oracle" / "deepmd_runner.py"
+ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON", ROOT / ".venv-deepmd" / "bin" / "python"))
+QUIET = {"OMP_NUM_THREADS": "2", "DP_INTRA_OP_PARALLELISM_THREADS": "2",
+         "DP_INTER_OP_PARALLELISM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+SINGLE = {
+    "model": {
+        "type_map": ["O", "H"],
+        "descriptor": {"type": "se_e2_a", "sel": [20, 40], "rcut_smth": 0.5, "rcut": 4.0,
+                       "neuron": [4, 8, 16], "resnet_dt": False, "axis_neuron": 4,
+                       "type_one_side": True, "seed": 1},
+        "fitting_net": {"neuron": [16, 16], "resnet_dt": True, "seed": 1},
+        "data_stat_nbatch": 20,
+    },
+    "learning_rate": {"type": "exp", "decay_steps": 5000, "start_lr": 0.001, "stop_lr": 3.51e-8},
+    "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000,
+             "limit_pref_f": 1, "start_pref_v": 0, "limit_pref_v": 0},
+    "training": {
+        "training_data": {"systems": ["SYS_A", "SYS_B"], "batch_size": 1},
+        "validation_data": {"systems": ["SYS_B"], "batch_size": 1, "numb_btch": 1},
+        "numb_steps": 3, "seed": 10, "disp_freq": 1, "save_freq": 3,
+    },
+}
+
+
+def multi_input(data: Path) -> dict:
+    single = single_input(data)
+    desc = single["model"]["descriptor"]
+    fit = single["model"]["fitting_net"]
+    return {
+        "model": {"shared_dict": {"type_map_all": ["O", "H"], "sea_descriptor_1": desc},
+                  "model_dict": {
+                      "water_1": {"type_map": "type_map_all", "descriptor": "sea_descriptor_1",
+                                  "fitting_net": dict(fit, seed=1), "data_stat_nbatch": 20},
+                      "water_2": {"type_map": "type_map_all", "descriptor": "sea_descriptor_1",
+                                  "fitting_net": dict(fit, seed=2), "data_stat_nbatch": 20}}},
+        "learning_rate": {"type": "exp", "decay_steps": 5000, "start_lr": 0.0002,
+                          "decay_rate": 0.98, "stop_lr": 3.51e-8},
+        "loss_dict": {"water_1": single["loss"], "water_2": single["loss"]},
+        "training": {"model_prob": {"water_1": 0.5, "water_2": 0.5},
+                     "data_dict": {"water_1": {"training_data": single["training"]["training_data"],
+                                               "validation_data": single["training"]["validation_data"]},
+                                   "water_2": {"training_data": {"systems": [str(data / "sys_b")],
+                                                                 "batch_size": 1}}},
+                     "numb_steps": 3, "seed": 10, "disp_freq": 1, "save_freq": 3},
+    }
+
+
+def single_input(data: Path) -> dict:
+    cfg = copy.deepcopy(SINGLE)
+    t = cfg["training"]
+    t["training_data"]["systems"] = [str(data / "sys_a"), str(data / "sys_b")]
+    t["validation_data"]["systems"] = [str(data / "sys_b")]
+    return cfg
+
+
+def _run(cmd, cwd) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(c) for c in cmd], cwd=cwd, env=dict(os.environ, **QUIET), text=True,
+                         capture_output=True)
+    if res.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n"
+                             f"{res.stderr[-3000:]}")
+    return res
+
+
+def oracle(*args, cwd=None) -> subprocess.CompletedProcess:
+    return _run([ORACLE, *args], cwd)
+
+
+def dp(*args, cwd) -> subprocess.CompletedProcess:
+    return _run([ORACLE.parent / "dp", *args], cwd)
+
+
+@pytest.fixture(scope="session")
+def oracle_python() -> Path:
+    if not ORACLE.exists():
+        pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
+                    f"(tests/oracle/install_deepmd.sh makes it; CI does)")
+    return ORACLE
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory, oracle_python) -> Path:
+    out = tmp_path_factory.mktemp("toy")
+    subprocess.run([sys.executable, str(RUNNER), "make-data", "--out", str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def deepmd_eval(model: Path, system: Path, head: str | None = None) -> dict:
+    out = model.parent / f"eval_{model.stem}_{head}_{system.name}.npz"
+    args = ["eval", "--model", model, "--system", system, "--out", out]
+    if head:
+        args += ["--head", head]
+    oracle(RUNNER, *args)
+    return dict(np.load(out))
+
+
+def write_json(path: Path, cfg: dict) -> Path:
+    path.write_text(json.dumps(cfg, indent=1))
+    return path

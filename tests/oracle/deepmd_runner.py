@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""DeePMD-kit 3.2.0 (PyTorch backend) oracle runner.
+
+Run this file with the *oracle* venv's python (the one prepared by
+``install_deepmd.sh``), as a subprocess of dpx's tests.  dpx's own venv must not
+import deepmd.  Only ``make-data`` works without deepmd (numpy only).
+
+Sub-commands
+------------
+make-data  --out DIR [--seed S]
+    Write two small toy systems (O/H, periodic cubic boxes, DeePMD npy format,
+    float64, atoms *not* sorted by type) under DIR/sys_a and DIR/sys_b.
+eval       --model CKPT_OR_PTH [--head KEY] --system DIR [--set-prefix set]
+           --out out.npz
+    DeepPot(model, head=KEY).eval on every frame of the system (all set.*
+    directories, sorted), atoms in the system's original (type.raw) order.
+    npz: energy [nf], force [nf,natoms,3], virial [nf,9], atom_energy
+    [nf,natoms], atype [natoms], coord [nf,natoms,3], box [nf,9] or absent.
+stat       --input input.json --workdir DIR --out stat.npz [--head KEY]
+    Run ``dp --pt train input.json`` with training.numb_steps forced to 0 (and
+    save_freq 1) inside DIR, load DIR/model.ckpt-0.pt and dump, for every model
+    branch, the statistics buffers: ``<KEY>/davg`` (= atomic_model.descriptor.
+    sea.mean), ``<KEY>/dstd`` (= ...sea.stddev), ``<KEY>/out_bias``,
+    ``<KEY>/out_std``, ``<KEY>/bias_atom_e`` (fitting_net.bias_atom_e, if
+    present) and ``<KEY>/min_nbor_dist``.  Relative data paths in the input are
+    resolved against the input file's directory.  ``--skip-neighbor-stat`` is
+    NOT passed by default (then sel "auto" and min_nbor_dist work);
+    use --skip-neighbor-stat to save time.
+dump-ckpt  --model CKPT [--out dump.npz]
+    Print the structure of a .pt checkpoint (keys, shapes, dtypes,
+    _extra_state) and optionally save every tensor of the model state_dict to
+    an npz (keys as in the state_dict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# Keep DeePMD from oversubscribing the 2-core machine and from printing the
+# thread warning.  Callers may override.
+for _k, _v in (
+    ("OMP_NUM_THREADS", "2"),
+    ("DP_INTRA_OP_PARALLELISM_THREADS", "2"),
+    ("DP_INTER_OP_PARALLELISM_THREADS", "1"),
+):
+    os.environ.setdefault(_k, _v)
+
+
+# --------------------------------------------------------------------------
+# toy data
+# --------------------------------------------------------------------------
+def _random_positions(rng, natoms, box_len, min_dist):
+    pos = []
+    while len(pos) < natoms:
+        p = rng.uniform(0.0, box_len, size=3)
+        ok = True
+        for q in pos:
+            d = p - q
+            d -= box_len * np.round(d / box_len)
+            if np.linalg.norm(d) < min_dist:
+                ok = False
+                break
+        if ok:
+            pos.append(p)
+    return np.array(pos)
+
+
+def _toy_pair_efv(coord, atype, box_len, rc=3.5):
+    """Smooth Morse-like pair energy summed over all periodic images.
+
+    Returns (energy, force[natoms,3], virial[9]) with
+    force = -dE/dr and virial = -sum_pairs rvec (x) dE/drvec (DeePMD's sign
+    convention; for a finite system this is sum_i r_i (x) F_i).
+    """
+    eps = np.array([[0.30, 0.20], [0.20, 0.10]])
+    r0 = np.array([[2.8, 1.8], [1.8, 1.5]])
+    a = 1.6
+    rs = rc - 1.0
+    n = len(atype)
+    e = 0.0
+    f = np.zeros((n, 3))
+    w = np.zeros((3, 3))
+    shifts = (
+        np.array(
+            [[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)],
+            dtype=float,
+        )
+        * box_len
+    )
+    for i in range(n):
+        for j in range(n):
+            for s in shifts:
+                if i == j and not s.any():
+                    continue
+                rv = coord[j] + s - coord[i]
+                r = np.linalg.norm(rv)
+                if r >= rc:
+                    continue
+                ti, tj = atype[i], atype[j]
+                x = np.exp(-a * (r - r0[ti, tj]))
+                phi = eps[ti, tj] * (x * x - 2.0 * x)
+                dphi = eps[ti, tj] * (-2.0 * a * x * x + 2.0 * a * x)
+                if r > rs:  # cosine switch to 0 at rc
+                    u = (r - rs) / (rc - rs)
+                    sw = 0.5 * (np.cos(np.pi * u) + 1.0)
+                    dsw = -0.5 * np.pi * np.sin(np.pi * u) / (rc - rs)
+                else:
+                    sw, dsw = 1.0, 0.0
+                g = phi * sw
+                dg = dphi * sw + phi * dsw
+                # each unordered pair is visited twice -> factor 1/2
+                e += 0.5 * g
+                grad = 0.5 * dg * rv / r  # dE/d(rv) for this visit
+                f[i] += grad  # rv = rj - ri: dE/dri = -grad
+                f[j] -= grad
+                w -= np.outer(rv, grad)
+    return e, f, w.reshape(9)
+
+
+def make_data(out, seed=20240607):
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    specs = [
+        # name, n_O, n_H, box length, frames
+        ("sys_a", 4, 8, 6.0, 10),
+        ("sys_b", 8, 12, 7.0, 10),
+    ]
+    ebias = np.array([-93.5, -187.0]) / 10.0  # per-type shift, O and H
+    for name, no, nh, L, nf in specs:
+        d = out / name
+        (d / "set.000").mkdir(parents=True, exist_ok=True)
+        atype = np.array([0] * no + [1] * nh)
+        rng.shuffle(atype)  # deliberately not sorted by type
+        coords, boxes, es, fs, vs = [], [], [], [], []
+        for _ in range(nf):
+            c = _random_positions(rng, len(atype), L, 1.2)
+            e, f, v = _toy_pair_efv(c, atype, L)
+            e += ebias[atype].sum()
+            coords.append(c.reshape(-1))
+            boxes.append((np.eye(3) * L).reshape(-1))
+            es.append(e)
+            fs.append(f.reshape(-1))
+            vs.append(v)
+        np.savetxt(d / "type.raw", atype, fmt="%d")
+        (d / "type_map.raw").write_text("O\nH\n")
+        np.save(d / "set.000" / "coord.npy", np.array(coords))
+        np.save(d / "set.000" / "box.npy", np.array(boxes))
+        np.save(d / "set.000" / "energy.npy", np.array(es))
+        np.save(d / "set.000" / "force.npy", np.array(fs))
+        np.save(d / "set.000" / "virial.npy", np.array(vs))
+        print(f"wrote {d}: natoms={len(atype)} frames={nf} box={L}")
+
+
+# --------------------------------------------------------------------------
+# system reading
+# --------------------------------------------------------------------------
+def read_system(sysdir, set_prefix="set"):
+    sysdir = Path(sysdir)
+    atype = np.loadtxt(sysdir / "type.raw", dtype=int, ndmin=1)
+    tmap_file = sysdir / "type_map.raw"
+    type_map_raw = tmap_file.read_text().split() if tmap_file.exists() else None
+    sets = sorted(glob.glob(str(sysdir / f"{set_prefix}.*")))
+    if not sets:
+        raise SystemExit(f"no {set_prefix}.* in {sysdir}")
+    coord, box = [], []
+    nopbc = (sysdir / "nopbc").exists()
+    for s in sets:
+        c = np.load(Path(s) / "coord.npy").astype(np.float64)
+        c = c.reshape(-1, len(atype), 3)
+        coord.append(c)
+        if not nopbc:
+            box.append(np.load(Path(s) / "box.npy").astype(np.float64).reshape(-1, 9))
+    coord = np.concatenate(coord)
+    box = np.concatenate(box) if not nopbc else None
+    return atype, type_map_raw, coord, box
+
+
+# --------------------------------------------------------------------------
+# eval
+# --------------------------------------------------------------------------
+def cmd_eval(args):
+    from deepmd.infer import DeepPot
+
+    kw = {}
+    if args.head:
+        kw["head"] = args.head
+    dp = DeepPot(args.model, **kw)
+    atype, type_map_raw, coord, box = read_system(args.system, args.set_prefix)
+    model_tmap = dp.get_type_map()
+    if type_map_raw is not None:
+        # same remapping DeePMD's data loader does (type_map.raw -> model types)
+        atype_m = np.array([model_tmap.index(type_map_raw[t]) for t in atype])
+    else:
+        atype_m = atype
+    nf = coord.shape[0]
+    es, fs, vs, aes = [], [], [], []
+    for i in range(nf):  # one frame per call: simple and deterministic
+        b = None if box is None else box[i : i + 1]
+        e, f, v, ae, _av = dp.eval(coord[i : i + 1], b, atype_m, atomic=True)
+        es.append(np.asarray(e).reshape(-1)[0])
+        fs.append(np.asarray(f).reshape(len(atype), 3))
+        vs.append(np.asarray(v).reshape(9))
+        aes.append(np.asarray(ae).reshape(len(atype)))
+    out = {
+        "energy": np.array(es),
+        "force": np.array(fs),
+        "virial": np.array(vs),
+        "atom_energy": np.array(aes),
+        "atype": atype_m,
+        "coord": coord,
+        "type_map": np.array(model_tmap),
+    }
+    if box is not None:
+        out["box"] = box
+    np.savez(args.out, **out)
+    print(f"wrote {args.out}: nf={nf} natoms={len(atype)}")
+
+
+# --------------------------------------------------------------------------
+# stat
+# --------------------------------------------------------------------------
+def _abs_systems(obj, base):
+    """Make training/validation system paths absolute (in place)."""
+    for key in ("training_data", "validation_data"):
+        d = obj.get(key)
+        if not d:
+            continue
+        s = d.get("systems")
+        if isinstance(s, str):
+            s = [s]
+        d["systems"] = [str((base / p).resolve()) for p in s]
+
+
+def _to_np(t):
+    return t.detach().cpu().numpy()
+
+
+def cmd_stat(args):
+    import torch
+
+    inp_path = Path(args.input).resolve()
+    cfg = json.loads(inp_path.read_text())
+    cfg = copy.deepcopy(cfg)
+    tr = cfg["training"]
+    tr["numb_steps"] = 0
+    tr["save_freq"] = 1
+    tr.pop("stat_file", None)
+    base = inp_path.parent
+    if "data_dict" in tr:
+        for v in tr["data_dict"].values():
+            _abs_systems(v, base)
+            v.pop("stat_file", None)
+    else:
+        _abs_systems(tr, base)
+    wd = Path(args.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    (wd / "input.json").write_text(json.dumps(cfg, indent=2))
+    # `python -m deepmd` == the `dp` console script of this interpreter's venv
+    cmd = [sys.executable, "-m", "deepmd", "--pt", "train", "input.json"]
+    if args.skip_neighbor_stat:
+        cmd.append("--skip-neighbor-stat")
+    r = subprocess.run(cmd, check=False, cwd=wd, capture_output=True, text=True)
+    (wd / "train.log").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout[-4000:] + r.stderr[-4000:])
+        raise SystemExit(f"dp train failed (rc={r.returncode}), log in {wd}/train.log")
+    ckpt = wd / "model.ckpt-0.pt"
+    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    keys = sorted({k.split(".")[1] for k in sd if k.startswith("model.")})
+    if args.head:
+        keys = [args.head]
+    out = {}
+    for h in keys:
+        p = f"model.{h}."
+        m = {
+            "davg": p + "atomic_model.descriptor.sea.mean",
+            "dstd": p + "atomic_model.descriptor.sea.stddev",
+            "out_bias": p + "atomic_model.out_bias",
+            "out_std": p + "atomic_model.out_std",
+            "bias_atom_e": p + "atomic_model.fitting_net.bias_atom_e",
+            "min_nbor_dist": p + "min_nbor_dist",
+        }
+        for name, k in m.items():
+            if k in sd:
+                out[f"{h}/{name}"] = _to_np(sd[k])
+    out["_model_params_json"] = np.array(
+        json.dumps(sd["_extra_state"]["model_params"], sort_keys=True)
+    )
+    np.savez(args.out, **out)
+    print(f"wrote {args.out}: heads={keys} ckpt={ckpt}")
+
+
+# --------------------------------------------------------------------------
+# dump-ckpt
+# --------------------------------------------------------------------------
+def cmd_dump(args):
+    import torch
+
+    ck = torch.load(args.model, map_location="cpu", weights_only=False)
+    print("top-level keys:", list(ck.keys()))
+    sd = ck["model"]
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor):
+            print(f"{k}\t{tuple(v.shape)}\t{v.dtype}")
+        else:
+            print(f"{k}\t<{type(v).__name__}>")
+    ex = sd.get("_extra_state", {})
+    print("train_infos:", ex.get("train_infos"))
+    print("model_params:", json.dumps(ex.get("model_params"), indent=1))
+    if args.out:
+        np.savez(
+            args.out,
+            **{k: _to_np(v) for k, v in sd.items() if isinstance(v, torch.Tensor)},
+        )
+        print("wrote", args.out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("make-data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=20240607)
+    p = sub.add_parser("eval")
+    p.add_argument("--model", required=True)
+    p.add_argument("--head", default=None)
+    p.add_argument("--system", required=True)
+    p.add_argument("--set-prefix", default="set")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("stat")
+    p.add_argument("--input", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--head", default=None)
+    p.add_argument("--skip-neighbor-stat", action="store_true")
+    p = sub.add_parser("dump-ckpt")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    if a.cmd == "make-data":
+        make_data(a.out, a.seed)
+    elif a.cmd == "eval":
+        cmd_eval(a)
+    elif a.cmd == "stat":
+        cmd_stat(a)
+    elif a.cmd == "dump-ckpt":
+        cmd_dump(a)
+
+
+if __name__ == "__main__":
+    main()
