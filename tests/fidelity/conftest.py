@@ -112,3 +112,9 @@ def deepmd_eval(model: Path, system: Path, head: str | None = None) -> dict:
 def write_json(path: Path, cfg: dict) -> Path:
     path.write_text(json.dumps(cfg, indent=1))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Every file a run writes stays in the test's folder."""
+    monkeypatch.chdir(tmp_path)

@@ -44,7 +44,8 @@ def save(state: dict, save_ckpt: str, step: int, max_keep: int) -> Path:
         tmp_link.unlink()
     os.symlink(path.name, tmp_link)
     os.replace(tmp_link, link)
-    atomic_write(Path("checkpoint"), lambda tmp: Path(tmp).write_text(str(path)))
+    # `dp freeze -c DIR` reads DIR/checkpoint, so it lives beside the files it names
+    atomic_write(folder / "checkpoint", lambda tmp: Path(tmp).write_text(path.name))
     _prune(folder, stem.name, step, max_keep)
     log.info("saved checkpoint %s", path)
     return path
