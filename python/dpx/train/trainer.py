@@ -11,7 +11,6 @@ import math
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from dpx import ops
@@ -23,6 +22,7 @@ from dpx.train import checkpoint, startup
 from dpx.train.data import BranchData
 from dpx.train.display import LCurve, Progress
 from dpx.train.lr import ExpDecayLR
+from dpx.train.tasks import TaskSampler
 from dpx.train.wrapper import ModelWrapper, unique_parameters
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ class Trainer:
         self.num_steps = startup.num_steps(cfg, data)
         self.lr = ExpDecayLR(cfg.learning_rate, self.num_steps)
         self.keys = list(self.tasks)
-        self.task_prob = startup.task_probabilities(cfg, data)
-        self.task_rng = np.random.default_rng([self.rank, (seed or 0) % 2 ** 32, 7])
+        self.sampler = TaskSampler(self.keys, startup.task_probabilities(cfg, data), seed,
+                                   self.rank)
         self.start_step = 0
         if resumed is not None:
             self._restore(resumed)
@@ -84,7 +84,7 @@ class Trainer:
         # dpx checkpoints also say which step comes next, so a restart continues exactly
         self.start_step = int(extra.get("next_step", self.wrapper.train_infos["step"]))
         if "task_rng" in extra:
-            self.task_rng.bit_generator.state = extra["task_rng"]
+            self.sampler.load_state_dict(extra["task_rng"])
         for key, s in extra.get("samplers", {}).items():
             if key in self.tasks:
                 self.tasks[key].data.load_state_dict(s)
@@ -95,16 +95,11 @@ class Trainer:
     def _state(self, step: int, lr: float, next_step: int) -> dict:
         self.wrapper.train_infos = {"lr": lr, "step": step}
         return {"model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "dpx": {"next_step": next_step, "task_rng": self.task_rng.bit_generator.state,
+                "dpx": {"next_step": next_step, "task_rng": self.sampler.state_dict(),
                         "samplers": {k: t.data.state_dict() for k, t in self.tasks.items()},
                         "torch_rng": torch.get_rng_state()}}
 
     # ---------------------------------------------------------------- the loop
-    def draw_task(self) -> str:
-        if len(self.keys) == 1:
-            return self.keys[0]
-        return self.keys[int(self.task_rng.choice(len(self.keys), p=self.task_prob))]
-
     def step(self, key: str, lr: float) -> dict:
         task = self.tasks[key]
         batch = task.data.next_train(self.device)
@@ -133,7 +128,7 @@ class Trainer:
                  self.device)
         for s in range(self.start_step, self.num_steps):
             lr = self.lr(s)
-            key = self.draw_task()
+            key = self.sampler.draw()
             self.wrapper.train()
             last[key] = self.step(key, lr)
             counts[key] += 1

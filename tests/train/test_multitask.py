@@ -1,0 +1,118 @@
+"""Multi-task semantics: weighted task draws, shared parts as shared tensors, private parts
+untouched by other branches' steps, levels, restart."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dpx.config import parse_input
+from dpx.train.tasks import TaskSampler
+from dpx.train.trainer import Trainer
+from tests.train.conftest import multi_input
+
+
+def test_draw_frequencies_follow_model_prob():
+    """Counts of 20000 draws lie within 4.5 binomial standard deviations of n p."""
+    weights = [1.0, 2.0, 5.0, 0.5]
+    sampler = TaskSampler(["a", "b", "c", "d"], weights, seed=10)
+    n = 20000
+    draws = [sampler.draw() for _ in range(n)]
+    p = np.array(weights) / sum(weights)
+    for key, pk in zip("abcd", p):
+        count = draws.count(key)
+        assert abs(count - n * pk) <= 4.5 * math.sqrt(n * pk * (1 - pk)), (key, count, n * pk)
+
+
+def test_draws_are_reproducible_and_resumable():
+    a = TaskSampler(["x", "y"], [1, 3], seed=4)
+    first = [a.draw() for _ in range(50)]
+    state = copy.deepcopy(a.state_dict())
+    rest = [a.draw() for _ in range(50)]
+    b = TaskSampler(["x", "y"], [1, 3], seed=4)
+    assert [b.draw() for _ in range(50)] == first
+    b.load_state_dict(state)
+    assert [b.draw() for _ in range(50)] == rest
+    other_rank = TaskSampler(["x", "y"], [1, 3], seed=4, rank=1)
+    assert [other_rank.draw() for _ in range(50)] != first
+
+
+def build(dataset, run_dir, mutate=None, **kw):
+    cfg = multi_input(dataset)
+    if mutate:
+        mutate(cfg)
+    return Trainer(parse_input(cfg, base_dir=run_dir), **kw)
+
+
+def sea(trainer, key):
+    return trainer.tasks[key].model.atomic_model.descriptor.sea
+
+
+def fitting_layers(trainer, key):
+    return trainer.tasks[key].model.atomic_model.fitting_net.filter_layers.networks[0].layers
+
+
+def test_shared_parameters_are_one_tensor(dataset, run_dir):
+    tr = build(dataset, run_dir)
+    small, large = sea(tr, "small"), sea(tr, "large")
+    assert small is large and small.mean is large.mean
+    for a, b in zip(fitting_layers(tr, "small"), fitting_layers(tr, "large")):
+        assert a.matrix is not b.matrix
+    ids = [id(p) for p in tr.optimizer.param_groups[0]["params"]]
+    assert len(ids) == len(set(ids))
+    out_a = tr.tasks["small"].model.atomic_model.out_bias
+    assert out_a is not tr.tasks["large"].model.atomic_model.out_bias
+
+
+def test_step_on_one_branch_leaves_the_other_private_parts(dataset, run_dir):
+    tr = build(dataset, run_dir)
+    before = {k: v.clone() for k, v in tr.wrapper.state_dict().items() if k != "_extra_state"}
+    tr.step("small", 1e-3)
+    after = tr.wrapper.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("model.small.atomic_model.fitting_net") for k in changed)
+    assert any(".descriptor.sea.filter_layers" in k for k in changed)  # shared: moved
+    assert not any(k.startswith("model.large.atomic_model.fitting_net") for k in changed)
+
+
+def test_level_1_shares_embedding_nets_only(dataset, run_dir):
+    def level1(cfg):
+        cfg["model"]["model_dict"]["large"]["descriptor"] = "sea_descriptor:1"
+        cfg["model"]["model_dict"]["large"]["fitting_net"] = "fit:1"
+        cfg["model"]["model_dict"]["small"]["fitting_net"] = "fit"
+        cfg["model"]["shared_dict"]["fit"] = {"neuron": [8, 8], "seed": 3}
+    tr = build(dataset, run_dir, level1)
+    small, large = sea(tr, "small"), sea(tr, "large")
+    assert small is not large and small.filter_layers is large.filter_layers
+    assert not torch.equal(small.mean, large.mean)  # each branch's own statistics
+    fs, fl = fitting_layers(tr, "small"), fitting_layers(tr, "large")
+    assert all(a is b for a, b in zip(fs[:-1], fl[:-1]))
+    assert fs[-1] is not fl[-1]
+
+
+def test_undefined_level_is_an_error(dataset, run_dir):
+    def level2(cfg):
+        cfg["model"]["model_dict"]["large"]["descriptor"] = "sea_descriptor:2"
+    with pytest.raises(ValueError, match="shared level 2 is not defined for se_e2_a"):
+        build(dataset, run_dir, level2)
+
+
+def test_sharing_survives_restart(dataset, run_dir):
+    tr = build(dataset, run_dir)
+    tr.run()
+    again = build(dataset, run_dir, restart="model.ckpt-6.pt")
+    assert sea(again, "small") is sea(again, "large")
+    for a, b in zip(sea(tr, "small").parameters(), sea(again, "small").parameters()):
+        assert torch.equal(a, b)
+
+
+def test_num_epoch_dict_sets_steps_and_weights(dataset, run_dir):
+    def epochs(cfg):
+        t = cfg["training"]
+        del t["model_prob"], t["numb_steps"]
+        t["num_epoch_dict"] = {"small": 1.0, "large": 2.0}
+    tr = build(dataset, run_dir, epochs)
+    # 8 frames each, batch 1 -> 8 batches per epoch: weights 8 and 16
+    assert tr.num_steps == 24
+    np.testing.assert_allclose(tr.sampler.prob, [1 / 3, 2 / 3])
