@@ -62,6 +62,7 @@ class Trainer:
         self.sampler = TaskSampler(self.keys, startup.task_probabilities(cfg, data), seed,
                                    self.rank)
         self.start_step = 0
+        self.last_trn: dict[str, dict] = {}
         if resumed is not None:
             self._restore(resumed)
         elif init is not None:
@@ -122,26 +123,25 @@ class Trainer:
                                       for k, task in self.tasks.items()},
                         self.cfg.multi_task, append=self.start_step > 0) if self.rank == 0 else None
         progress = Progress(self.start_step, self.num_steps)
-        counts = {k: 0 for k in self.keys}
-        last = {}
+        interval = {k: [] for k in self.keys}  # display values of this interval's steps
         log.info("training %d steps from step %d on %s", self.num_steps, self.start_step,
                  self.device)
         for s in range(self.start_step, self.num_steps):
             lr = self.lr(s)
             key = self.sampler.draw()
             self.wrapper.train()
-            last[key] = self.step(key, lr)
-            counts[key] += 1
+            interval[key].append(self.step(key, lr))
             display_step = s + 1
             if lcurve is not None and (display_step % t.disp_freq == 0 or display_step == 1):
-                values = self.evaluate(last, lr)
+                values = self.evaluate(interval, lr)
                 lcurve.write(display_step, values, lr)
-                progress.report(display_step, lr, counts,
+                progress.report(display_step, lr, {k: len(v) for k, v in interval.items()},
                                 {k: {m: v[1] for m, v in vals.items()} for k, vals in values.items()})
-                counts, last = {k: 0 for k in self.keys}, {}
+                interval = {k: [] for k in self.keys}
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
-                checkpoint.save(self._state(s, lr, s + 1), t.save_ckpt, display_step, t.max_ckpt_keep)
+                checkpoint.save(self._state(s, lr, s + 1), t.save_ckpt, display_step,
+                                t.max_ckpt_keep)
         if self.num_steps == 0 and self.rank == 0:
             checkpoint.save(self._state(0, self.lr(0), 0), t.save_ckpt, 0, t.max_ckpt_keep)
         if lcurve is not None:
@@ -149,14 +149,21 @@ class Trainer:
         log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,
                  progress.total_time())
 
-    def evaluate(self, last: dict, lr: float) -> dict[str, dict[str, tuple[float, float]]]:
-        """{branch: {metric: (val, trn)}}. trn: the branch's last step of the interval, or a
-        fresh batch without a gradient step if it took none; val: numb_btch validation
-        batches weighted by atom count (§9.2)."""
+    def evaluate(self, interval: dict, lr: float) -> dict[str, dict[str, tuple[float, float]]]:
+        """{branch: {metric: (val, trn)}}. trn: the branch's last step (the interval's mean
+        with disp_avg); a branch that took no step in the interval keeps its last value, so
+        displaying costs no extra forward passes per branch (only a branch that never
+        stepped is evaluated on a fresh batch). val: numb_btch validation batches weighted by
+        atom count (§9.2)."""
         out = {}
         self.wrapper.eval()
         for key, task in self.tasks.items():
-            trn = last.get(key) or self._eval_batch(task, task.data.next_train(self.device), lr)
+            steps = interval[key]
+            if steps:
+                self.last_trn[key] = (_mean(steps) if self.cfg.training.disp_avg else steps[-1])
+            elif key not in self.last_trn:
+                self.last_trn[key] = self._eval_batch(task, task.data.next_train(self.device), lr)
+            trn = self.last_trn[key]
             val = {}
             if task.data.has_validation:
                 vals = [(self._eval_batch(task, b, lr), b["atype"].shape[1])
@@ -171,3 +178,7 @@ class Trainer:
         pred = {k: v.detach() for k, v in pred.items()}
         _, more = task.loss(pred, batch, lr)
         return more
+
+
+def _mean(values: list[dict]) -> dict:
+    return {m: sum(v[m] for v in values) / len(values) for m in values[0]}

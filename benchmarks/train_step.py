@@ -1,0 +1,91 @@
+"""dpx train against DeePMD-kit's `dp --pt train` on the same input, same machine, same run.
+
+For each tool: seconds per training step (median over display intervals after the first,
+timed by when lcurve.out gains a line, so both are measured the same way and both include
+their validation passes), start-up time (launch to the first lcurve line), and peak RSS
+(largest process, from getrusage). Prints the table and the ratios (dp / dpx).
+
+    python benchmarks/train_step.py --example single   # ../shared/examples/single_task
+    python benchmarks/train_step.py --example multi    # ../shared/examples/multi_task
+    python benchmarks/train_step.py --steps 300 --dp /path/to/venv/bin/dp
+
+The water data comes from ../shared/water (not shipped with dpx).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runner import run_training  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+EXAMPLES = {"single": SHARED / "examples" / "single_task" / "input.json",
+            "multi": SHARED / "examples" / "multi_task" / "input.json"}
+DEFAULT_DP = os.environ.get("DPX_DP", str(ROOT / ".venv-deepmd" / "bin" / "dp"))
+
+
+def prepare(example: str, steps: int, disp: int, folder: Path) -> Path:
+    """The example input with absolute data paths and the benchmark's step counts."""
+    src = EXAMPLES[example]
+    cfg = json.loads(src.read_text())
+
+    def absolute(section):
+        if section and "systems" in section:
+            section["systems"] = [str((src.parent / s).resolve()) for s in section["systems"]]
+    t = cfg["training"]
+    for branch in (t.get("data_dict") or {"": t}).values():
+        absolute(branch.get("training_data"))
+        absolute(branch.get("validation_data"))
+    t.update(numb_steps=steps, disp_freq=disp, save_freq=steps)
+    path = folder / "input.json"
+    path.write_text(json.dumps(cfg, indent=1))
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--example", choices=list(EXAMPLES), default="single")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--disp", type=int, default=10)
+    p.add_argument("--dp", default=DEFAULT_DP, help="DeePMD-kit's dp executable")
+    p.add_argument("--dpx", default=shutil.which("dpx") or str(Path(sys.executable).parent / "dpx"))
+    p.add_argument("--keep", action="store_true", help="keep the run folders")
+    args = p.parse_args()
+    if not EXAMPLES[args.example].exists():
+        sys.exit(f"{EXAMPLES[args.example]} not found: the benchmark needs ../shared")
+    results = {}
+    base = Path(tempfile.mkdtemp(prefix="dpx-bench-"))
+    for name, cmd in (("dpx", [args.dpx, "train", "input.json"]),
+                      ("dp", [args.dp, "--pt", "train", "input.json"])):
+        folder = base / name
+        folder.mkdir()
+        prepare(args.example, args.steps, args.disp, folder)
+        results[name] = run_training(cmd, folder, folder / "log.txt")
+    print(f"# {args.example} example, {args.steps} steps, disp_freq {args.disp}; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"{time.strftime('%Y-%m-%d')}")
+    print(f"{'':6s} {'s/step':>9s} {'start-up s':>11s} {'peak RSS MB':>12s} {'wall s':>8s}")
+    for name, r in results.items():
+        print(f"{name:6s} {r['s_per_step']:9.4f} {r['startup']:11.1f} {r['peak_rss_mb']:12.0f} "
+              f"{r['wall']:8.1f}")
+    d, x = results["dp"], results["dpx"]
+    print(f"ratio dp/dpx: step {d['s_per_step'] / x['s_per_step']:.2f}x faster, "
+          f"start-up {d['startup'] / x['startup']:.2f}x, "
+          f"memory {x['peak_rss_mb'] / d['peak_rss_mb']:.2f} of dp's")
+    if args.keep:
+        print(f"run folders kept in {base}")
+    else:
+        shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()
