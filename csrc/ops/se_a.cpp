@@ -9,11 +9,12 @@ namespace {
 
 // x must be [..., rows, cols] with the given leading shape (dtype/device of ref)
 void check_tail(const char* op, const at::Tensor& x, const char* name, const at::Tensor& ref,
-                at::IntArrayRef lead, int64_t rows, int64_t cols) {
+                const char* ref_name, at::IntArrayRef lead, int64_t rows, int64_t cols) {
   check_float(x, op, name);
   TORCH_CHECK(x.scalar_type() == ref.scalar_type(), "dpx::", op, ": ", name, " has dtype ",
-              x.scalar_type(), " but the first argument has ", ref.scalar_type());
-  check_same_device(x, ref, op, name);
+              x.scalar_type(), " but ", ref_name, " has ", ref.scalar_type());
+  TORCH_CHECK(x.device() == ref.device(), "dpx::", op, ": ", name, " is on ", x.device(), " but ",
+              ref_name, " is on ", ref.device());
   TORCH_CHECK(x.dim() == (int64_t)lead.size() + 2 && x.sizes().slice(0, lead.size()) == lead &&
                   (rows < 0 || x.size(-2) == rows) && (cols < 0 || x.size(-1) == cols),
               "dpx::", op, ": ", name, " must be [", lead, ", ", rows < 0 ? "*" : std::to_string(rows),
@@ -37,9 +38,9 @@ at::Tensor run(const char* /*op*/, at::Tensor out, int64_t n, Kernel&& k) {
 at::Tensor se_a_reduce(const at::Tensor& em, const at::Tensor& g) {
   const char* op = "se_a_reduce";
   auto lead = lead_of(op, em, "em");
-  check_tail(op, em, "em", em, lead, -1, 4);
+  check_tail(op, em, "em", em, "em", lead, -1, 4);
   const int64_t nnei = em.size(-2), m = g.dim() ? g.size(-1) : 0;
-  check_tail(op, g, "g", em, lead, nnei, -1);
+  check_tail(op, g, "g", em, "em", lead, nnei, -1);
   auto e = em.contiguous(), gc = g.contiguous();
   auto shape = lead.vec();
   shape.insert(shape.end(), {4, m});
@@ -57,7 +58,7 @@ at::Tensor se_a_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& g) {
   auto lead = lead_of(op, g, "g");
   const int64_t nnei = g.size(-2), m = g.size(-1);
   check_float(g, op, "g");
-  check_tail(op, grad_t, "grad_t", g, lead, 4, m);
+  check_tail(op, grad_t, "grad_t", g, "g", lead, 4, m);
   auto gt = grad_t.contiguous(), gc = g.contiguous();
   auto shape = lead.vec();
   shape.insert(shape.end(), {nnei, 4});
@@ -71,9 +72,9 @@ at::Tensor se_a_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& g) {
 at::Tensor se_a_reduce_grad_g(const at::Tensor& grad_t, const at::Tensor& em) {
   const char* op = "se_a_reduce_grad_g";
   auto lead = lead_of(op, em, "em");
-  check_tail(op, em, "em", em, lead, -1, 4);
+  check_tail(op, em, "em", em, "em", lead, -1, 4);
   const int64_t nnei = em.size(-2);
-  check_tail(op, grad_t, "grad_t", em, lead, 4, -1);
+  check_tail(op, grad_t, "grad_t", em, "em", lead, 4, -1);
   const int64_t m = grad_t.size(-1);
   auto gt = grad_t.contiguous(), e = em.contiguous();
   auto shape = lead.vec();
@@ -88,9 +89,9 @@ at::Tensor se_a_reduce_grad_g(const at::Tensor& grad_t, const at::Tensor& em) {
 at::Tensor se_a_gram(const at::Tensor& a, const at::Tensor& b, int64_t axis_neuron) {
   const char* op = "se_a_gram";
   auto lead = lead_of(op, a, "a");
-  check_tail(op, a, "a", a, lead, 4, -1);
+  check_tail(op, a, "a", a, "a", lead, 4, -1);
   const int64_t m = a.size(-1);
-  check_tail(op, b, "b", a, lead, 4, m);
+  check_tail(op, b, "b", a, "a", lead, 4, m);
   TORCH_CHECK(axis_neuron >= 1 && axis_neuron <= m, "dpx::se_a_gram: axis_neuron must lie in [1, ",
               m, "], got ", axis_neuron);
   auto ac = a.contiguous(), bc = b.contiguous();
@@ -108,9 +109,9 @@ template <typename Kernel>
 at::Tensor gram_grad(const char* op, const at::Tensor& grad_d, const at::Tensor& x,
                      const char* xname, Kernel&& kernel) {
   auto lead = lead_of(op, x, xname);
-  check_tail(op, x, xname, x, lead, 4, -1);
+  check_tail(op, x, xname, x, xname, lead, 4, -1);
   const int64_t m = x.size(-1);
-  check_tail(op, grad_d, "grad_d", x, lead, m, -1);
+  check_tail(op, grad_d, "grad_d", x, xname, lead, m, -1);
   const int64_t k = grad_d.size(-1);
   TORCH_CHECK(k >= 1 && k <= m, "dpx::", op, ": grad_d must be [..., M, K] with 1 <= K <= M = ", m,
               ", got ", grad_d.sizes());
