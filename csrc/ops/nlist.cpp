@@ -1,0 +1,157 @@
+// dpx::neighbor_list on CPU: checks, then two passes over the frames: the ghosts of every
+// frame (serial, linear) fix nall = max over frames; then per frame the extended system is
+// written and its centers are searched in parallel. Spec: reference.neighbor_list.
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu/nlist.h"
+#include "ops/checks.h"
+
+namespace dpx::ops {
+namespace {
+
+constexpr const char* kOp = "neighbor_list";
+// a cell whose images along one axis exceed this is degenerate for the cut-off, not physics
+constexpr int64_t kMaxImages = 10000;
+
+using Result = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+void check(const at::Tensor& coord, const at::Tensor& atype, const std::optional<at::Tensor>& box,
+           double rcut, at::IntArrayRef sel) {
+  check_float(coord, kOp, "coord");
+  check_dim(coord, 3, kOp, "coord");
+  TORCH_CHECK(coord.size(2) == 3, "dpx::", kOp, ": coord must be [nf, nloc, 3], got ",
+              coord.sizes());
+  check_dtype(atype, at::kLong, kOp, "atype");
+  check_dim(atype, 2, kOp, "atype");
+  TORCH_CHECK(atype.size(0) == coord.size(0) && atype.size(1) == coord.size(1), "dpx::", kOp,
+              ": atype must be [nf, nloc] = [", coord.size(0), ", ", coord.size(1), "], got ",
+              atype.sizes());
+  check_same_device(atype, coord, kOp, "atype");
+  if (box.has_value()) {
+    const at::Tensor& b = *box;
+    TORCH_CHECK(b.scalar_type() == coord.scalar_type(), "dpx::", kOp,
+                ": box must have the dtype of coord (", coord.scalar_type(), "), got ",
+                b.scalar_type());
+    check_dim(b, 2, kOp, "box");
+    TORCH_CHECK(b.size(0) == coord.size(0) && b.size(1) == 9, "dpx::", kOp,
+                ": box must be [nf, 9] = [", coord.size(0), ", 9], got ", b.sizes());
+    check_same_device(b, coord, kOp, "box");
+  }
+  TORCH_CHECK(std::isfinite(rcut) && rcut > 0, "dpx::", kOp, ": rcut must be finite and > 0, got ",
+              rcut);
+  TORCH_CHECK(!sel.empty(), "dpx::", kOp, ": sel must have one entry per type, got []");
+  for (size_t t = 0; t < sel.size(); ++t)
+    TORCH_CHECK(sel[t] >= 0, "dpx::", kOp, ": sel must be non-negative, got sel[", t, "] = ",
+                sel[t]);
+  // virtual atoms (< 0) are allowed; a type has a section of the list, so it must be < len(sel)
+  TORCH_CHECK(atype.numel() == 0 || atype.max().item<int64_t>() < static_cast<int64_t>(sel.size()),
+              "dpx::", kOp, ": atype values must be < len(sel) = ", sel.size(),
+              " (one sel entry per type), got ", atype.max().item<int64_t>());
+}
+
+template <typename T>
+bool all_finite(const T* x, int64_t n) {
+  bool ok = true;
+  for (int64_t k = 0; k < n; ++k) ok &= std::isfinite(x[k]);
+  return ok;
+}
+
+template <typename T>
+Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
+           const std::optional<at::Tensor>& box_in, double rcut, at::IntArrayRef sel_in) {
+  const at::Tensor coord = coord_in.contiguous();
+  const at::Tensor atype = atype_in.contiguous();
+  const at::Tensor box = box_in.has_value() ? box_in->contiguous() : at::Tensor();
+  const int64_t nf = coord.size(0), nloc = coord.size(1);
+  const std::vector<int64_t> sel(sel_in.begin(), sel_in.end());
+  int64_t nnei = 0;
+  for (int64_t s : sel) nnei += s;
+  const cpu::NlistShape shape{nloc, static_cast<int64_t>(sel.size()), nnei, rcut};
+  const T* x = coord.data_ptr<T>();
+  const int64_t* types = atype.data_ptr<int64_t>();
+  const T* bx = box.defined() ? box.data_ptr<T>() : nullptr;
+  TORCH_CHECK(all_finite(x, coord.numel()), "dpx::", kOp, ": coord has non-finite entries");
+
+  // pass 1: cells and ghost counts of every frame
+  std::vector<cpu::Cell> cells(bx ? nf : 0);
+  for (int64_t f = 0; f < static_cast<int64_t>(cells.size()); ++f) {
+    double h[9];
+    for (int k = 0; k < 9; ++k) h[k] = static_cast<double>(bx[9 * f + k]);
+    TORCH_CHECK(all_finite(h, 9), "dpx::", kOp, ": box of frame ", f, " has non-finite entries");
+    const double na = std::sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2]);
+    const double nb = std::sqrt(h[3] * h[3] + h[4] * h[4] + h[5] * h[5]);
+    const double nc = std::sqrt(h[6] * h[6] + h[7] * h[7] + h[8] * h[8]);
+    // relative to the product of the lengths: a flat cell, whatever its size
+    const bool ok = cpu::make_cell(h, cells[f]) && std::abs(cells[f].det) > 1e-10 * na * nb * nc;
+    TORCH_CHECK(ok, "dpx::", kOp, ": box of frame ", f,
+                " has a cell of zero volume (rows of box are the three cell vectors)");
+    for (int k = 0; k < 3; ++k)
+      TORCH_CHECK(rcut / cells[f].face[k] <= kMaxImages, "dpx::", kOp, ": box of frame ", f,
+                  " is too thin for rcut = ", rcut, ": face distance ", cells[f].face[k],
+                  " along cell vector ", k);
+  }
+  std::vector<cpu::Ghosts<T>> ghosts(nf);
+  int64_t nall = nloc;
+  for (int64_t f = 0; f < nf; ++f) {
+    cpu::plan_ghosts<T>(x + 3 * nloc * f, types + nloc * f, nloc, bx ? &cells[f] : nullptr, rcut,
+                        ghosts[f]);
+    nall = std::max(nall, ghosts[f].nall);
+  }
+
+  // frame padding: mapping 0, ext_atype -1, shift 0
+  const auto long_opts = coord.options().dtype(at::kLong);
+  at::Tensor mapping = at::zeros({nf, nall}, long_opts);
+  at::Tensor ext_atype = at::full({nf, nall}, -1, long_opts);
+  at::Tensor shift = at::zeros({nf, nall, 3}, coord.options());
+  at::Tensor nlist = at::empty({nf, nloc, nnei}, long_opts);
+  at::Tensor nnei_max = at::empty({nf, shape.ntypes}, long_opts);
+  at::Tensor min_dist = at::empty({nf}, coord.options());
+
+  // pass 2: per frame, the extended system, its cell list, the search split over threads
+  std::vector<T> ext;
+  std::vector<int64_t> counts(nloc * shape.ntypes);
+  std::vector<T> min_d2(nloc);
+  cpu::CellList<T> cl;
+  for (int64_t f = 0; f < nf; ++f) {
+    const cpu::Ghosts<T>& g = ghosts[f];
+    int64_t* map_f = mapping.data_ptr<int64_t>() + nall * f;
+    int64_t* type_f = ext_atype.data_ptr<int64_t>() + nall * f;
+    T* shift_f = shift.data_ptr<T>() + 3 * nall * f;
+    const int64_t written = cpu::write_extended<T>(g, types + nloc * f, map_f, type_f, shift_f);
+    TORCH_CHECK(written == g.nall, "dpx::", kOp, ": internal error, ", written,
+                " extended atoms written for ", g.nall, " planned");
+    ext.resize(3 * g.nall);
+    cpu::extended_coord<T>(x + 3 * nloc * f, bx ? bx + 9 * f : nullptr, map_f, shift_f, g.nall,
+                           ext.data());
+    cl.build(ext.data(), type_f, g.nall, nloc, rcut);
+    int64_t* nlist_f = nlist.data_ptr<int64_t>() + nloc * nnei * f;
+    cpu::virtual_rows<T>(types + nloc * f, shape, nlist_f, counts.data(), min_d2.data());
+    at::parallel_for(0, static_cast<int64_t>(cl.centers.size()), 32,
+                     [&](int64_t begin, int64_t end) {
+                       cpu::Scratch<T> scratch;
+                       cpu::search<T>(cl, sel.data(), shape, begin, end, scratch,
+                                      nlist_f, counts.data(), min_d2.data());
+                     });
+    cpu::reduce_stats<T>(counts.data(), min_d2.data(), shape,
+                         nnei_max.data_ptr<int64_t>() + shape.ntypes * f,
+                         min_dist.data_ptr<T>() + f);
+  }
+  return {mapping, ext_atype, shift, nlist, nnei_max, min_dist};
+}
+
+Result neighbor_list(const at::Tensor& coord, const at::Tensor& atype,
+                     const std::optional<at::Tensor>& box, double rcut, at::IntArrayRef sel) {
+  check(coord, atype, box, rcut, sel);
+  if (coord.scalar_type() == at::kFloat) return run<float>(coord, atype, box, rcut, sel);
+  return run<double>(coord, atype, box, rcut, sel);
+}
+
+}  // namespace
+}  // namespace dpx::ops
+
+TORCH_LIBRARY_IMPL(dpx, CPU, m) { m.impl("neighbor_list", &dpx::ops::neighbor_list); }
