@@ -72,7 +72,8 @@ class Trainer:
         self.wrapper.to(self.device)
         opt = cfg.optimizer
         cls = torch.optim.AdamW if opt.type == "AdamW" else torch.optim.Adam
-        self.optimizer = cls(unique_parameters(self.wrapper), lr=self.lr(self.start_step),
+        self.params = unique_parameters(self.wrapper)
+        self.optimizer = cls(self.params, lr=self.lr(self.start_step),
                              betas=(opt.adam_beta1, opt.adam_beta2), weight_decay=opt.weight_decay)
         if resumed is not None and "optimizer" in resumed:
             self.optimizer.load_state_dict(resumed["optimizer"])
@@ -110,10 +111,11 @@ class Trainer:
         with ops.coords_constant_in_second_order():
             pred = task.model(batch["coord"], batch["atype"], batch["box"])
         loss, more = task.loss(pred, batch, lr)
-        loss.backward()
+        # only the weights: autograd then skips every term that leads to the coordinates
+        # alone (the second derivatives of the embedding in s, the env-mat hvp)
+        loss.backward(inputs=self.params)
         if self.cfg.training.gradient_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(unique_parameters(self.wrapper),
-                                           self.cfg.training.gradient_max_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.training.gradient_max_norm)
         self.optimizer.step()
         return more
 
