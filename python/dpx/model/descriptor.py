@@ -23,6 +23,8 @@ class DescrptBlockSeA(nn.Module):
         self.sel = list(cfg.sel)
         self.nnei = sum(self.sel)
         self.sec = [0, *itertools.accumulate(self.sel)]
+        sec_id = torch.repeat_interleave(torch.arange(ntypes), torch.tensor(self.sel))
+        self.register_buffer("sec_id", sec_id, persistent=False)  # neighbor type of each slot
         self.register_buffer("mean", torch.zeros(ntypes, self.nnei, 4, dtype=dtype))
         self.register_buffer("stddev", torch.ones(ntypes, self.nnei, 4, dtype=dtype))
         ndim = 1 if cfg.type_one_side else 2
@@ -60,8 +62,44 @@ class DescrptBlockSeA(nn.Module):
             em = em * keep[..., None].to(em.dtype)
         return em
 
-    def embed(self, em: torch.Tensor, atype: torch.Tensor) -> torch.Tensor:
-        """G [nf, nloc, nnei, M1]: each slot's embedding of its radial entry s = em[..., 0]."""
+    def net(self, center: int, neighbor: int):
+        return self.filter_layers[neighbor] if self.cfg.type_one_side \
+            else self.filter_layers[center, neighbor]
+
+    def embed(self, em: torch.Tensor, atype: torch.Tensor, nlist: torch.Tensor) -> torch.Tensor:
+        """G [nf, nloc, nnei, M1]: each slot's embedding of its radial entry s = em[..., 0].
+
+        A padded slot's row is the constant -davg/dstd of its center type, so its embedding is
+        computed once per (center type, neighbor type) and broadcast; the nets run on the
+        filled slots only (at water density about a third of the slots are padding)."""
+        if not self._slot_constant_stats():
+            return self._embed_dense(em, atype)
+        nf, nloc, nnei, _ = em.shape
+        s_pad = (-self.mean[:, 0, 0] / self.stddev[:, 0, 0]).unsqueeze(-1)
+        table = torch.stack([torch.stack([self.net(ti, t)(s_pad[ti:ti + 1])[0]
+                                          for t in range(self.ntypes)])
+                             for ti in range(self.ntypes)])          # [ntypes, ntypes, M1]
+        g = table[atype[..., None], self.sec_id]                     # [nf, nloc, nnei, M1]
+        flat = g.view(-1, g.shape[-1])
+        s = em[..., 0].reshape(-1, 1)
+        filled = nlist >= 0
+        for ti in range(1 if self.cfg.type_one_side else self.ntypes):
+            rows = filled if self.cfg.type_one_side else filled & (atype == ti)[..., None]
+            for t in range(self.ntypes):
+                idx = torch.nonzero(rows[..., self.sec[t]:self.sec[t + 1]].reshape(nf * nloc, -1))
+                if idx.numel() == 0:
+                    continue
+                pos = idx[:, 0] * nnei + self.sec[t] + idx[:, 1]
+                flat.index_put_((pos,), self.net(ti, t)(s.index_select(0, pos)))
+        return g
+
+    def _slot_constant_stats(self) -> bool:
+        """davg/dstd the same in every slot of a type (as the statistics make them)."""
+        return bool(torch.equal(self.mean, self.mean[:, :1].expand_as(self.mean)) and
+                    torch.equal(self.stddev, self.stddev[:, :1].expand_as(self.stddev)))
+
+    def _embed_dense(self, em: torch.Tensor, atype: torch.Tensor) -> torch.Tensor:
+        """Every slot through its net (any davg/dstd layout)."""
         s = em[..., :1]
         if self.cfg.type_one_side:
             return torch.cat([self.filter_layers[t](s[:, :, self.sec[t]:self.sec[t + 1]])
@@ -82,7 +120,7 @@ class DescrptBlockSeA(nn.Module):
 
     def forward(self, ext_coord, ext_atype, nlist, atype):
         em = self.env_mat(ext_coord, ext_atype, nlist, atype)
-        d, _ = ops.se_a_descriptor(em, self.embed(em, atype), self.cfg.axis_neuron)
+        d, _ = ops.se_a_descriptor(em, self.embed(em, atype, nlist), self.cfg.axis_neuron)
         return d
 
 
