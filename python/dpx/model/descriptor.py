@@ -76,11 +76,11 @@ class DescrptBlockSeA(nn.Module):
             return self._embed_dense(em, atype)
         nf, nloc, nnei, _ = em.shape
         s_pad = (-self.mean[:, 0, 0] / self.stddev[:, 0, 0]).unsqueeze(-1)
-        table = torch.stack([torch.stack([self.net(ti, t)(s_pad[ti:ti + 1])[0]
-                                          for t in range(self.ntypes)])
-                             for ti in range(self.ntypes)])          # [ntypes, ntypes, M1]
-        g = table[atype[..., None], self.sec_id]                     # [nf, nloc, nnei, M1]
-        flat = g.view(-1, g.shape[-1])
+        sources = [torch.stack([self.net(ti, t)(s_pad[ti:ti + 1])[0]
+                                for ti in range(self.ntypes) for t in range(self.ntypes)])]
+        # row of `sources` for each slot: padding -> (center type, neighbor type) entry
+        where = (atype[..., None] * self.ntypes + self.sec_id).reshape(-1).clone()
+        offset = self.ntypes * self.ntypes
         s = em[..., 0].reshape(-1, 1)
         filled = nlist >= 0
         for ti in range(1 if self.cfg.type_one_side else self.ntypes):
@@ -90,8 +90,11 @@ class DescrptBlockSeA(nn.Module):
                 if idx.numel() == 0:
                     continue
                 pos = idx[:, 0] * nnei + self.sec[t] + idx[:, 1]
-                flat.index_put_((pos,), self.net(ti, t)(s.index_select(0, pos)))
-        return g
+                sources.append(self.net(ti, t)(s.index_select(0, pos)))
+                where[pos] = torch.arange(offset, offset + len(pos), device=pos.device)
+                offset += len(pos)
+        # one gather: its backward is one scatter-add into the (smaller) sources
+        return torch.cat(sources).index_select(0, where).view(nf, nloc, nnei, -1)
 
     def _slot_constant_stats(self) -> bool:
         """davg/dstd the same in every slot of a type (as the statistics make them)."""
