@@ -128,10 +128,11 @@ class Trainer:
         interval = {k: [] for k in self.keys}  # display values of this interval's steps
         log.info("training %d steps from step %d on %s", self.num_steps, self.start_step,
                  self.device)
+        # mode switches walk every module of every branch: once per display, not per step
+        self.wrapper.train()
         for s in range(self.start_step, self.num_steps):
             lr = self.lr(s)
             key = self.sampler.draw()
-            self.wrapper.train()
             interval[key].append(self.step(key, lr))
             display_step = s + 1
             if lcurve is not None and (display_step % t.disp_freq == 0 or display_step == 1):
@@ -140,6 +141,7 @@ class Trainer:
                 progress.report(display_step, lr, {k: len(v) for k, v in interval.items()},
                                 {k: {m: v[1] for m, v in vals.items()} for k, vals in values.items()})
                 interval = {k: [] for k in self.keys}
+                self.wrapper.train()
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
                 checkpoint.save(self._state(s, lr, s + 1), t.save_ckpt, display_step,
