@@ -39,7 +39,8 @@ def run(args) -> int:
         raise NotImplementedError("--finetune is not implemented yet in this dpx version")
     trainer = Trainer(cfg, restart=_ckpt(args.restart), init_model=_ckpt(args.init_model),
                       skip_neighbor_stat=args.skip_neighbor_stat, device=args.device)
-    with open(args.output, "w") as f:
-        json.dump({"model": stored_model_params(cfg)}, f, indent=2)
+    if trainer.rank == 0:
+        with open(args.output, "w") as f:
+            json.dump({"model": stored_model_params(cfg)}, f, indent=2)
     trainer.run()
     return 0

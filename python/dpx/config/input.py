@@ -193,7 +193,7 @@ class LearningRateConfig:
     warmup_steps: int = 0
     warmup_ratio: Optional[float] = None
     warmup_start_factor: float = 0.0
-    scale_by_worker: str = "linear"
+    scale_by_worker: str = "none"  # DeePMD-kit says "linear" but its PyTorch backend ignores it
 
     def check(self, path):
         if self.type != "exp":

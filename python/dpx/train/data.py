@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from dpx.data import DataSampler, load_systems
+from dpx.data import DataSampler, load_systems, resolve_batch_size
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -14,18 +14,28 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 class BranchData:
-    def __init__(self, branch, cfg, seed):
+    """Under data parallelism every rank draws the same global batch of world x batch_size
+    frames (the stream does not depend on the rank) and keeps its own slice of it, so N ranks
+    with batch b see exactly what one process with batch N b sees."""
+
+    def __init__(self, branch, cfg, seed, rank: int = 0, world: int = 1):
         data, model = branch.data, branch.model
         prefix = "training" if not cfg.multi_task else f"training/data_dict/{branch.key}"
         ntypes = len(model.type_map)
-        rank = 0
+        self.rank, self.world = rank, world
         seed = 0 if seed is None else seed
         self.train_systems = load_systems(data.training_data.systems, base_dir=cfg.base_dir,
                                           type_map=model.type_map, fmt=data.training_data.format,
                                           key=f"{prefix}/training_data/systems")
         t = data.training_data
-        self.train = DataSampler(self.train_systems, t.batch_size, sys_probs=t.sys_probs,
-                                 auto_prob=t.auto_prob, seed=(seed, rank, _tag(branch.key)),
+        systems, batch_size = self.train_systems, t.batch_size
+        if world > 1:
+            sizes = resolve_batch_size(batch_size, [s.natoms for s in systems],
+                                       f"{prefix}/training_data/batch_size")
+            systems = [s for s, b in zip(systems, sizes) if b is not None]
+            batch_size = [b * world for b in sizes if b is not None]
+        self.train = DataSampler(systems, batch_size, sys_probs=t.sys_probs,
+                                 auto_prob=t.auto_prob, seed=(seed, _tag(branch.key)),
                                  ntypes=ntypes, key=f"{prefix}/training_data")
         self.valid, self.numb_btch = None, 0
         v = data.validation_data
@@ -33,7 +43,7 @@ class BranchData:
             systems = load_systems(v.systems, base_dir=cfg.base_dir, type_map=model.type_map,
                                    fmt=v.format, key=f"{prefix}/validation_data/systems")
             self.valid = DataSampler(systems, v.batch_size, sys_probs=v.sys_probs,
-                                     auto_prob=v.auto_prob, seed=(seed, rank, _tag(branch.key), 1),
+                                     auto_prob=v.auto_prob, seed=(seed, _tag(branch.key), 1),
                                      ntypes=ntypes, key=f"{prefix}/validation_data")
             self.numb_btch = v.numb_btch
         self.seed = seed
@@ -44,7 +54,19 @@ class BranchData:
         return self.valid is not None
 
     def next_train(self, device) -> dict:
-        return _to(self.train.next_batch(), device)
+        return _to(self._my_share(self.train.next_batch()), device)
+
+    def _my_share(self, batch: dict) -> dict:
+        """This rank's frames of a global batch (frame 0 when a short last batch of a pass
+        has fewer frames than ranks, so every rank still takes its step)."""
+        if self.world == 1:
+            return batch
+        nb = batch["coord"].shape[0]
+        rows = list(range(self.rank, nb, self.world)) or [0]
+        idx = torch.tensor(rows)
+        return {k: (v.index_select(0, idx) if isinstance(v, torch.Tensor) and v.dim() and
+                    v.shape[0] == nb else v) for k, v in batch.items()} | \
+            {"fid": [batch["fid"][i] for i in rows]}
 
     def valid_batches(self, device) -> list[dict]:
         return [_to(b, device) for b in self.valid.sample(self.numb_btch)]

@@ -18,7 +18,7 @@ from dpx.config import Config
 from dpx.loss import EnergyLoss
 from dpx.model.energy import EnergyModel
 from dpx.model.network import mix_entropy
-from dpx.train import checkpoint, startup
+from dpx.train import checkpoint, dist, startup
 from dpx.train.data import BranchData
 from dpx.train.display import LCurve, Progress
 from dpx.train.lr import ExpDecayLR
@@ -26,6 +26,8 @@ from dpx.train.tasks import TaskSampler
 from dpx.train.wrapper import ModelWrapper, unique_parameters
 
 log = logging.getLogger(__name__)
+# debugging and tests: verify after every step that all ranks hold the same parameters
+_CHECK_SYNC = bool(os.environ.get("DPX_CHECK_SYNC"))
 
 
 @dataclass
@@ -39,18 +41,17 @@ class Task:
 class Trainer:
     def __init__(self, cfg: Config, restart: str | None = None, init_model: str | None = None,
                  skip_neighbor_stat: bool = False, device: str | None = None):
-        self.cfg, self.rank = cfg, int(os.environ.get("RANK", 0))
+        self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.rank, self.world = dist.world()
+        self.distributed = dist.init(self.device)
         seed = cfg.training.seed
         if seed is not None:
             torch.manual_seed(mix_entropy([self.rank, seed % 2 ** 32]))
         resumed = checkpoint.load(restart) if restart else None
         init = checkpoint.load(init_model) if init_model else None
-        data = {k: BranchData(b, cfg, seed) for k, b in cfg.branches.items()}
-        if resumed is None and init is None:
-            startup.resolve_sel(cfg, data, skip_neighbor_stat)
-        else:
-            startup.sel_from_checkpoint(cfg, resumed or init)
+        data = {k: BranchData(b, cfg, seed, self.rank, self.world) for k, b in cfg.branches.items()}
+        self._resolve_sel(data, resumed or init, skip_neighbor_stat)
         self.tasks = {k: Task(k, EnergyModel(b.model), EnergyLoss(b.loss, cfg.learning_rate.start_lr),
                               data[k]) for k, b in cfg.branches.items()}
         self.wrapper = ModelWrapper({k: t.model for k, t in self.tasks.items()},
@@ -58,22 +59,43 @@ class Trainer:
         self.wrapper.share(cfg.links)
         self.num_steps = startup.num_steps(cfg, data)
         self.lr = ExpDecayLR(cfg.learning_rate, self.num_steps)
+        self.lr_scale = dist.lr_scale(cfg.learning_rate.scale_by_worker, self.world)
         self.keys = list(self.tasks)
+        same = cfg.training.task_sampling == "same_on_all_ranks"
         self.sampler = TaskSampler(self.keys, startup.task_probabilities(cfg, data), seed,
-                                   self.rank)
+                                   0 if same else self.rank)
         self.start_step = 0
         self.last_trn: dict[str, dict] = {}
         if resumed is not None:
             self._restore(resumed)
         elif init is not None:
             self.wrapper.load_state_dict(init["model"], strict=False)
-        else:
+        elif self.rank == 0:
             startup.compute_statistics(cfg, self.tasks, self.wrapper)
         self.wrapper.to(self.device)
-        opt = cfg.optimizer
+        if self.distributed:
+            dist.broadcast_state(self.wrapper)  # statistics computed once, on rank 0
+        self._make_optimizer(resumed)
+
+    def _resolve_sel(self, data, state, skip: bool) -> None:
+        """sel from a checkpoint, or from the neighbor statistics of rank 0."""
+        if state is not None:
+            startup.sel_from_checkpoint(self.cfg, state)
+            return
+        if self.rank == 0:
+            startup.resolve_sel(self.cfg, data, skip)
+        if self.distributed:
+            found = {k: (b.model.descriptor.sel, data[k].min_nbor_dist)
+                     for k, b in self.cfg.branches.items()}
+            for k, (sel, dmin) in dist.broadcast_object(found).items():
+                self.cfg.branches[k].model.descriptor.sel = sel
+                data[k].min_nbor_dist = dmin
+
+    def _make_optimizer(self, resumed) -> None:
+        opt = self.cfg.optimizer
         cls = torch.optim.AdamW if opt.type == "AdamW" else torch.optim.Adam
         self.params = unique_parameters(self.wrapper)
-        self.optimizer = cls(self.params, lr=self.lr(self.start_step),
+        self.optimizer = cls(self.params, lr=self.lr(self.start_step) * self.lr_scale,
                              betas=(opt.adam_beta1, opt.adam_beta2), weight_decay=opt.weight_decay)
         if resumed is not None and "optimizer" in resumed:
             self.optimizer.load_state_dict(resumed["optimizer"])
@@ -106,7 +128,7 @@ class Trainer:
         task = self.tasks[key]
         batch = task.data.next_train(self.device)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * self.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
         with ops.coords_constant_in_second_order():
             pred = task.model(batch["coord"], batch["atype"], batch["box"])
@@ -114,9 +136,13 @@ class Trainer:
         # only the weights: autograd then skips every term that leads to the coordinates
         # alone (the second derivatives of the embedding in s, the env-mat hvp)
         loss.backward(inputs=self.params)
+        if self.distributed:
+            dist.sync_gradients(self.params)
         if self.cfg.training.gradient_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.training.gradient_max_norm)
         self.optimizer.step()
+        if self.distributed and _CHECK_SYNC:
+            dist.check_in_sync(self.params)
         return more
 
     def run(self) -> None:

@@ -1,0 +1,86 @@
+"""Data-parallel training on torch.distributed (launched by torchrun; gloo on CPU, NCCL on GPU).
+
+Gradients are synchronized by one all-reduce of all trainable parameters per step, the same
+collectives on every rank whichever branch it drew, so no rank can wait for a collective that
+another rank skips (DeePMD-kit's DDP with per-rank branches could hang). Each parameter's
+gradient is divided by the number of ranks whose branch uses it: shared parameters are
+averaged over all ranks, a branch's private parameters over the ranks that drew the branch
+(so their step does not shrink as ranks are added); a parameter no rank used keeps no
+gradient and Adam leaves it alone.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init(device: torch.device) -> bool:
+    """Join the process group when launched by torchrun. A rank that dies makes torchrun stop
+    the others; the timeout bounds a collective that can never complete."""
+    rank, size = world()
+    if size == 1 or dist.is_initialized():
+        return size > 1
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    minutes = float(os.environ.get("DPX_DIST_TIMEOUT_MIN", "10"))
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
+    log.info("rank %d of %d joined (%s)", rank, size, backend)
+    return True
+
+
+def broadcast_object(obj):
+    """rank 0's obj on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def broadcast_state(module: torch.nn.Module) -> None:
+    """rank 0's parameters and buffers (statistics included) on every rank."""
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            if isinstance(t, torch.Tensor) and t.numel():
+                dist.broadcast(t, src=0)
+
+
+def sync_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Sum gradients and usage counts over ranks; divide each by its count."""
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in params])
+    used = torch.tensor([float(p.grad is not None) for p in params], dtype=flat.dtype,
+                        device=flat.device)
+    dist.all_reduce(flat)
+    dist.all_reduce(used)
+    offset = 0
+    for p, n in zip(params, used.tolist()):
+        size = p.numel()
+        p.grad = None if n == 0 else (flat[offset:offset + size] / n).view_as(p)
+        offset += size
+
+
+def lr_scale(mode: str, size: int) -> float:
+    """scale_by_worker: none (dpx's default), linear or sqrt of the number of ranks."""
+    return {"none": 1.0, "linear": float(size), "sqrt": size ** 0.5}[mode]
+
+
+def check_in_sync(params: list[torch.nn.Parameter]) -> None:
+    """All ranks hold bit-identical parameters (an all-gather of a checksum per rank)."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1).double() for p in params])
+        # position weights make the checksum sensitive to where a difference sits
+        digest = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1,
+                                                               dtype=flat.dtype)).sum()])
+        every = [torch.empty_like(digest) for _ in range(dist.get_world_size())]
+        dist.all_gather(every, digest)
+    if any(not torch.equal(every[0], d) for d in every[1:]):
+        raise RuntimeError(f"parameters diverged across ranks: checksums {every}")
