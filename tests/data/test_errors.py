@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+
 from dpx.data import expand_systems, load_systems, read_system
 
 ATYPE = [0, 1, 1]

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from dpx.data import load_systems
 
 

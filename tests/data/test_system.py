@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dpx.data import expand_systems, load_systems, read_system
 
 ATYPE = [1, 0, 1, 0, 1]  # file order; sorted by type: atoms 1, 3, 0, 2, 4

@@ -6,8 +6,15 @@ import pytest
 from dpx.cli.main import main
 from dpx.data import load_systems
 from dpx.infer.model_io import evaluate, load_model
-from tests.fidelity.conftest import (deepmd_eval, dp, multi_input, oracle, single_input,
-                                     write_json, RUNNER)
+from tests.fidelity.conftest import (
+    RUNNER,
+    deepmd_eval,
+    dp,
+    multi_input,
+    oracle,
+    single_input,
+    write_json,
+)
 
 pytestmark = pytest.mark.slow
 TOL = 1e-10

@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+
 from dpx.ops import _library
 
 needs_library = pytest.mark.skipif(

@@ -6,7 +6,6 @@ every derivative op, opcheck of all four, the padding/cut-off conventions of dee
 """
 from __future__ import annotations
 
-import dpx.ops
 import pytest
 import torch
 from _inputs import (
@@ -24,6 +23,8 @@ from _inputs import (
     needs_library,
     randn,
 )
+
+import dpx.ops
 from dpx.ops import reference
 
 # torch.func.jvp (inside reference.env_mat_se_a_jvp) warns about torch.jit.script internally

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import itertools
 
-import dpx.ops
 import pytest
 import torch
 from _inputs import needs_library
+
+import dpx.ops
 from dpx.ops import reference
 
 pytestmark = needs_library

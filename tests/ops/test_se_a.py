@@ -6,10 +6,11 @@ clear error naming the argument for bad input.
 """
 from __future__ import annotations
 
-import dpx.ops
 import pytest
 import torch
 from _inputs import DTYPES, SEEDS, assert_close, needs_library, randn
+
+import dpx.ops
 from dpx.ops import reference
 
 pytestmark = needs_library

@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
                                 "of se_e2_a deep potentials.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         module.add_parser(sub)
     return p
 

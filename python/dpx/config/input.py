@@ -6,7 +6,7 @@ Defaults are those DeePMD-kit's argument checker applies to `dp train` (deepmd-c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from dpx.config.schema import fail
 
@@ -45,7 +45,7 @@ class DescriptorConfig:
     type_one_side: bool = False
     precision: str = "default"
     trainable: bool = True
-    seed: Optional[int] = None
+    seed: int | None = None
     exclude_types: list[list[int]] = field(default_factory=list)
     env_protection: float = 0.0
     set_davg_zero: bool = False
@@ -86,14 +86,14 @@ class FittingConfig:
     precision: str = "default"
     resnet_dt: bool = True
     trainable: Union[bool, list[bool]] = True
-    rcond: Optional[float] = None
-    seed: Optional[int] = None
+    rcond: float | None = None
+    seed: int | None = None
     numb_fparam: int = 0
     numb_aparam: int = 0
     dim_case_embd: int = 0
-    atom_ener: list[Optional[float]] = field(default_factory=list)
+    atom_ener: list[float | None] = field(default_factory=list)
     use_aparam_as_mask: bool = False
-    default_fparam: Optional[list[float]] = None
+    default_fparam: list[float] | None = None
     ALIASES = {"n_neuron": "neuron"}
 
     def check(self, path):
@@ -120,9 +120,9 @@ class ModelConfig:
     data_stat_protect: float = 1e-2
     pair_exclude_types: list[list[int]] = field(default_factory=list)
     atom_exclude_types: list[int] = field(default_factory=list)
-    preset_out_bias: Optional[dict[str, list[Optional[float]]]] = None
-    finetune_head: Optional[str] = None
-    info: Optional[dict[str, Any]] = None
+    preset_out_bias: dict[str, list[float | None]] | None = None
+    finetune_head: str | None = None
+    info: dict[str, Any] | None = None
     # accepted because DeePMD-kit writes them into out.json and checkpoints; no effect here
     data_bias_nsample: int = 10
     srtab_add_bias: bool = True
@@ -140,7 +140,7 @@ class ModelConfig:
         if isinstance(sel, list) and len(sel) != ntypes:
             fail(f"{path}/descriptor/sel", f"must have one entry per type of type_map "
                                            f"({ntypes}), got {len(sel)}: {sel}")
-        for i, pair in enumerate(self.descriptor.exclude_types + self.pair_exclude_types):
+        for pair in self.descriptor.exclude_types + self.pair_exclude_types:
             if any(not 0 <= t < ntypes for t in pair):
                 fail(f"{path}/descriptor/exclude_types", f"type index out of range in {pair}")
         if self.data_stat_nbatch < 1:
@@ -165,7 +165,7 @@ class LossConfig:
     limit_pref_ae: float = 0.0
     start_pref_pf: float = 0.0
     limit_pref_pf: float = 0.0
-    relative_f: Optional[float] = None
+    relative_f: float | None = None
     enable_atom_ener_coeff: bool = False
     use_default_pf: bool = False
     loss_func: str = "mse"
@@ -185,13 +185,13 @@ class LearningRateConfig:
     """deepmd-compat §8 (exp, with optional warmup)."""
     start_lr: float = 1e-3
     type: str = "exp"
-    stop_lr: Optional[float] = None
-    stop_lr_ratio: Optional[float] = None
+    stop_lr: float | None = None
+    stop_lr_ratio: float | None = None
     decay_steps: int = 5000
-    decay_rate: Optional[float] = None
+    decay_rate: float | None = None
     smooth: bool = False
     warmup_steps: int = 0
-    warmup_ratio: Optional[float] = None
+    warmup_ratio: float | None = None
     warmup_start_factor: float = 0.0
     scale_by_worker: str = "none"  # DeePMD-kit says "linear" but its PyTorch backend ignores it
 
@@ -217,9 +217,9 @@ class DataConfig:
     systems: Union[str, list[str]]
     batch_size: Union[int, str, list[int]] = "auto"
     auto_prob: str = "prob_sys_size"
-    sys_probs: Optional[list[float]] = None
+    sys_probs: list[float] | None = None
     numb_btch: int = 1
-    format: Optional[str] = None
+    format: str | None = None
     ALIASES = {"numb_batch": "numb_btch", "auto_prob_style": "auto_prob", "fmt": "format"}
 
     def check(self, path):
@@ -241,8 +241,8 @@ class DataConfig:
 class BranchData:
     """What each branch of training/data_dict holds (the whole training section, single task)."""
     training_data: DataConfig
-    validation_data: Optional[DataConfig] = None
-    stat_file: Optional[str] = None
+    validation_data: DataConfig | None = None
+    stat_file: str | None = None
 
 
 @dataclass
@@ -261,12 +261,12 @@ class OptimizerConfig:
 class TrainingConfig:
     """deepmd-compat §9 (training section). Multi-task keys: model_prob, data_dict,
     num_epoch_dict (§10)."""
-    training_data: Optional[DataConfig] = None
-    validation_data: Optional[DataConfig] = None
-    stat_file: Optional[str] = None
-    numb_steps: Optional[int] = None
-    numb_epoch: Optional[float] = None
-    seed: Optional[int] = None
+    training_data: DataConfig | None = None
+    validation_data: DataConfig | None = None
+    stat_file: str | None = None
+    numb_steps: int | None = None
+    numb_epoch: float | None = None
+    seed: int | None = None
     disp_file: str = "lcurve.out"
     disp_freq: int = 1000
     save_freq: int = 1000
@@ -277,9 +277,9 @@ class TrainingConfig:
     disp_avg: bool = False
     gradient_max_norm: float = 0.0
     change_bias_after_training: bool = False
-    model_prob: Optional[dict[str, float]] = None
-    data_dict: Optional[dict[str, BranchData]] = None
-    num_epoch_dict: Optional[dict[str, float]] = None
+    model_prob: dict[str, float] | None = None
+    data_dict: dict[str, BranchData] | None = None
+    num_epoch_dict: dict[str, float] | None = None
     task_sampling: str = "per_rank"
     profiling: bool = False
     tensorboard: bool = False

@@ -9,8 +9,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpx.config.input import (BranchData, LearningRateConfig, LossConfig, ModelConfig,
-                              OptimizerConfig, TrainingConfig)
+from dpx.config.input import (
+    BranchData,
+    LearningRateConfig,
+    LossConfig,
+    ModelConfig,
+    OptimizerConfig,
+    TrainingConfig,
+)
 from dpx.config.schema import ConfigError, fail, parse
 
 SHAREABLE = ("type_map", "descriptor", "fitting_net")

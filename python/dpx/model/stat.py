@@ -22,7 +22,7 @@ class StatItem:
     sum: float = 0.0
     squared_sum: float = 0.0
 
-    def __add__(self, other: "StatItem") -> "StatItem":
+    def __add__(self, other: StatItem) -> StatItem:
         return StatItem(self.number + other.number, self.sum + other.sum,
                         self.squared_sum + other.squared_sum)
 
@@ -39,7 +39,7 @@ class StatItem:
         return np.array([self.number, self.sum, self.squared_sum])
 
     @classmethod
-    def from_array(cls, a) -> "StatItem":
+    def from_array(cls, a) -> StatItem:
         return cls(*[float(x) for x in a])
 
 

@@ -26,7 +26,7 @@ class StatFile:
         self.h5 = path.suffix in (".h5", ".hdf5")
 
     @classmethod
-    def open(cls, stat_file, model, base_dir) -> "StatFile | None":
+    def open(cls, stat_file, model, base_dir) -> StatFile | None:
         if not stat_file:
             return None
         d = model.descriptor
@@ -74,7 +74,7 @@ class StatFile:
     def load_env_stats(self) -> dict[str, StatItem] | None:
         names = []
         t = 0
-        while (a := self._read(f"r_{t}")) is not None:
+        while self._read(f"r_{t}") is not None:
             names += [f"r_{t}", f"a_{t}"]
             t += 1
         if not names:
