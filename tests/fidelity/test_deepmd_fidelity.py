@@ -71,19 +71,24 @@ def test_deepmd_freezes_and_restarts_dpx_checkpoint(dpx_single, toy_data, tmp_pa
     assert (tmp_path / "model.ckpt-4.pt").exists()
 
 
+def statistics_of_both(cfg: dict, tmp_path):
+    """(dpx's 0-step checkpoint, DeePMD-kit's statistics npz as a dict) for one input."""
+    out = tmp_path / "dp_stat.npz"
+    oracle(RUNNER, "stat", "--input", write_json(tmp_path / "in.json", cfg), "--workdir",
+           tmp_path / "dp", "--out", out)
+    cfg = dict(cfg, training=dict(cfg["training"], numb_steps=0,
+                                  save_ckpt=str(tmp_path / "dpx")))
+    assert main(["train", str(write_json(tmp_path / "in0.json", cfg)),
+                 "-o", str(tmp_path / "out.json")]) == 0
+    return tmp_path / "dpx-0.pt", dict(np.load(out))
+
+
 def test_statistics_equal_deepmd(tmp_path, toy_data):
     """davg/dstd, out_bias/out_std and min_nbor_dist from 0-step runs of both."""
     cfg = single_input(toy_data)
     cfg["model"]["descriptor"]["sel"] = "auto"
-    out = tmp_path / "dp_stat.npz"
-    oracle(RUNNER, "stat", "--input", write_json(tmp_path / "in.json", cfg), "--workdir",
-           tmp_path / "dp", "--out", out)
-    theirs = dict(np.load(out))
-    cfg["training"]["numb_steps"] = 0
-    cfg["training"]["save_ckpt"] = str(tmp_path / "dpx")
-    assert main(["train", str(write_json(tmp_path / "in0.json", cfg)),
-                 "-o", str(tmp_path / "out.json")]) == 0
-    model, _ = load_model(tmp_path / "dpx-0.pt")
+    ckpt, theirs = statistics_of_both(cfg, tmp_path)
+    model, _ = load_model(ckpt)
     sea = model.atomic_model.descriptor.sea
     ours = {"davg": sea.mean, "dstd": sea.stddev, "out_bias": model.atomic_model.out_bias,
             "out_std": model.atomic_model.out_std, "min_nbor_dist": model.min_nbor_dist}
@@ -120,17 +125,9 @@ def test_multitask_checkpoints_both_ways(tmp_path, toy_data):
 
 def test_multitask_statistics_equal_deepmd(tmp_path, toy_data):
     """Shared davg/dstd merged over both branches; each branch's own out_bias."""
-    cfg = multi_input(toy_data)
-    out = tmp_path / "dp_stat.npz"
-    oracle(RUNNER, "stat", "--input", write_json(tmp_path / "in.json", cfg), "--workdir",
-           tmp_path / "dp", "--out", out)
-    theirs = dict(np.load(out))
-    cfg["training"]["numb_steps"] = 0
-    cfg["training"]["save_ckpt"] = str(tmp_path / "dpx")
-    assert main(["train", str(write_json(tmp_path / "in0.json", cfg)),
-                 "-o", str(tmp_path / "out.json")]) == 0
+    ckpt, theirs = statistics_of_both(multi_input(toy_data), tmp_path)
     for head in ("water_1", "water_2"):
-        model, _ = load_model(tmp_path / "dpx-0.pt", head)
+        model, _ = load_model(ckpt, head)
         sea = model.atomic_model.descriptor.sea
         for key, value in {"davg": sea.mean, "dstd": sea.stddev,
                            "out_bias": model.atomic_model.out_bias}.items():
