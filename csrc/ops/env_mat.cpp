@@ -1,4 +1,5 @@
-// dpx::env_mat_se_a and its derivative ops on CPU: checks, then the plain kernels.
+// dpx::env_mat_se_a and its derivative ops on CPU: checks, then the plain kernels (their AVX2
+// or baseline build, as DPX_CPU_KERNEL picks: kernels/cpu/isa.h).
 #include <torch/library.h>
 
 #include "kernels/cpu/env_mat.h"
@@ -65,9 +66,10 @@ at::Tensor env_mat_se_a(const at::Tensor& ext_coord, const at::Tensor& nlist,
   auto em = at::empty({in.s.nf, in.s.nloc, in.s.nnei, 4}, ext_coord.options());
   AT_DISPATCH_FLOATING_TYPES(ext_coord.scalar_type(), "env_mat_se_a", [&] {
     parallel_centers(in.s.nf * in.s.nloc, [&](int64_t b, int64_t e) {
-      cpu::env_mat_se_a<scalar_t>(in.x.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(),
-                                  in.atype.data_ptr<int64_t>(), avg.data_ptr<scalar_t>(),
-                                  in.dstd.data_ptr<scalar_t>(), em.data_ptr<scalar_t>(), in.s, b, e);
+      DPX_CPU_KERNEL(env_mat_se_a<scalar_t>)(
+          in.x.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(), in.atype.data_ptr<int64_t>(),
+          avg.data_ptr<scalar_t>(), in.dstd.data_ptr<scalar_t>(), em.data_ptr<scalar_t>(), in.s, b,
+          e);
     });
   });
   return em;
@@ -84,13 +86,13 @@ at::Tensor env_mat_se_a_vjp(const at::Tensor& grad_em, const at::Tensor& ext_coo
   auto out = at::zeros_like(in.x);
   AT_DISPATCH_FLOATING_TYPES(ext_coord.scalar_type(), "env_mat_se_a_vjp", [&] {
     parallel_centers(in.s.nf * in.s.nloc, [&](int64_t b, int64_t e) {
-      cpu::env_mat_se_a_vjp_slots<scalar_t>(ge.data_ptr<scalar_t>(), in.x.data_ptr<scalar_t>(),
-                                            in.nlist.data_ptr<int64_t>(), in.atype.data_ptr<int64_t>(),
-                                            in.dstd.data_ptr<scalar_t>(), slot.data_ptr<scalar_t>(),
-                                            in.s, b, e);
+      DPX_CPU_KERNEL(env_mat_se_a_vjp_slots<scalar_t>)(
+          ge.data_ptr<scalar_t>(), in.x.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(),
+          in.atype.data_ptr<int64_t>(), in.dstd.data_ptr<scalar_t>(), slot.data_ptr<scalar_t>(),
+          in.s, b, e);
     });
-    cpu::scatter_slots<scalar_t>(slot.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(),
-                                 out.data_ptr<scalar_t>(), in.s);
+    DPX_CPU_KERNEL(scatter_slots<scalar_t>)(
+        slot.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), in.s);
   });
   return out;
 }
@@ -105,10 +107,10 @@ at::Tensor env_mat_se_a_jvp(const at::Tensor& tangent, const at::Tensor& ext_coo
   auto out = at::empty({in.s.nf, in.s.nloc, in.s.nnei, 4}, ext_coord.options());
   AT_DISPATCH_FLOATING_TYPES(ext_coord.scalar_type(), "env_mat_se_a_jvp", [&] {
     parallel_centers(in.s.nf * in.s.nloc, [&](int64_t b, int64_t e) {
-      cpu::env_mat_se_a_jvp<scalar_t>(tg.data_ptr<scalar_t>(), in.x.data_ptr<scalar_t>(),
-                                      in.nlist.data_ptr<int64_t>(), in.atype.data_ptr<int64_t>(),
-                                      in.dstd.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), in.s,
-                                      b, e);
+      DPX_CPU_KERNEL(env_mat_se_a_jvp<scalar_t>)(
+          tg.data_ptr<scalar_t>(), in.x.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(),
+          in.atype.data_ptr<int64_t>(), in.dstd.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+          in.s, b, e);
     });
   });
   return out;
@@ -127,13 +129,13 @@ at::Tensor env_mat_se_a_hvp(const at::Tensor& grad_em, const at::Tensor& tangent
   auto out = at::zeros_like(in.x);
   AT_DISPATCH_FLOATING_TYPES(ext_coord.scalar_type(), "env_mat_se_a_hvp", [&] {
     parallel_centers(in.s.nf * in.s.nloc, [&](int64_t b, int64_t e) {
-      cpu::env_mat_se_a_hvp_slots<scalar_t>(
+      DPX_CPU_KERNEL(env_mat_se_a_hvp_slots<scalar_t>)(
           ge.data_ptr<scalar_t>(), tg.data_ptr<scalar_t>(), in.x.data_ptr<scalar_t>(),
           in.nlist.data_ptr<int64_t>(), in.atype.data_ptr<int64_t>(), in.dstd.data_ptr<scalar_t>(),
           slot.data_ptr<scalar_t>(), in.s, b, e);
     });
-    cpu::scatter_slots<scalar_t>(slot.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(),
-                                 out.data_ptr<scalar_t>(), in.s);
+    DPX_CPU_KERNEL(scatter_slots<scalar_t>)(
+        slot.data_ptr<scalar_t>(), in.nlist.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), in.s);
   });
   return out;
 }

@@ -1,4 +1,5 @@
 // dpx::se_a_reduce / se_a_gram families on CPU. Leading dimensions are flattened into atoms.
+// DPX_CPU_KERNEL picks the kernels' AVX2 or baseline build (kernels/cpu/isa.h).
 #include <torch/library.h>
 
 #include "kernels/cpu/se_a.h"
@@ -49,7 +50,8 @@ at::Tensor se_a_reduce(const at::Tensor& em, const at::Tensor& g) {
   if (nnei == 0) return t.zero_();
   return run(op, t, n, [&](auto z, int64_t b, int64_t en) {
     using T = decltype(z);
-    cpu::se_a_reduce<T>(e.data_ptr<T>(), gc.data_ptr<T>(), t.data_ptr<T>(), nnei, m, b, en);
+    DPX_CPU_KERNEL(se_a_reduce<T>)(e.data_ptr<T>(), gc.data_ptr<T>(), t.data_ptr<T>(), nnei, m, b,
+                                   en);
   });
 }
 
@@ -65,7 +67,8 @@ at::Tensor se_a_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& g) {
   auto out = at::empty(shape, g.options());
   return run(op, out, gt.numel() / std::max<int64_t>(4 * m, 1), [&](auto z, int64_t b, int64_t e) {
     using T = decltype(z);
-    cpu::se_a_reduce_grad_em<T>(gt.data_ptr<T>(), gc.data_ptr<T>(), out.data_ptr<T>(), nnei, m, b, e);
+    DPX_CPU_KERNEL(se_a_reduce_grad_em<T>)(gt.data_ptr<T>(), gc.data_ptr<T>(), out.data_ptr<T>(),
+                                           nnei, m, b, e);
   });
 }
 
@@ -82,7 +85,8 @@ at::Tensor se_a_reduce_grad_g(const at::Tensor& grad_t, const at::Tensor& em) {
   auto out = at::empty(shape, em.options());
   return run(op, out, gt.numel() / std::max<int64_t>(4 * m, 1), [&](auto z, int64_t b, int64_t en) {
     using T = decltype(z);
-    cpu::se_a_reduce_grad_g<T>(gt.data_ptr<T>(), e.data_ptr<T>(), out.data_ptr<T>(), nnei, m, b, en);
+    DPX_CPU_KERNEL(se_a_reduce_grad_g<T>)(gt.data_ptr<T>(), e.data_ptr<T>(), out.data_ptr<T>(),
+                                          nnei, m, b, en);
   });
 }
 
@@ -100,7 +104,8 @@ at::Tensor se_a_gram(const at::Tensor& a, const at::Tensor& b, int64_t axis_neur
   auto d = at::empty(shape, a.options());
   return run(op, d, ac.numel() / std::max<int64_t>(4 * m, 1), [&](auto z, int64_t s, int64_t e) {
     using T = decltype(z);
-    cpu::se_a_gram<T>(ac.data_ptr<T>(), bc.data_ptr<T>(), d.data_ptr<T>(), m, axis_neuron, s, e);
+    DPX_CPU_KERNEL(se_a_gram<T>)(ac.data_ptr<T>(), bc.data_ptr<T>(), d.data_ptr<T>(), m,
+                                 axis_neuron, s, e);
   });
 }
 
@@ -119,19 +124,19 @@ at::Tensor gram_grad(const char* op, const at::Tensor& grad_d, const at::Tensor&
   auto out = at::empty_like(xc);
   return run(op, out, xc.numel() / std::max<int64_t>(4 * m, 1), [&](auto z, int64_t b, int64_t e) {
     using T = decltype(z);
-    kernel(gd.data_ptr<T>(), xc.data_ptr<T>(), out.data_ptr<T>(), m, k, b, e);
+    kernel(z, gd.data_ptr<T>(), xc.data_ptr<T>(), out.data_ptr<T>(), m, k, b, e);
   });
 }
 
 at::Tensor se_a_gram_grad_a(const at::Tensor& grad_d, const at::Tensor& b) {
-  return gram_grad("se_a_gram_grad_a", grad_d, b, "b", [](auto... args) {
-    cpu::se_a_gram_grad_x(args...);
+  return gram_grad("se_a_gram_grad_a", grad_d, b, "b", [](auto z, auto... args) {
+    DPX_CPU_KERNEL(se_a_gram_grad_x<decltype(z)>)(args...);
   });
 }
 
 at::Tensor se_a_gram_grad_b(const at::Tensor& grad_d, const at::Tensor& a) {
-  return gram_grad("se_a_gram_grad_b", grad_d, a, "a", [](auto... args) {
-    cpu::se_a_gram_grad_y(args...);
+  return gram_grad("se_a_gram_grad_b", grad_d, a, "a", [](auto z, auto... args) {
+    DPX_CPU_KERNEL(se_a_gram_grad_y<decltype(z)>)(args...);
   });
 }
 

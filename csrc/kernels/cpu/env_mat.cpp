@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-namespace dpx::cpu {
+namespace dpx::cpu::DPX_KERNEL_ISA {
 namespace {
 
 // Radial parts of one slot: g0 = sw/rho and g1 = sw/rho^2 (rho = r + protection) with their
@@ -190,4 +190,4 @@ DPX_INSTANTIATE(float)
 DPX_INSTANTIATE(double)
 #undef DPX_INSTANTIATE
 
-}  // namespace dpx::cpu
+}  // namespace dpx::cpu::DPX_KERNEL_ISA

@@ -4,8 +4,11 @@
 // davg, dstd [ntypes, nnei, 4]. Every per-center routine handles c in [begin, end) so the
 // caller can split centers across threads; per-slot results go to a buffer that
 // scatter_slots folds into [nf, nall, 3] (deterministic, no atomics).
+// One set per instruction-set build (kernels/cpu/isa.h); the op layer calls DPX_CPU_KERNEL.
 #pragma once
 #include <cstdint>
+
+#include "kernels/cpu/isa.h"
 
 namespace dpx::cpu {
 
@@ -14,30 +17,12 @@ struct EnvMatShape {
   double rcut, rcut_smth, protection;
 };
 
-template <typename T>
-void env_mat_se_a(const T* ext_coord, const int64_t* nlist, const int64_t* atype, const T* davg,
-                  const T* dstd, T* em, const EnvMatShape& s, int64_t begin, int64_t end);
+namespace generic {
+#include "kernels/cpu/env_mat.inc"
+}  // namespace generic
 
-// grad of <grad_em, em> wrt d = x_j - x_i, per slot: g_slot [nf, nloc, nnei, 3]
-template <typename T>
-void env_mat_se_a_vjp_slots(const T* grad_em, const T* ext_coord, const int64_t* nlist,
-                            const int64_t* atype, const T* dstd, T* g_slot, const EnvMatShape& s,
-                            int64_t begin, int64_t end);
-
-// J t: out [nf, nloc, nnei, 4]
-template <typename T>
-void env_mat_se_a_jvp(const T* tangent, const T* ext_coord, const int64_t* nlist,
-                      const int64_t* atype, const T* dstd, T* out, const EnvMatShape& s,
-                      int64_t begin, int64_t end);
-
-// sum_a grad_em_a H_a (t_j - t_i) per slot: h_slot [nf, nloc, nnei, 3]
-template <typename T>
-void env_mat_se_a_hvp_slots(const T* grad_em, const T* tangent, const T* ext_coord,
-                            const int64_t* nlist, const int64_t* atype, const T* dstd, T* h_slot,
-                            const EnvMatShape& s, int64_t begin, int64_t end);
-
-// out[f, j] += slot, out[f, i] -= slot for every filled slot; out [nf, nall, 3] pre-zeroed
-template <typename T>
-void scatter_slots(const T* slot, const int64_t* nlist, T* out, const EnvMatShape& s);
+namespace avx2 {
+#include "kernels/cpu/env_mat.inc"
+}  // namespace avx2
 
 }  // namespace dpx::cpu

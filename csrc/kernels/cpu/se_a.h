@@ -5,26 +5,16 @@
 // gram:       d[n, m, k]  = sum_a x[n, a, m] y[n, a, k], k < K             x, y [N, 4, M]
 // gram_grad_x gx[n, a, m] = sum_k gd[n, m, k] y[n, a, k]
 // gram_grad_y gy[n, a, k] = sum_m gd[n, m, k] x[n, a, m] (k < K), 0 for k >= K
+// One set per instruction-set build (kernels/cpu/isa.h); the op layer calls DPX_CPU_KERNEL.
 #pragma once
 #include <cstdint>
 
-namespace dpx::cpu {
+#include "kernels/cpu/isa.h"
 
-template <typename T>
-void se_a_reduce(const T* em, const T* g, T* t, int64_t nnei, int64_t m, int64_t begin, int64_t end);
-template <typename T>
-void se_a_reduce_grad_em(const T* gt, const T* g, T* ge, int64_t nnei, int64_t m, int64_t begin,
-                         int64_t end);
-template <typename T>
-void se_a_reduce_grad_g(const T* gt, const T* em, T* gg, int64_t nnei, int64_t m, int64_t begin,
-                        int64_t end);
-template <typename T>
-void se_a_gram(const T* x, const T* y, T* d, int64_t m, int64_t k, int64_t begin, int64_t end);
-template <typename T>
-void se_a_gram_grad_x(const T* gd, const T* y, T* gx, int64_t m, int64_t k, int64_t begin,
-                      int64_t end);
-template <typename T>
-void se_a_gram_grad_y(const T* gd, const T* x, T* gy, int64_t m, int64_t k, int64_t begin,
-                      int64_t end);
+namespace dpx::cpu::generic {
+#include "kernels/cpu/se_a.inc"
+}  // namespace dpx::cpu::generic
 
-}  // namespace dpx::cpu
+namespace dpx::cpu::avx2 {
+#include "kernels/cpu/se_a.inc"
+}  // namespace dpx::cpu::avx2
