@@ -253,6 +253,18 @@ def profile_headline(impls) -> None:
             print(f"  {e.key[:58]:<58}{ms:9.2f} ms {e.count // 5:4d} calls")
 
 
+def kernel_isa() -> str:
+    """The build of dpx's CPU kernels this process runs: "avx2" or "generic" (DPX_CPU_ISA)."""
+    import ctypes
+
+    from dpx.ops import _library
+    lib = ctypes.CDLL(str(_library.LIBRARY))
+    if not hasattr(lib, "dpx_cpu_isa"):   # a library from before the AVX2 build
+        return "generic"
+    lib.dpx_cpu_isa.restype = ctypes.c_char_p
+    return lib.dpx_cpu_isa().decode()
+
+
 def machine_info() -> str:
     cpu = "unknown CPU"
     try:
@@ -263,7 +275,7 @@ def machine_info() -> str:
     except OSError:
         pass
     return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}, "
-            f"python {platform.python_version()}")
+            f"python {platform.python_version()}, dpx CPU kernels: {kernel_isa()}")
 
 
 def main() -> None:
