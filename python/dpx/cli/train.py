@@ -35,10 +35,9 @@ def _ckpt(path):
 def run(args) -> int:
     from dpx.train.trainer import Trainer
     cfg = load_input(args.input)
-    if args.finetune:
-        raise NotImplementedError("--finetune is not implemented yet in this dpx version")
     trainer = Trainer(cfg, restart=_ckpt(args.restart), init_model=_ckpt(args.init_model),
-                      skip_neighbor_stat=args.skip_neighbor_stat, device=args.device)
+                      skip_neighbor_stat=args.skip_neighbor_stat, device=args.device,
+                      finetune=args.finetune, model_branch=args.model_branch)
     if trainer.rank == 0:
         with open(args.output, "w") as f:
             json.dump({"model": stored_model_params(cfg)}, f, indent=2)
