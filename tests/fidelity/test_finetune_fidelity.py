@@ -1,0 +1,63 @@
+"""`train --finetune` of dpx against DeePMD-kit 3.2.0 from the same dpx multi-task checkpoint:
+the same weights and the same changed (or set) out_bias (deepmd-compat §12)."""
+import numpy as np
+import pytest
+import torch
+
+from dpx.cli.main import main
+from tests.fidelity.conftest import dp, multi_input, single_input, write_json
+
+pytestmark = pytest.mark.slow
+TOL = 1e-10
+
+
+@pytest.fixture(scope="module")
+def dpx_multi(tmp_path_factory, toy_data):
+    run = tmp_path_factory.mktemp("dpx_multi_ft")
+    cfg = multi_input(toy_data)
+    cfg["training"].update(save_ckpt=str(run / "model.ckpt"), disp_file=str(run / "lcurve.out"))
+    assert main(["train", str(write_json(run / "input.json", cfg)),
+                 "-o", str(run / "out.json")]) == 0
+    return run / "model.ckpt-3.pt"
+
+
+def zero_step_input(toy_data, path, **training):
+    cfg = single_input(toy_data)
+    cfg["training"].update(numb_steps=0, **training)
+    return write_json(path, cfg)
+
+
+def tensors(path) -> dict:
+    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return {k: v for k, v in sd.items() if k != "_extra_state" and v.numel()}
+
+
+@pytest.mark.parametrize("branch", ["water_1", "RANDOM"])
+def test_finetune_equals_deepmd(dpx_multi, toy_data, tmp_path, branch):
+    (tmp_path / "dp").mkdir()
+    (tmp_path / "dpx").mkdir()
+    dp("--pt", "train", zero_step_input(toy_data, tmp_path / "dp" / "in.json"), "--finetune",
+       dpx_multi, "--model-branch", branch, "--skip-neighbor-stat", cwd=tmp_path / "dp")
+    out = tmp_path / "dpx"
+    cfg = zero_step_input(toy_data, out / "in.json", save_ckpt=str(out / "model.ckpt"),
+                          disp_file=str(out / "lcurve.out"))
+    theirs = tensors(tmp_path / "dp" / "model.ckpt-0.pt")
+    assert main(["train", str(cfg), "--finetune", str(dpx_multi), "--model-branch", branch,
+                 "-o", str(out / "out.json")]) == 0
+    ours = tensors(tmp_path / "dpx" / "model.ckpt-0.pt")
+    bias = "model.Default.atomic_model.out_bias"
+    pretrained = tensors(dpx_multi)
+    if branch != "RANDOM":
+        assert not torch.equal(pretrained[f"model.{branch}.atomic_model.out_bias"], ours[bias])
+    compared = []
+    for key, ref in theirs.items():
+        if branch == "RANDOM" and ".descriptor." not in key and key != bias:
+            continue  # both draw a fresh fitting net, each from its own generator
+        if key.endswith(("out_std", "min_nbor_dist")):
+            continue
+        assert key in ours, key
+        np.testing.assert_allclose(ours[key].numpy(), ref.numpy(), rtol=TOL, atol=1e-12,
+                                   err_msg=key)
+        compared.append(key)
+    assert bias in compared and any(".descriptor.sea.mean" in k for k in compared)
+    assert any("fitting_net.filter_layers" in k for k in compared) == (branch != "RANDOM")
