@@ -252,7 +252,8 @@ def adjust_bias(model: EnergyModel, branch, frames: list[dict], change: bool) ->
     if len(energy):
         resid = target - counts @ bias.reshape(-1, 1)
         rmse = float(np.sqrt(np.mean((resid[:, 0] / counts.sum(1)) ** 2)))
-        log.info("RMSE of energy per atom after linear regression is: %s", rmse)
+        log.info("RMSE of energy per atom after linear regression is: %s in the unit of "
+                 "energy.", rmse)
     log.info("Change output bias of %s from %s to %s.", branch.model.type_map, old, new)
 
 
