@@ -21,6 +21,13 @@ def dpx_multi(tmp_path_factory, toy_data):
     return run / "model.ckpt-3.pt"
 
 
+@pytest.fixture(scope="module")
+def dp_multi(tmp_path_factory, toy_data):
+    run = tmp_path_factory.mktemp("dp_multi_ft")
+    dp("--pt", "train", write_json(run / "input.json", multi_input(toy_data)), cwd=run)
+    return run / "model.ckpt-3.pt"
+
+
 def zero_step_input(toy_data, path, **training):
     cfg = single_input(toy_data)
     cfg["training"].update(numb_steps=0, **training)
@@ -32,21 +39,24 @@ def tensors(path) -> dict:
     return {k: v for k, v in sd.items() if k != "_extra_state" and v.numel()}
 
 
-@pytest.mark.parametrize("branch", ["water_1", "RANDOM"])
-def test_finetune_equals_deepmd(dpx_multi, toy_data, tmp_path, branch):
+@pytest.mark.parametrize("source,branch", [("dpx", "water_1"), ("dpx", "RANDOM"),
+                                           ("dp", "water_2")])
+def test_finetune_equals_deepmd(request, toy_data, tmp_path, source, branch):
+    """Both codes finetune the same checkpoint (dpx's, or DeePMD-kit's own)."""
+    pretrained_path = request.getfixturevalue(f"{source}_multi")
     (tmp_path / "dp").mkdir()
     (tmp_path / "dpx").mkdir()
     dp("--pt", "train", zero_step_input(toy_data, tmp_path / "dp" / "in.json"), "--finetune",
-       dpx_multi, "--model-branch", branch, "--skip-neighbor-stat", cwd=tmp_path / "dp")
+       pretrained_path, "--model-branch", branch, "--skip-neighbor-stat", cwd=tmp_path / "dp")
     out = tmp_path / "dpx"
     cfg = zero_step_input(toy_data, out / "in.json", save_ckpt=str(out / "model.ckpt"),
                           disp_file=str(out / "lcurve.out"))
     theirs = tensors(tmp_path / "dp" / "model.ckpt-0.pt")
-    assert main(["train", str(cfg), "--finetune", str(dpx_multi), "--model-branch", branch,
+    assert main(["train", str(cfg), "--finetune", str(pretrained_path), "--model-branch", branch,
                  "-o", str(out / "out.json")]) == 0
     ours = tensors(tmp_path / "dpx" / "model.ckpt-0.pt")
     bias = "model.Default.atomic_model.out_bias"
-    pretrained = tensors(dpx_multi)
+    pretrained = tensors(pretrained_path)
     if branch != "RANDOM":
         assert not torch.equal(pretrained[f"model.{branch}.atomic_model.out_bias"], ours[bias])
     compared = []
