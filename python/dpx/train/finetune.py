@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dpx.config import Config
-from dpx.infer.model_io import branches_of, model_config
+from dpx.infer.model_io import branches_of, load_model, model_config
 from dpx.model import stat
 from dpx.model.energy import EnergyModel
 from dpx.train import checkpoint
@@ -46,7 +46,6 @@ class Rule:
 @dataclass
 class Pretrained:
     path: str
-    state: dict
     params: dict
     rules: dict[str, Rule]
 
@@ -64,7 +63,7 @@ def prepare(cfg: Config, path: str, model_branch: str | None) -> Pretrained:
     log.info("finetune from %s: %s", path, ", ".join(
         f"{r.branch} <- {r.source}" + (" (random fitting)" if r.random_fitting else "") +
         (" (resuming)" if r.resuming else "") for r in rules.values()))
-    return Pretrained(str(path), state, params, rules)
+    return Pretrained(str(path), params, rules)
 
 
 # ---------------------------------------------------------------- rules (§12.1)
@@ -177,18 +176,6 @@ def _check_exclusions(where: str, model, src, index: list[int], path) -> None:
 
 
 # ---------------------------------------------------------------- weights (§12.2)
-def source_model(pre: Pretrained, key: str) -> EnergyModel:
-    """Pretrained branch `key` as an EnergyModel with its weights."""
-    params = branches_of(pre.params)[key]
-    model = EnergyModel(model_config(params, f"{pre.path}:model_params"))
-    prefix = f"model.{key}."
-    weights = {k[len(prefix):]: v for k, v in pre.state["model"].items() if k.startswith(prefix)}
-    missing, _ = model.load_state_dict(weights, strict=False)
-    if missing:
-        raise ValueError(f"{pre.path}: branch {key} lacks tensors {missing[:5]}")
-    return model
-
-
 @torch.no_grad()
 def transfer(src: EnergyModel, dst: EnergyModel, index: list[int], random_fitting: bool) -> None:
     """Copy src's weights into dst, type i of dst taking type index[i] of src. With a random
@@ -263,7 +250,7 @@ def apply(pre: Pretrained, cfg: Config, tasks: dict) -> None:
     sources: dict[str, EnergyModel] = {}
     for key, rule in pre.rules.items():
         if rule.source not in sources:
-            sources[rule.source] = source_model(pre, rule.source)
+            sources[rule.source], _ = load_model(pre.path, rule.source)
         log.info("%s: weights from %s, branch %s%s", key, pre.path, rule.source,
                  " (descriptor only)" if rule.random_fitting else "")
         transfer(sources[rule.source], tasks[key].model, rule.index, rule.random_fitting)
