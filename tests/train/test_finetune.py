@@ -24,11 +24,12 @@ def pretrained(dataset, tmp_path_factory):
     return root / "model.ckpt.pt"
 
 
-def finetune(dataset, run_dir, ckpt, branch=None, mutate=None):
+def finetune(dataset, run_dir, ckpt, branch=None, mutate=None, **kw):
     cfg = small_input(dataset, steps=0)
     if mutate:
         mutate(cfg)
-    return Trainer(parse_input(cfg, base_dir=run_dir), finetune=str(ckpt), model_branch=branch)
+    return Trainer(parse_input(cfg, base_dir=run_dir), finetune=str(ckpt), model_branch=branch,
+                   **kw)
 
 
 def weights(model, skip=("out_bias", "out_std")):
@@ -141,6 +142,21 @@ def test_shape_mismatch_names_the_key(dataset, run_dir, pretrained):
         cfg["model"]["descriptor"]["neuron"] = [4, 16]
     with pytest.raises(ValueError, match="model/descriptor/neuron"):
         finetune(dataset, run_dir, pretrained, "small", wider)
+
+
+def test_use_pretrain_script_takes_the_pretrained_sections(dataset, run_dir, pretrained):
+    def other(cfg):
+        cfg["model"]["descriptor"].update(neuron=[4, 16], exclude_types=[[0, 0]])
+        cfg["model"]["fitting_net"].update(neuron=[3], trainable=False)
+        cfg["model"]["type_map"] = ["H", "O"]
+    tr = finetune(dataset, run_dir, pretrained, "small", other, use_pretrain_script=True)
+    model = tr.cfg.branches["Default"].model
+    assert model.descriptor.neuron == [4, 8] and model.descriptor.exclude_types == []
+    assert model.fitting_net.neuron == [8, 8] and model.fitting_net.trainable is False
+    src, _ = load_model(pretrained, "small")
+    assert torch.equal(tr.tasks["Default"].model.atomic_model.fitting_net.filter_layers
+                       .networks[1].layers[0].matrix,
+                       src.atomic_model.fitting_net.filter_layers.networks[0].layers[0].matrix)
 
 
 def test_cli_errors(dataset, run_dir, pretrained, capsys):

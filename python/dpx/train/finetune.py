@@ -10,6 +10,7 @@ net of (index[i], index[j]); davg/dstd rows follow the center type and their slo
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -50,16 +51,18 @@ class Pretrained:
     rules: dict[str, Rule]
 
 
-def prepare(cfg: Config, path: str, model_branch: str | None) -> Pretrained:
+def prepare(cfg: Config, path: str, model_branch: str | None,
+            use_pretrain_script: bool = False) -> Pretrained:
     """Load the checkpoint, build the rules and make the input's model sections fit the
-    pretrained weights (sel inherited, shapes checked). Runs before any model is built."""
+    pretrained weights (sel inherited, shapes checked; with use_pretrain_script the
+    pretrained sections replace the input's). Runs before any model is built."""
     state = checkpoint.load(path)
     params = state["model"].get("_extra_state", {}).get("model_params")
     if params is None:
         raise ValueError(f"{path}: the checkpoint has no _extra_state.model_params")
     rules = build_rules(cfg, params, model_branch, path)
     for rule in rules.values():
-        align_branch(cfg, rule, branches_of(params)[rule.source], path)
+        align_branch(cfg, rule, branches_of(params)[rule.source], path, use_pretrain_script)
     log.info("finetune from %s: %s", path, ", ".join(
         f"{r.branch} <- {r.source}" + (" (random fitting)" if r.random_fitting else "") +
         (" (resuming)" if r.resuming else "") for r in rules.values()))
@@ -113,7 +116,8 @@ def single_rule(key: str, head: str, params: dict, path, where="--model-branch")
 
 
 # ---------------------------------------------------------------- config alignment
-def align_branch(cfg: Config, rule: Rule, source: dict, path) -> None:
+def align_branch(cfg: Config, rule: Rule, source: dict, path,
+                 use_pretrain_script: bool = False) -> None:
     """Type index map, sel from the pretrained branch (per type, following the type map),
     and the shape-defining keys checked; exclusions translated and checked."""
     model = cfg.branches[rule.branch].model
@@ -128,6 +132,8 @@ def align_branch(cfg: Config, rule: Rule, source: dict, path) -> None:
     if rule.index != list(range(len(src.type_map))):
         log.info("%s: type_map %s remapped from the pretrained %s", rule.branch,
                  model.type_map, src.type_map)
+    if use_pretrain_script:
+        _take_pretrained_sections(model, src, rule)
     sel = [src.descriptor.sel[i] for i in rule.index]
     given = model.descriptor.sel
     if isinstance(given, list) and given != sel:
@@ -140,6 +146,25 @@ def align_branch(cfg: Config, rule: Rule, source: dict, path) -> None:
         _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, _FITTING_SHAPE,
                  _FITTING_FUNCTION, path)
     _check_exclusions(where, model, src, rule.index, path)
+
+
+def _take_pretrained_sections(model, src, rule: Rule) -> None:
+    """--use-pretrain-script: the pretrained descriptor (and fitting net, unless RANDOM)
+    replace the input's, keeping the input's trainable flags; the descriptor's exclusions
+    are rewritten in the new type indices (sel follows in align_branch)."""
+    inv = {old: new for new, old in enumerate(rule.index)}
+    d = copy.deepcopy(src.descriptor)
+    d.trainable, d.sel = model.descriptor.trainable, "auto"
+    d.exclude_types = [[inv[a], inv[b]] for a, b in d.exclude_types if a in inv and b in inv]
+    model.descriptor = d
+    parts = "descriptor"
+    if not rule.random_fitting:
+        f = copy.deepcopy(src.fitting_net)
+        f.trainable = model.fitting_net.trainable
+        model.fitting_net = f
+        parts += " and fitting_net"
+    log.info("%s: %s from the pretrained branch %s (--use-pretrain-script)", rule.branch,
+             parts, rule.source)
 
 
 def _compare(where: str, mine, theirs, shape_keys, function_keys, path) -> None:

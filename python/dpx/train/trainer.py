@@ -42,7 +42,8 @@ class Task:
 class Trainer:
     def __init__(self, cfg: Config, restart: str | None = None, init_model: str | None = None,
                  skip_neighbor_stat: bool = False, device: str | None = None,
-                 finetune: str | None = None, model_branch: str | None = None):
+                 finetune: str | None = None, model_branch: str | None = None,
+                 use_pretrain_script: bool = False):
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.rank, self.world = dist.world()
@@ -55,11 +56,11 @@ class Trainer:
         if finetune and (restart or init_model):
             raise ValueError("--finetune starts a new run from a pretrained model; it cannot be "
                              "combined with --restart or --init-model")
-        if model_branch is not None and finetune is None:
-            raise ValueError("--model-branch chooses the pretrained branch of --finetune; "
-                             "give --finetune CHECKPOINT too")
+        if (model_branch is not None or use_pretrain_script) and finetune is None:
+            raise ValueError("--model-branch and --use-pretrain-script go with --finetune "
+                             "CHECKPOINT")
         # finetune fixes sel to the pretrained model's before any model is built
-        pre = ft.prepare(cfg, finetune, model_branch) if finetune else None
+        pre = ft.prepare(cfg, finetune, model_branch, use_pretrain_script) if finetune else None
         data = {k: BranchData(b, cfg, seed, self.rank, self.world) for k, b in cfg.branches.items()}
         if pre is None:
             self._resolve_sel(data, resumed or init, skip_neighbor_stat)
