@@ -1,8 +1,8 @@
 // Neighbor search on CUDA; see nlist.h for the steps and kernels/cpu/nlist.cpp for the CPU
 // twin. Where the CPU decides something by a floating-point comparison (which shifts pass,
-// r^2 <= rcut^2, ties in r^2), the same expression is evaluated here in the same order with
-// the _rn intrinsics, which the compiler never contracts into fused multiply-adds (the CPU
-// build of nlist.cpp has none either): both devices make the same decisions bit for bit.
+// r^2 <= rcut^2, ties in r^2), the same expression is evaluated here in the same order without
+// fused multiply-adds (nlist_plan.h: mul, add, dot3, dist2), so that both devices make the
+// same decisions bit for bit. The arithmetic shared with the host lives in nlist_plan.h.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -16,23 +16,6 @@
 namespace dpx::cuda {
 namespace {
 
-__device__ inline float mul(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double mul(double a, double b) { return __dmul_rn(a, b); }
-__device__ inline float add(float a, float b) { return __fadd_rn(a, b); }
-__device__ inline double add(double a, double b) { return __dadd_rn(a, b); }
-
-// (a0 b0 + a1 b1) + a2 b2 with the b's strided: the CPU's expression for x H^-1 and s H
-template <typename T>
-__device__ inline T dot3(const T* a, const T* b, int stride) {
-  return add(add(mul(a[0], b[0]), mul(a[1], b[stride])), mul(a[2], b[2 * stride]));
-}
-
-template <typename T>
-__device__ inline T dist2(const T* p, T xi, T yi, T zi) {
-  const T dx = p[0] - xi, dy = p[1] - yi, dz = p[2] - zi;
-  return add(add(mul(dx, dx), mul(dy, dy)), mul(dz, dz));
-}
-
 template <typename T>
 __device__ inline T infinity() {  // (std::numeric_limits is host-only without a flag)
   return T(INFINITY);
@@ -40,15 +23,6 @@ __device__ inline T infinity() {  // (std::numeric_limits is host-only without a
 
 __device__ inline void atomic_inc(int64_t* p) {
   atomicAdd(reinterpret_cast<unsigned long long*>(p), 1ull);
-}
-
-// bin of x along each axis, clamped (NaN lands in bin 0), as CellList::bin_of
-template <typename T>
-__device__ inline void bin_xyz(const Grid& g, const T* x, int64_t b[3]) {
-  for (int k = 0; k < 3; ++k) {
-    const double v = (static_cast<double>(x[k]) - g.lo[k]) * g.inv_edge;
-    b[k] = v >= 0 ? (v < static_cast<double>(g.n[k]) ? static_cast<int64_t>(v) : g.n[k] - 1) : 0;
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -60,37 +34,7 @@ __global__ void plan_ghosts_kernel(const T* coord, const int64_t* atype, const F
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= s.nf * s.nloc) return;
   const FrameGeom<T>& g = geom[c / s.nloc];
-  const T* x = coord + 3 * c;
-  for (int k = 0; k < 3; ++k) {
-    int32_t* r = range + (3 * c + k) * 2;
-    r[0] = 0;
-    r[1] = -1;  // empty: no ghosts (open boundaries, virtual atoms)
-    if (!g.periodic) {
-      wrap[3 * c + k] = T(0);
-      continue;
-    }
-    const T frac = dot3(x, g.inv + k, 3);
-    T w = floor(frac);
-    T f = frac - w;
-    if (f >= T(1)) {  // frac = -1e-18 gives f = 1 after rounding: fold it back into [0, 1)
-      f -= T(1);
-      w += T(1);
-    }
-    wrap[3 * c + k] = w;
-    if (atype[c] < 0) continue;
-    // the passing shifts form an interval holding 0 for any finite f in [0, 1) (nlist.cpp)
-    const T rc = g.rc[k], up = g.up[k];
-    auto pass = [&](int64_t sh) {
-      const T gs = f + static_cast<T>(sh);
-      return gs >= -rc && gs <= up;
-    };
-    if (!pass(0)) continue;
-    int64_t lo = 0, hi = 0;
-    while (lo > -g.nb[k] && pass(lo - 1)) --lo;
-    while (hi < g.nb[k] && pass(hi + 1)) ++hi;
-    r[0] = static_cast<int32_t>(lo);
-    r[1] = static_cast<int32_t>(hi);
-  }
+  plan_atom(g, coord + 3 * c, atype[c], wrap + 3 * c, range + 6 * c);
 }
 
 constexpr int kScanThreads = 256;
@@ -120,16 +64,12 @@ __global__ void extend_kernel(const int64_t* atype, const FrameGeom<T>* geom, Nl
   }
   if (threadIdx.x == 0) carry = 0;
   __syncthreads();
-  const int64_t n1 = 2 * g.nb[1] + 1, n2 = 2 * g.nb[2] + 1, total = g.nshift * nloc;
+  const int64_t total = g.nshift * nloc;
   for (int64_t base = 0; base < total; base += blockDim.x) {
     const int64_t idx = base + threadIdx.x;
     int64_t flag = 0, sv[3] = {0, 0, 0}, i = 0;
     if (idx < total) {
-      const int64_t sh = idx / nloc;
-      i = idx % nloc;
-      sv[0] = sh / (n1 * n2) - g.nb[0];
-      sv[1] = (sh / n2) % n1 - g.nb[1];
-      sv[2] = sh % n2 - g.nb[2];
+      i = ghost_candidate(g, nloc, idx, sv);
       flag = (sv[0] != 0 || sv[1] != 0 || sv[2] != 0);
       for (int k = 0; k < 3; ++k)
         flag &= (sv[k] >= rg[6 * i + 2 * k] && sv[k] <= rg[6 * i + 2 * k + 1]);
@@ -255,26 +195,6 @@ __global__ void place_kernel(const T* ext, const int64_t* ext_atype, const Grid*
 // ---------------------------------------------------------------------------------------
 // search
 // ---------------------------------------------------------------------------------------
-// Calls fn(p0, p1) for the contiguous range of sorted atoms of each (x, y) bin column within
-// reach of bin b (the z bins of a column are contiguous in the sorted arrays).
-template <typename F>
-__device__ inline void for_each_column(const Grid& g, const int64_t b[3], const int64_t* start,
-                                       F&& fn) {
-  const int64_t x0 = max(b[0] - g.reach, int64_t{0}), x1 = min(b[0] + g.reach, g.n[0] - 1);
-  const int64_t y0 = max(b[1] - g.reach, int64_t{0}), y1 = min(b[1] + g.reach, g.n[1] - 1);
-  const int64_t z0 = max(b[2] - g.reach, int64_t{0}), z1 = min(b[2] + g.reach, g.n[2] - 1);
-  for (int64_t x = x0; x <= x1; ++x)
-    for (int64_t y = y0; y <= y1; ++y) {
-      const int64_t row = (x * g.n[1] + y) * g.n[2];
-      fn(start[row + z0], start[row + z1 + 1]);
-    }
-}
-
-template <typename T>
-__device__ inline bool before(T d2a, int64_t ia, T d2b, int64_t ib) {
-  return d2a < d2b || (d2a == d2b && ia < ib);
-}
-
 // One warp per center. Pass 1: counts per type and the smallest r^2. Pass 2: each lane takes
 // candidates p and counts, over all candidates q, those before p (by (r^2, index)) overall
 // and of p's type: DeePMD-kit keeps p iff fewer than nnei are before it overall, and puts
@@ -372,51 +292,6 @@ __global__ void stats_kernel(const int64_t* counts, const T* min_d2, NlistShape 
 // host side
 // ---------------------------------------------------------------------------------------
 template <typename T>
-FrameGeom<T> plan_frame(const double inv[9], const double face[3], double rcut) {
-  FrameGeom<T> g{};
-  for (int k = 0; k < 9; ++k) g.inv[k] = static_cast<T>(inv[k]);
-  g.nshift = 1;
-  for (int k = 0; k < 3; ++k) {
-    g.rc[k] = static_cast<T>(rcut / face[k]);
-    g.nb[k] = static_cast<int64_t>(std::ceil(static_cast<double>(g.rc[k])));
-    g.up[k] = T(1) + g.rc[k];
-    g.nshift *= 2 * g.nb[k] + 1;
-  }
-  g.periodic = 1;
-  return g;
-}
-
-template <typename T>
-FrameGeom<T> open_frame() {
-  FrameGeom<T> g{};
-  g.periodic = 0;
-  g.nshift = 0;
-  return g;
-}
-
-int64_t plan_grid(const double lo_in[3], const double hi[3], int64_t m, double rcut, Grid& g) {
-  const double reach_r = rcut * (1.0 + 1e-4);
-  double edge = reach_r;  // one bin of reach each side: 27 columns' worth of bins
-  const double max_bins = std::max(64.0, 8.0 * static_cast<double>(m));
-  double nd[3] = {1, 1, 1};
-  for (int iter = 0; m > 0 && iter < 64; ++iter) {
-    for (int k = 0; k < 3; ++k) nd[k] = std::floor((hi[k] - lo_in[k]) / edge) + 1.0;
-    const double total = nd[0] * nd[1] * nd[2];
-    if (total <= max_bins) break;
-    edge *= std::cbrt(total / max_bins) * 1.01;  // sparse and wide: memory linear in atoms
-    if (!std::isfinite(edge) || iter == 63) nd[0] = nd[1] = nd[2] = 1.0;
-  }
-  for (int k = 0; k < 3; ++k) {
-    g.n[k] = (m > 0 && std::isfinite(nd[k])) ? static_cast<int64_t>(nd[k]) : 1;
-    g.lo[k] = std::isfinite(lo_in[k]) ? lo_in[k] : 0.0;
-  }
-  const bool finite = m > 0 && std::isfinite(edge);
-  g.inv_edge = finite ? 1.0 / edge : 0.0;
-  g.reach = finite ? std::max<int64_t>(1, static_cast<int64_t>(std::ceil(reach_r / edge))) : 1;
-  return g.n[0] * g.n[1] * g.n[2];
-}
-
-template <typename T>
 void plan_ghosts(const T* coord, const int64_t* atype, const FrameGeom<T>* geom,
                  const NlistShape& s, NlistBuffers<T>& buf, cudaStream_t stream) {
   if (s.nf * s.nloc == 0) return;
@@ -468,8 +343,6 @@ void search(const Grid* grids, const int64_t* atype, const int64_t* ext_atype, c
 }
 
 #define DPX_INSTANTIATE(T)                                                                     \
-  template FrameGeom<T> plan_frame<T>(const double*, const double*, double);                   \
-  template FrameGeom<T> open_frame<T>();                                                       \
   template void plan_ghosts<T>(const T*, const int64_t*, const FrameGeom<T>*,                  \
                                const NlistShape&, NlistBuffers<T>&, cudaStream_t);             \
   template void extend<T>(const int64_t*, const FrameGeom<T>*, const NlistShape&,              \

@@ -18,44 +18,16 @@
 //                     (kept if rank < nnei and type rank < sel[t]): no sort, no scratch
 //   stats             nnei_max and min_dist per frame
 // Every function enqueues kernels on `stream` and returns; none synchronizes. The host
-// steps (plan_frame, plan_grid) are plain functions the op layer calls between them.
+// steps (plan_frame, plan_grid) and the index arithmetic the kernels use are plain C++ in
+// nlist_plan.h, checked against the CPU search without a GPU (tests/nlist/test_cuda_plan.py).
 #pragma once
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
+#include "kernels/cuda/nlist_plan.h"
+
 namespace dpx::cuda {
-
-// One frame's periodic geometry, in T as the CPU's plan_ghosts uses it.
-template <typename T>
-struct FrameGeom {
-  T inv[9];         // H^-1 (frac = x H^-1), rows of H = cell vectors
-  T rc[3];          // rcut / face distance k
-  T up[3];          // 1 + rc[k]
-  int64_t nb[3];    // shifts along axis k range over [-nb_k, nb_k]
-  int64_t nshift;   // (2 nb_0 + 1)(2 nb_1 + 1)(2 nb_2 + 1), 0 for open boundaries
-  int32_t periodic;
-};
-
-// from the cell (as cpu::make_cell computes it: inv and face distances in double)
-template <typename T>
-FrameGeom<T> plan_frame(const double inv[9], const double face[3], double rcut);
-template <typename T>
-FrameGeom<T> open_frame();
-
-// One frame's cell list: bins of edge `edge` from lo, n[k] per axis, z fastest.
-struct Grid {
-  double lo[3];
-  double inv_edge;
-  int64_t n[3];
-  int64_t reach;       // bins scanned on each side of a center's bin
-  int64_t bin_offset;  // this frame's first bin in the batch's bin arrays
-};
-
-// lo/hi: bounds of the frame's m real extended atoms. Bins at least reach_r = rcut (1 + 1e-4)
-// wide (so reach 1), widened like the CPU's cell list where atoms are sparse (<= max(64, 8 m)
-// bins). Returns the number of bins.
-int64_t plan_grid(const double lo[3], const double hi[3], int64_t m, double rcut, Grid& g);
 
 // Temporary space that the kernels need, per frame f of nf (nall = the padded extended size).
 template <typename T>
@@ -80,8 +52,6 @@ struct NlistShape {
   double rcut;
 };
 
-// the sizes of the buffers above that depend on the grids: total bins over the frames
-inline int64_t bin_start_size(int64_t total_bins, int64_t nf) { return total_bins + nf; }
 
 // buf.wrap and buf.range of every local atom (s.nall is not needed yet)
 template <typename T>
