@@ -50,7 +50,7 @@ PY
 
 stage_test() {
   header "op and neighbor-list tests on CUDA and CPU"
-  "$py" -m pytest -q tests/ops tests/nlist 2>&1 | tee "$logs/tests.log" | tail -15
+  "$py" -m pytest -q -m "not slow" tests/ops tests/nlist 2>&1 | tee "$logs/tests.log" | tail -15
 }
 
 stage_sanitize() {
