@@ -1,6 +1,6 @@
-// dpx::neighbor_list on CPU: checks, then two passes over the frames: the ghosts of every
-// frame (serial, linear) fix nall = max over frames; then per frame the extended system is
-// written and its centers are searched in parallel. Spec: reference.neighbor_list.
+// dpx::neighbor_list on CPU: checks (ops/nlist_args.h, shared with CUDA), then two passes
+// over the frames: the ghosts of every frame (serial, linear) fix nall = max over frames; then
+// per frame the extended system is written and its centers are searched in parallel. Spec: reference.neighbor_list.
 #include <torch/library.h>
 
 #include <cmath>
@@ -9,50 +9,13 @@
 #include <vector>
 
 #include "kernels/cpu/nlist.h"
-#include "ops/checks.h"
+#include "ops/nlist_args.h"
 
 namespace dpx::ops {
 namespace {
 
-constexpr const char* kOp = "neighbor_list";
-// a cell whose images along one axis exceed this is degenerate for the cut-off, not physics
-constexpr int64_t kMaxImages = 10000;
-
-using Result = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
-void check(const at::Tensor& coord, const at::Tensor& atype, const std::optional<at::Tensor>& box,
-           double rcut, at::IntArrayRef sel) {
-  check_float(coord, kOp, "coord");
-  check_dim(coord, 3, kOp, "coord");
-  TORCH_CHECK(coord.size(2) == 3, "dpx::", kOp, ": coord must be [nf, nloc, 3], got ",
-              coord.sizes());
-  check_dtype(atype, at::kLong, kOp, "atype");
-  check_dim(atype, 2, kOp, "atype");
-  TORCH_CHECK(atype.size(0) == coord.size(0) && atype.size(1) == coord.size(1), "dpx::", kOp,
-              ": atype must be [nf, nloc] = [", coord.size(0), ", ", coord.size(1), "], got ",
-              atype.sizes());
-  check_same_device(atype, coord, kOp, "atype");
-  if (box.has_value()) {
-    const at::Tensor& b = *box;
-    TORCH_CHECK(b.scalar_type() == coord.scalar_type(), "dpx::", kOp,
-                ": box must have the dtype of coord (", coord.scalar_type(), "), got ",
-                b.scalar_type());
-    check_dim(b, 2, kOp, "box");
-    TORCH_CHECK(b.size(0) == coord.size(0) && b.size(1) == 9, "dpx::", kOp,
-                ": box must be [nf, 9] = [", coord.size(0), ", 9], got ", b.sizes());
-    check_same_device(b, coord, kOp, "box");
-  }
-  TORCH_CHECK(std::isfinite(rcut) && rcut > 0, "dpx::", kOp, ": rcut must be finite and > 0, got ",
-              rcut);
-  TORCH_CHECK(!sel.empty(), "dpx::", kOp, ": sel must have one entry per type, got []");
-  for (size_t t = 0; t < sel.size(); ++t)
-    TORCH_CHECK(sel[t] >= 0, "dpx::", kOp, ": sel must be non-negative, got sel[", t, "] = ",
-                sel[t]);
-  // virtual atoms (< 0) are allowed; a type has a section of the list, so it must be < len(sel)
-  TORCH_CHECK(atype.numel() == 0 || atype.max().item<int64_t>() < static_cast<int64_t>(sel.size()),
-              "dpx::", kOp, ": atype values must be < len(sel) = ", sel.size(),
-              " (one sel entry per type), got ", atype.max().item<int64_t>());
-}
+using nlist_args::kOp;
+using Result = nlist_args::Result;
 
 template <typename T>
 bool all_finite(const T* x, int64_t n) {
@@ -78,23 +41,9 @@ Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
   TORCH_CHECK(all_finite(x, coord.numel()), "dpx::", kOp, ": coord has non-finite entries");
 
   // pass 1: cells and ghost counts of every frame
-  std::vector<cpu::Cell> cells(bx ? nf : 0);
-  for (int64_t f = 0; f < static_cast<int64_t>(cells.size()); ++f) {
-    double h[9];
-    for (int k = 0; k < 9; ++k) h[k] = static_cast<double>(bx[9 * f + k]);
-    TORCH_CHECK(all_finite(h, 9), "dpx::", kOp, ": box of frame ", f, " has non-finite entries");
-    const double na = std::sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2]);
-    const double nb = std::sqrt(h[3] * h[3] + h[4] * h[4] + h[5] * h[5]);
-    const double nc = std::sqrt(h[6] * h[6] + h[7] * h[7] + h[8] * h[8]);
-    // relative to the product of the lengths: a flat cell, whatever its size
-    const bool ok = cpu::make_cell(h, cells[f]) && std::abs(cells[f].det) > 1e-10 * na * nb * nc;
-    TORCH_CHECK(ok, "dpx::", kOp, ": box of frame ", f,
-                " has a cell of zero volume (rows of box are the three cell vectors)");
-    for (int k = 0; k < 3; ++k)
-      TORCH_CHECK(rcut / cells[f].face[k] <= kMaxImages, "dpx::", kOp, ": box of frame ", f,
-                  " is too thin for rcut = ", rcut, ": face distance ", cells[f].face[k],
-                  " along cell vector ", k);
-  }
+  const std::vector<cpu::Cell> cells =
+      bx ? nlist_args::make_cells(box.to(at::kDouble).contiguous().data_ptr<double>(), nf, rcut)
+         : std::vector<cpu::Cell>();
   std::vector<cpu::Ghosts<T>> ghosts(nf);
   int64_t nall = nloc;
   for (int64_t f = 0; f < nf; ++f) {
@@ -146,9 +95,9 @@ Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
 
 Result neighbor_list(const at::Tensor& coord, const at::Tensor& atype,
                      const std::optional<at::Tensor>& box, double rcut, at::IntArrayRef sel) {
-  check(coord, atype, box, rcut, sel);
-  if (coord.scalar_type() == at::kFloat) return run<float>(coord, atype, box, rcut, sel);
-  return run<double>(coord, atype, box, rcut, sel);
+  return nlist_args::checked_run(coord, atype, box, rcut, sel, [&](auto z) {
+    return run<decltype(z)>(coord, atype, box, rcut, sel);
+  });
 }
 
 }  // namespace

@@ -22,6 +22,19 @@ needs_library = pytest.mark.skipif(
     not _library.LOADED, reason=f"dpx op library not built ({_library.REBUILD})")
 DTYPES = (torch.float32, torch.float64)
 OP = torch.ops.dpx.neighbor_list.default if _library.LOADED else None
+DEVICES = ("cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device")))
+_device = "cpu"
+
+
+@pytest.fixture(autouse=True, params=DEVICES)
+def device(request):
+    """Every test runs per device; on CUDA, run_all also runs the op there and requires
+    the CPU op's result exactly (same extended system, same list, same statistics)."""
+    global _device
+    _device, saved = request.param, _device
+    yield request.param
+    _device = saved
 
 
 # ----------------------------------------------------------------------------------------
@@ -153,8 +166,21 @@ def assert_same_as_reference(out, ref, dtype):
     torch.testing.assert_close(out[5], ref[5], rtol=rel, atol=0)
 
 
+def assert_same_on_cuda(out, coord, atype, box, rcut, sel):
+    """The CUDA op returns the CPU op's outputs bit for bit (nlist.cu evaluates every
+    deciding comparison in the CPU's expression order, without FMA contraction)."""
+    on = [None if t is None else t.cuda() for t in (coord, atype, box)]
+    got = OP(*on, rcut, sel)
+    names = ("mapping", "ext_atype", "shift", "nlist", "nnei_max", "min_dist")
+    for name, a, b in zip(names, got, out):
+        assert a.is_cuda and a.dtype == b.dtype, name
+        assert torch.equal(a.cpu(), b), name
+
+
 def run_all(coord, atype, box, rcut, sel, ref=True, brute=True):
     out = OP(coord, atype, box, rcut, sel)
+    if _device == "cuda":
+        assert_same_on_cuda(out, coord, atype, box, rcut, sel)
     check_extended(out, coord, atype, box)
     if ref:
         assert_same_as_reference(out, reference.neighbor_list(coord, atype, box, rcut, sel),
@@ -235,6 +261,55 @@ def test_type_without_atoms():
     out = run_all(coord, atype, box, 4.0, [10, 5, 20])
     assert (out[3][..., 10:15] == -1).all()
     assert (out[4][:, 1] == 0).all()
+
+
+def rank_rule_rows(ext, ext_atype, nloc, rcut, sel):
+    """DeePMD-kit's list by the rule the CUDA search uses (csrc/kernels/cuda/nlist.cu): a
+    candidate p goes to slot (number of candidates of its type before it) of its type's
+    section iff fewer than nnei candidates overall and fewer than sel[t] of its type come
+    before it, "before" meaning smaller (r^2, extended index). No sort."""
+    nnei, sec = sum(sel), [0, *itertools.accumulate(sel)]
+    rows = torch.full((nloc, nnei), -1, dtype=torch.long)
+    d2 = ((ext[None, :, :] - ext[:nloc, None, :]) ** 2).sum(-1)
+    for i in range(nloc):
+        if ext_atype[i] < 0:   # a virtual center: a row of -1
+            continue
+        cand = [j for j in range(len(ext)) if j != i and ext_atype[j] >= 0
+                and float(d2[i, j]) <= rcut * rcut]
+        for p in cand:
+            t = int(ext_atype[p])
+            before = [q for q in cand if (d2[i, q], q) < (d2[i, p], p)]
+            rank_t = sum(int(ext_atype[q]) == t for q in before)
+            if len(before) < nnei and rank_t < sel[t]:
+                rows[i, sec[t] + rank_t] = p
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rank_rule_equals_sorted_selection(seed):
+    """The CUDA search's rank rule gives the twin's list, ties included (atoms on a lattice
+    have many equal distances) and with overflowing sections."""
+    gen = torch.Generator().manual_seed(seed)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=torch.float64)] * 3,
+                                      indexing="ij"), -1).reshape(-1, 3)
+    coord = torch.cat([grid * 1.5, 4.5 * torch.rand(6, 3, generator=gen, dtype=torch.float64)])
+    atype = torch.randint(0, 2, (1, len(coord)), generator=gen)
+    atype[0, -1] = -1
+    box = (torch.eye(3, dtype=torch.float64) * 4.5).reshape(1, 9)
+    for sel in ([6, 4], [30, 30], [5, 0]):
+        mapping, ext_atype, shift, nlist, *_ = reference.neighbor_list(coord[None], atype, box,
+                                                                       2.2, sel)
+        ext = coord[mapping[0]] + shift[0] @ box[0].reshape(3, 3)
+        rows = rank_rule_rows(ext, ext_atype[0], len(coord), 2.2, sel)
+        assert torch.equal(rows, nlist[0]), sel
+
+
+@needs_library
+def test_type_without_slots():
+    """sel[t] = 0: type t atoms are counted (nnei_max) but never listed."""
+    coord, atype, box = random_frames(6, torch.float64, ntypes=2)
+    out = run_all(coord, atype, box, 4.0, [15, 0])
+    assert out[3].shape[-1] == 15 and (out[4][:, 1] > 0).all()
 
 
 @needs_library
@@ -344,6 +419,8 @@ def test_shell_at_rcut(dtype):
     inside = list(range(1, n_in + 7))
     for box in (None, (torch.eye(3, dtype=dtype) * 40).reshape(1, 9).expand(nf, 9)):
         out = OP(coord, atype, box, rcut, [n_in + 10])
+        if _device == "cuda":
+            assert_same_on_cuda(out, coord, atype, box, rcut, [n_in + 10])
         for k in range(nf):
             row = out[3][k, 0]
             assert sorted(out[0][k][row[row >= 0]].tolist()) == inside, k
@@ -360,23 +437,25 @@ def test_larger_system_matches_twin():
 # the public function: differentiable extended coordinates
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("periodic", [True, False])
-def test_public_ext_coord(periodic):
-    coord, atype, box = random_frames(6, torch.float64, nf=1, nloc=16)
+def test_public_ext_coord(periodic, device):
+    coord, atype, box = (t.to(device) for t in random_frames(6, torch.float64, nf=1, nloc=16))
     box = box if periodic else None
     coord = coord.requires_grad_(True)
     if box is not None:
         box = box.requires_grad_(True)
     nl = dpx.ops.neighbor_list(coord, atype, box, 4.0, [20, 20])
-    bf = brute_force(coord[0].detach(), atype[0], None if box is None else box[0].detach(), 4.0)
-    h = box[0].reshape(3, 3) if box is not None else torch.zeros(3, 3, dtype=torch.float64)
+    bf = brute_force(coord[0].detach().cpu(), atype[0].cpu(),
+                     None if box is None else box[0].detach().cpu(), 4.0)
+    h = box[0].reshape(3, 3) if box is not None else coord.new_zeros(3, 3)
     pairs = [(i, j, n) for i, p in enumerate(bf) for j, n in p]
     assert len(pairs) == int((nl.nlist >= 0).sum())
     # the pair vectors of the list, and the same vectors from the brute-force images
     idx = nl.nlist[0]
-    centers = torch.arange(16)[:, None].expand_as(idx)[idx >= 0]
+    centers = torch.arange(16, device=device)[:, None].expand_as(idx)[idx >= 0]
     got = nl.ext_coord[0][idx[idx >= 0]] - nl.ext_coord[0][centers]
     i, j, n = zip(*pairs)
-    want = coord[0][list(j)] - coord[0][list(i)] + torch.tensor(n, dtype=torch.float64) @ h
+    want = (coord[0][list(j)] - coord[0][list(i)]
+            + torch.tensor(n, dtype=torch.float64, device=device) @ h)
     key_got = sorted(zip(centers.tolist(), got.detach().norm(dim=-1).tolist()))
     key_want = sorted(zip(i, want.detach().norm(dim=-1).tolist()))
     np.testing.assert_allclose(np.array(key_got), np.array(key_want), rtol=1e-12, atol=1e-12)
@@ -476,6 +555,8 @@ def test_empty_inputs():
     atype = torch.zeros(2, 0, dtype=torch.long)
     box = (torch.eye(3, dtype=torch.float64) * 5).reshape(1, 9).repeat(2, 1)
     out = OP(coord, atype, box, 3.0, [4, 4])
+    if _device == "cuda":
+        assert_same_on_cuda(out, coord, atype, box, 3.0, [4, 4])
     assert out[0].shape == (2, 0) and out[3].shape == (2, 0, 8)
     assert out[4].tolist() == [[0, 0], [0, 0]] and math.isinf(float(out[5][0]))
 
@@ -488,7 +569,7 @@ def test_empty_inputs():
 def test_opcheck(periodic):
     # nall depends on the data, so the fake kernel returns an unbacked size: the static AOT
     # test (test_aot_dispatch_static) cannot trace such an op by design; the dynamic one can.
-    coord, atype, box = random_frames(1, torch.float64, nf=2, nloc=8)
+    coord, atype, box = (t.to(_device) for t in random_frames(1, torch.float64, nf=2, nloc=8))
     torch.library.opcheck(OP, (coord, atype, box if periodic else None, 3.0, [8, 8]),
                           test_utils=("test_schema", "test_autograd_registration",
                                       "test_faketensor", "test_aot_dispatch_dynamic"))

@@ -19,6 +19,9 @@ needs_library = pytest.mark.skipif(
 
 DTYPES = (torch.float32, torch.float64)
 SEEDS = (0, 1, 2)
+# every op test that takes `device` runs on CPU and, where a GPU is present, on CUDA
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+DEVICES = ("cpu", pytest.param("cuda", marks=needs_cuda))
 
 # slot categories of env_inputs(...)["kind"]
 PAD, INNER, SWITCH, AT_RCUT, BEYOND = range(5)
@@ -94,6 +97,23 @@ def env_inputs(seed: int, dtype=torch.float64, nf: int = 2, nloc: int = 5, nghos
             "rcut_smth": rcut_smth, "protection": protection, "kind": kind, "ext_atype": ext_type}
 
 
+def nondet_tol(device) -> float:
+    """gradcheck's nondet_tol: CUDA's vjp and hvp sum with atomics, so two backward passes
+    may differ in the last bits (CPU: bitwise equal)."""
+    return 1e-10 if str(device).startswith("cuda") else 0.0
+
+
+def on(device, value):
+    """value (a tensor, or a dict / tuple / list of them, other entries kept) on device."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: on(device, v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(on(device, v) for v in value)
+    return value
+
+
 def em_args(inp: dict) -> tuple:
     """Positional arguments of dpx::env_mat_se_a (and of dpx.ops.env_mat_se_a)."""
     return (inp["ext_coord"], inp["nlist"], inp["atype"], inp["davg"], inp["dstd"],
@@ -119,5 +139,6 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype=None) -> No
                                rtol=tol, atol=tol * scale)
 
 
-__all__ = ["AT_RCUT", "BEYOND", "DTYPES", "INNER", "PAD", "SEEDS", "SWITCH", "assert_close",
-           "deriv_args", "em_args", "env_inputs", "needs_library", "randn"]
+__all__ = ["AT_RCUT", "BEYOND", "DEVICES", "DTYPES", "INNER", "PAD", "SEEDS", "SWITCH",
+           "assert_close", "deriv_args", "em_args", "env_inputs", "needs_cuda", "needs_library",
+           "nondet_tol", "on", "randn"]

@@ -2,7 +2,8 @@
 
 Forward against the reference twin, gradcheck/gradgradcheck in float64 of the public op and of
 every derivative op, opcheck of all four, the padding/cut-off conventions of deepmd-compat
-§3.2, the explicit end of the chain at the third derivative, and bad input.
+§3.2, the explicit end of the chain at the third derivative, and bad input. The matrix runs
+on every device in DEVICES (CUDA where a GPU is present), plus CUDA against CPU.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from _inputs import (
     AT_RCUT,
     BEYOND,
+    DEVICES,
     DTYPES,
     INNER,
     PAD,
@@ -20,7 +22,10 @@ from _inputs import (
     deriv_args,
     em_args,
     env_inputs,
+    needs_cuda,
     needs_library,
+    nondet_tol,
+    on,
     randn,
 )
 
@@ -35,21 +40,22 @@ PROTECTIONS = (0.0, 0.3)
 BAD = (TypeError, ValueError, RuntimeError)
 
 
-def _small(seed, protection=0.0):
+def _small(seed, protection=0.0, device="cpu"):
     """gradcheck sizes: 2 frames, 3 centers, 7 extended atoms, 7 slots; no neighbor exactly
     at rcut, where the third derivative jumps (see env_inputs)."""
-    return env_inputs(seed, torch.float64, nloc=3, nghost=4, protection=protection,
-                      rcut_gap=0.05)
+    return on(device, env_inputs(seed, torch.float64, nloc=3, nghost=4, protection=protection,
+                                 rcut_gap=0.05))
 
 
 # ----------------------------------------------------------------------------------------
 # forward against the reference
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("protection", PROTECTIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_forward_matches_reference(seed, dtype, protection):
-    inp = env_inputs(seed, dtype, protection=protection)
+def test_forward_matches_reference(seed, dtype, protection, device):
+    inp = on(device, env_inputs(seed, dtype, protection=protection))
     em = dpx.ops.env_mat_se_a(*em_args(inp))
     assert em.shape == (*inp["nlist"].shape, 4) and em.dtype == dtype
     assert_close(em, reference.env_mat_se_a(*em_args(inp)))
@@ -65,11 +71,12 @@ def test_inputs_cover_every_slot_kind():
         assert (inp["nlist"] >= inp["atype"].shape[1]).any()   # ghosts are neighbors
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("protection", PROTECTIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_padded_and_out_of_range_rows_are_normalized_zeros(dtype, protection):
+def test_padded_and_out_of_range_rows_are_normalized_zeros(dtype, protection, device):
     """Raw row 0 for padding and for r >= rcut, so the row is exactly -davg/dstd."""
-    inp = env_inputs(3, dtype, protection=protection)
+    inp = on(device, env_inputs(3, dtype, protection=protection))
     em = dpx.ops.env_mat_se_a(*em_args(inp))
     atype, kind = inp["atype"], inp["kind"]
     expect = (-inp["davg"][atype] / inp["dstd"][atype])
@@ -101,14 +108,15 @@ def test_inner_rows_are_unswitched(dtype):
 # ----------------------------------------------------------------------------------------
 # derivative ops against their reference twins
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("protection", PROTECTIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_derivative_ops_match_reference(seed, dtype, protection):
-    inp = env_inputs(seed, dtype, protection=protection)
+def test_derivative_ops_match_reference(seed, dtype, protection, device):
+    inp = on(device, env_inputs(seed, dtype, protection=protection))
     gen = torch.Generator().manual_seed(100 + seed)
-    grad_em = randn(gen, *inp["nlist"].shape, 4, dtype=dtype)
-    tangent = randn(gen, *inp["ext_coord"].shape, dtype=dtype)
+    grad_em = randn(gen, *inp["nlist"].shape, 4, dtype=dtype).to(device)
+    tangent = randn(gen, *inp["ext_coord"].shape, dtype=dtype).to(device)
     args = deriv_args(inp)
     assert_close(OPS.env_mat_se_a_vjp(grad_em, *args), reference.env_mat_se_a_vjp(grad_em, *args))
     assert_close(OPS.env_mat_se_a_jvp(tangent, *args), reference.env_mat_se_a_jvp(tangent, *args))
@@ -116,13 +124,14 @@ def test_derivative_ops_match_reference(seed, dtype, protection):
                  reference.env_mat_se_a_hvp(grad_em, tangent, *args))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_autograd_chain_matches_reference(dtype):
+def test_autograd_chain_matches_reference(dtype, device):
     """First and second derivatives through the public op equal autograd of the twin."""
-    inp = env_inputs(5, dtype, protection=0.1)
+    inp = on(device, env_inputs(5, dtype, protection=0.1))
     gen = torch.Generator().manual_seed(7)
-    w = randn(gen, *inp["nlist"].shape, 4, dtype=dtype)
-    v = randn(gen, *inp["ext_coord"].shape, dtype=dtype)
+    w = randn(gen, *inp["nlist"].shape, 4, dtype=dtype).to(device)
+    v = randn(gen, *inp["ext_coord"].shape, dtype=dtype).to(device)
 
     def grads(fn):
         x = inp["ext_coord"].clone().requires_grad_(True)
@@ -157,33 +166,75 @@ def test_results_do_not_depend_on_thread_count():
         assert torch.equal(a, b)
 
 
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_matches_cpu(dtype):
+    """Every op of the chain on CUDA against the CPU op on the same inputs (the two devices
+    share the per-slot math; vjp and hvp sum in another order on CUDA: atomics)."""
+    inp = env_inputs(8, dtype, nloc=40, nghost=20, protection=0.2)
+    gen = torch.Generator().manual_seed(8)
+    ge = randn(gen, *inp["nlist"].shape, 4, dtype=dtype)
+    t = randn(gen, *inp["ext_coord"].shape, dtype=dtype)
+
+    def run(device):
+        i = on(device, inp)
+        g, tt = ge.to(device), t.to(device)
+        return [OPS.env_mat_se_a(*em_args(i)), OPS.env_mat_se_a_vjp(g, *deriv_args(i)),
+                OPS.env_mat_se_a_jvp(tt, *deriv_args(i)),
+                OPS.env_mat_se_a_hvp(g, tt, *deriv_args(i))]
+
+    for a, b in zip(run("cuda"), run("cpu")):
+        assert a.is_cuda
+        assert_close(a.cpu(), b)
+
+
+@needs_cuda
+def test_cuda_bad_indices_give_nan():
+    """CUDA skips the range checks that would need a host round trip; a bad nlist entry or
+    center type is NaN in the outputs, never an out-of-bounds read."""
+    inp = on("cuda", _small(0))
+    bad = inp["nlist"].clone()
+    bad[1, 2, 0] = inp["ext_coord"].shape[1]
+    em = OPS.env_mat_se_a(*em_args({**inp, "nlist": bad}))
+    assert em[1, 2, 0].isnan().all() and not em[0].isnan().any()
+    g = OPS.env_mat_se_a_vjp(torch.ones_like(em), *deriv_args({**inp, "nlist": bad}))
+    assert g[1, 2].isnan().all()
+    atype = inp["atype"].clone()
+    atype[0, 1] = inp["dstd"].shape[0]
+    em = OPS.env_mat_se_a(*em_args({**inp, "atype": atype}))
+    assert em[0, 1].isnan().all() and not em[1].isnan().any()
+
+
 # ----------------------------------------------------------------------------------------
 # gradcheck / gradgradcheck in float64
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("protection", PROTECTIONS)
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_gradcheck_public(seed, protection):
-    inp = _small(seed, protection)
+def test_gradcheck_public(seed, protection, device):
+    inp = _small(seed, protection, device)
     x = inp["ext_coord"].clone().requires_grad_(True)
     rest = em_args(inp)[1:]
 
     def fn(x):
         return dpx.ops.env_mat_se_a(x, *rest)
 
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
+    tol = nondet_tol(device)
+    assert torch.autograd.gradcheck(fn, (x,), nondet_tol=tol)
+    assert torch.autograd.gradgradcheck(fn, (x,), nondet_tol=tol)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("protection", PROTECTIONS)
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_gradcheck_derivative_ops(seed, protection):
+def test_gradcheck_derivative_ops(seed, protection, device):
     """vjp and jvp are differentiable in both tensor arguments (to hvp / to each other);
     the second derivative of vjp (jvp) in its linear argument needs no third order."""
-    inp = _small(seed, protection)
+    inp = _small(seed, protection, device)
     gen = torch.Generator().manual_seed(200 + seed)
     x = inp["ext_coord"].clone().requires_grad_(True)
-    ge = randn(gen, *inp["nlist"].shape, 4).requires_grad_(True)
-    t = randn(gen, *x.shape).requires_grad_(True)
+    ge = randn(gen, *inp["nlist"].shape, 4).to(device).requires_grad_(True)
+    t = randn(gen, *x.shape).to(device).requires_grad_(True)
     rest = deriv_args(inp)[1:]
 
     def vjp(ge, x):
@@ -192,11 +243,12 @@ def test_gradcheck_derivative_ops(seed, protection):
     def jvp(t, x):
         return OPS.env_mat_se_a_jvp(t, x, *rest)
 
-    assert torch.autograd.gradcheck(vjp, (ge, x))
-    assert torch.autograd.gradcheck(jvp, (t, x))
+    tol = nondet_tol(device)
+    assert torch.autograd.gradcheck(vjp, (ge, x), nondet_tol=tol)
+    assert torch.autograd.gradcheck(jvp, (t, x), nondet_tol=tol)
     x0 = x.detach()
-    assert torch.autograd.gradgradcheck(lambda ge: vjp(ge, x0), (ge,))
-    assert torch.autograd.gradgradcheck(lambda t: jvp(t, x0), (t,))
+    assert torch.autograd.gradgradcheck(lambda ge: vjp(ge, x0), (ge,), nondet_tol=tol)
+    assert torch.autograd.gradgradcheck(lambda t: jvp(t, x0), (t,), nondet_tol=tol)
     # hvp itself: forward only (its derivative is the unsupported third order), checked as
     # the numerical derivative of vjp in x contracted with the tangent
     with torch.no_grad():
@@ -226,15 +278,16 @@ def test_third_derivative_raises():
 # ----------------------------------------------------------------------------------------
 # opcheck: schema, autograd registration, fake kernel, aot dispatch
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_opcheck(dtype):
-    inp = _small(1, 0.2)
+def test_opcheck(dtype, device):
+    inp = _small(1, 0.2, device)
     inp["ext_coord"] = inp["ext_coord"].to(dtype)
     inp["davg"], inp["dstd"] = inp["davg"].to(dtype), inp["dstd"].to(dtype)
     gen = torch.Generator().manual_seed(11)
     x = inp["ext_coord"]
-    ge = randn(gen, *inp["nlist"].shape, 4, dtype=dtype)
-    t = randn(gen, *x.shape, dtype=dtype)
+    ge = randn(gen, *inp["nlist"].shape, 4, dtype=dtype).to(device)
+    t = randn(gen, *x.shape, dtype=dtype).to(device)
     rest = deriv_args(inp)[1:]
     xg, geg, tg = (a.clone().requires_grad_(True) for a in (x, ge, t))
     cases = [

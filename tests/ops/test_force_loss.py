@@ -14,7 +14,7 @@ import itertools
 
 import pytest
 import torch
-from _inputs import needs_library
+from _inputs import DEVICES, needs_library, on
 
 import dpx.ops
 from dpx.ops import reference
@@ -60,12 +60,12 @@ def _system(periodic: bool, seed: int = 0):
     return coord, atype, mapping, shift, nlist
 
 
-def _params(seed: int = 1):
+def _params(seed: int = 1, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
 
     def p(*shape, scale=1.0):
         w = scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
-        return w.requires_grad_(True)
+        return w.to(device).requires_grad_(True)
 
     emb = [[p(1, 4), p(4, scale=0.3), p(4, M1, scale=0.5), p(M1, scale=0.3)] for _ in range(NTYPES)]
     fit = [p(M1 * AXIS, 8, scale=0.3), p(8, scale=0.3), p(8, 1, scale=0.3), p(1)]
@@ -74,7 +74,7 @@ def _params(seed: int = 1):
     dstd = torch.empty(NTYPES, sum(SEL), 4, dtype=torch.float64)
     dstd[..., 0] = 0.2 + 0.2 * torch.rand(NTYPES, 1, generator=gen, dtype=torch.float64)
     dstd[..., 1:] = 0.1 + 0.1 * torch.rand(NTYPES, 1, 1, generator=gen, dtype=torch.float64)
-    return [w for net in emb for w in net] + fit, davg, dstd
+    return [w for net in emb for w in net] + fit, davg.to(device), dstd.to(device)
 
 
 def _energy(coord, atype, mapping, shift, nlist, weights, davg, dstd, impl: str):
@@ -124,15 +124,16 @@ def _rel(a, b):
     return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-300)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("periodic", [False, True], ids=["cluster", "periodic"])
-def test_force_loss_weight_gradient_matches_reference(periodic):
-    system = _system(periodic)
+def test_force_loss_weight_gradient_matches_reference(periodic, device):
+    system = on(device, _system(periodic))
     nlist = system[-1]
     assert (nlist >= 0).any() and (nlist < 0).any()   # real neighbors and padding
     if periodic:
         assert (nlist >= NLOC).any()                    # ghosts in the list
-    weights, davg, dstd = _params()
-    f_ref, e_ref = _targets()
+    weights, davg, dstd = _params(device=device)
+    f_ref, e_ref = on(device, _targets())
     out = _force_loss(system, weights, davg, dstd, "dpx", f_ref, e_ref, wrt_coord=True)
     ref = _force_loss(system, weights, davg, dstd, "reference", f_ref, e_ref, wrt_coord=True)
     for a, b in zip(out[:3], ref[:3]):      # energy, force, loss

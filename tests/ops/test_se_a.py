@@ -2,13 +2,14 @@
 
 Each op against its reference twin (float32 and float64, several leading shapes, strided
 inputs), gradcheck and gradgradcheck in float64 w.r.t. every tensor argument, opcheck, and a
-clear error naming the argument for bad input.
+clear error naming the argument for bad input. The matrix runs on every device in DEVICES (CUDA
+where a GPU is present), plus CUDA against CPU.
 """
 from __future__ import annotations
 
 import pytest
 import torch
-from _inputs import DTYPES, SEEDS, assert_close, needs_library, randn
+from _inputs import DEVICES, DTYPES, SEEDS, assert_close, needs_cuda, needs_library, on, randn
 
 import dpx.ops
 from dpx.ops import reference
@@ -45,11 +46,12 @@ NAMES = [name for name, _ in _calls(_operands(0))]
 # ----------------------------------------------------------------------------------------
 # forward against the reference
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("lead", LEADS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_ops_match_reference(seed, dtype, lead):
-    o = _operands(seed, dtype, lead)
+def test_ops_match_reference(seed, dtype, lead, device):
+    o = on(device, _operands(seed, dtype, lead))
     for name, args in _calls(o):
         out = getattr(OPS, name)(*args)
         ref = getattr(reference, name)(*args)
@@ -57,9 +59,10 @@ def test_ops_match_reference(seed, dtype, lead):
         assert_close(out, ref)
 
 
-def test_ops_accept_strided_inputs():
+@pytest.mark.parametrize("device", DEVICES)
+def test_ops_accept_strided_inputs(device):
     """Non-contiguous views (transposes, slices) give the same numbers as contiguous ones."""
-    o = _operands(4, lead=(3, 2))
+    o = on(device, _operands(4, lead=(3, 2)))
     strided = {k: (v.transpose(0, 1).contiguous().transpose(0, 1) if k != "k" else v)
                for k, v in o.items()}
     strided["g"] = torch.cat([o["g"], o["g"]], dim=-1)[..., ::2]   # stride 2 in M
@@ -69,8 +72,9 @@ def test_ops_accept_strided_inputs():
         assert_close(getattr(OPS, name)(*sargs), getattr(reference, name)(*args))
 
 
-def test_empty_leading_dimension():
-    o = _operands(0, lead=(2, 0))
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_leading_dimension(device):
+    o = on(device, _operands(0, lead=(2, 0)))
     for name, args in _calls(o):
         out = getattr(OPS, name)(*args)
         assert out.shape == getattr(reference, name)(*args).shape, name
@@ -90,16 +94,27 @@ def test_results_do_not_depend_on_thread_count():
         assert torch.equal(a, b)
 
 
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_matches_cpu(dtype):
+    o = _operands(5, dtype, lead=(7, 3), nnei=13, m=40, k=6)
+    for (name, args), (_, cargs) in zip(_calls(o), _calls(on("cuda", o))):
+        out = getattr(OPS, name)(*cargs)
+        assert out.is_cuda, name
+        assert_close(out.cpu(), getattr(OPS, name)(*args))
+
+
 def test_gram_grad_b_zero_beyond_axis_neuron():
     o = _operands(1, m=8, k=3)
     gb = OPS.se_a_gram_grad_b(o["grad_d"], o["a"])
     assert (gb[..., 3:] == 0).all()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_descriptor_matches_reference(seed, dtype):
-    o = _operands(seed, dtype, lead=(2, 5), nnei=9, m=6)
+def test_descriptor_matches_reference(seed, dtype, device):
+    o = on(device, _operands(seed, dtype, lead=(2, 5), nnei=9, m=6))
     d, t = dpx.ops.se_a_descriptor(o["em"], o["g"], 4)
     t_ref = reference.se_a_reduce(o["em"], o["g"])
     d_ref = reference.se_a_gram(t_ref, t_ref, 4).reshape(2, 5, 24)
@@ -111,13 +126,14 @@ def test_descriptor_matches_reference(seed, dtype):
     assert_close(d, (tt.transpose(-1, -2) @ tt[..., :4]).flatten(-2), dtype)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_descriptor_second_derivative_matches_reference(dtype):
+def test_descriptor_second_derivative_matches_reference(dtype, device):
     """Gradient of a gradient (the force-loss shape) through the public function."""
-    o = _operands(6, dtype, lead=(3,), nnei=5, m=6)
+    o = on(device, _operands(6, dtype, lead=(3,), nnei=5, m=6))
     gen = torch.Generator().manual_seed(9)
-    w = randn(gen, 3, 24, dtype=dtype)
-    v = randn(gen, 3, 5, 4, dtype=dtype)
+    w = randn(gen, 3, 24, dtype=dtype).to(device)
+    v = randn(gen, 3, 5, 4, dtype=dtype).to(device)
 
     def run(descriptor):
         em = o["em"].clone().requires_grad_(True)
@@ -137,10 +153,11 @@ def test_descriptor_second_derivative_matches_reference(dtype):
 # ----------------------------------------------------------------------------------------
 # gradcheck / gradgradcheck in float64
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_gradcheck_ops(seed, name):
-    o = _operands(seed, lead=(2,), nnei=3, m=4, k=2)
+def test_gradcheck_ops(seed, name, device):
+    o = on(device, _operands(seed, lead=(2,), nnei=3, m=4, k=2))
     (args,) = [a for n, a in _calls(o) if n == name]
     tensors = [a.clone().requires_grad_(True) for a in args if isinstance(a, torch.Tensor)]
     extra = [a for a in args if not isinstance(a, torch.Tensor)]
@@ -152,9 +169,10 @@ def test_gradcheck_ops(seed, name):
     assert torch.autograd.gradgradcheck(fn, tensors)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_gradcheck_descriptor(seed):
-    o = _operands(seed, lead=(2,), nnei=3, m=4)
+def test_gradcheck_descriptor(seed, device):
+    o = on(device, _operands(seed, lead=(2,), nnei=3, m=4))
     em, g = (o[k].clone().requires_grad_(True) for k in ("em", "g"))
 
     def fn(em, g):
@@ -167,10 +185,11 @@ def test_gradcheck_descriptor(seed):
 # ----------------------------------------------------------------------------------------
 # opcheck
 # ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_opcheck(dtype, name):
-    o = _operands(2, dtype, lead=(2, 3), nnei=4, m=5, k=2)
+def test_opcheck(dtype, name, device):
+    o = on(device, _operands(2, dtype, lead=(2, 3), nnei=4, m=5, k=2))
     (args,) = [a for n, a in _calls(o) if n == name]
     op = getattr(OPS, name).default
     torch.library.opcheck(op, args)

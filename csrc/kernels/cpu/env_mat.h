@@ -8,14 +8,12 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/common/env_mat_slot.h"
 #include "kernels/cpu/isa.h"
 
 namespace dpx::cpu {
 
-struct EnvMatShape {
-  int64_t nf, nloc, nall, nnei;
-  double rcut, rcut_smth, protection;
-};
+using ::dpx::EnvMatShape;  // shared with the CUDA kernels (kernels/common/env_mat_slot.h)
 
 namespace generic {
 #include "kernels/cpu/env_mat.inc"

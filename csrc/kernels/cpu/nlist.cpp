@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/common/bin_grid.h"
+
 namespace dpx::cpu {
 
 bool make_cell(const double* h, Cell& c) {
@@ -173,16 +175,8 @@ void CellList<T>::build(const T* ext, const int64_t* ext_atype, int64_t nall, in
   // Half-rcut bins: the bins scanned around a center hug its sphere more tightly than
   // rcut bins do (fewer distances computed), at the price of 25 instead of 9 bin columns.
   edge = reach_r / 2;
-  const double max_bins = std::max(64.0, 8.0 * static_cast<double>(m));
-  double nd[3] = {1, 1, 1};
-  for (int iter = 0; m > 0 && iter < 64; ++iter) {
-    for (int k = 0; k < 3; ++k) nd[k] = std::floor((hi[k] - lo[k]) / edge) + 1.0;
-    const double total = nd[0] * nd[1] * nd[2];
-    if (total <= max_bins) break;
-    // a sparse system spread wide: larger bins keep memory linear in the atoms
-    edge *= std::cbrt(total / max_bins) * 1.01;
-    if (!std::isfinite(edge) || iter == 63) nd[0] = nd[1] = nd[2] = 1.0;
-  }
+  double nd[3];
+  fit_bin_grid(lo, hi, m, edge, nd);  // wider where the atoms are sparse
   for (int k = 0; k < 3; ++k) {
     n[k] = (m > 0 && std::isfinite(nd[k])) ? static_cast<int64_t>(nd[k]) : 1;
     if (!std::isfinite(lo[k])) lo[k] = 0;

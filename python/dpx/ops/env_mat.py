@@ -54,7 +54,10 @@ def _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection):
             raise ValueError(f"{name} must be [ntypes, nnei = {nnei}, 4], got {tuple(t.shape)}")
     for name, t in (("nlist", nlist), ("atype", atype)):
         _checks.same(name, t, "ext_coord", ext_coord, dtype=False)
-    if atype.numel() and (int(atype.min()) < 0 or int(atype.max()) >= davg.shape[0]):
+    # values are checked on CPU only: on a GPU, reading them is a device synchronization per
+    # call on the training path; the CUDA kernels write NaN for a bad type instead
+    if atype.numel() and atype.device.type == "cpu" and (
+            int(atype.min()) < 0 or int(atype.max()) >= davg.shape[0]):
         raise ValueError(f"atype values must lie in [0, ntypes = {davg.shape[0]}); map virtual "
                          f"atoms to type 0 (their nlist rows are -1), got "
                          f"[{int(atype.min())}, {int(atype.max())}]")

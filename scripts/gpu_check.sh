@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Everything a GPU machine checks about dpx's CUDA path, in one command:
+#
+#   bash scripts/gpu_check.sh                 # all stages below, in order
+#   bash scripts/gpu_check.sh build test      # some of them (each also alone, e.g. to fit a
+#                                             # per-command time limit; later stages need build)
+#
+# Expects torch with CUDA installed system-wide (torch 2.11 + CUDA 13 on the reference
+# machine) and nvcc (PATH or /usr/local/cuda/bin). Stages, each stopping the script on failure:
+#   build     dpx into .venv against that torch (DPX_TORCH=system scripts/install.sh), which
+#             compiles the CUDA kernels (sm_80, sm_90, PTX); checks they are registered
+#   test      tests/ops and tests/nlist on CUDA and CPU: CUDA against CPU and the reference,
+#             gradcheck / gradgradcheck in float64, opcheck, the force-loss weight gradient,
+#             the CUDA neighbor list equal to the CPU one (the slow compile and benchmark
+#             smoke tests are left out: build and bench do those for real)
+#   sanitize  compute-sanitizer memcheck and racecheck on a short op test (every op on CUDA)
+#   bench     benchmarks/gpu.py (per-op timings, the training step against `dp --pt train`,
+#             peak GPU memory, the floor); the dp side is skipped with a message when DeePMD-kit
+#             is not installed. Steps: DPX_BENCH_STEPS (default 200).
+# Logs go to gpu_check_logs/ (override: DPX_GPU_LOGS).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+logs="${DPX_GPU_LOGS:-$root/gpu_check_logs}"
+mkdir -p "$logs"
+py="$root/.venv/bin/python"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(build test sanitize bench)
+command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
+header() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+stage_build() {
+  header "build against the system torch"
+  python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))"
+  nvcc --version | tail -1
+  DPX_TORCH=system bash scripts/install.sh 2>&1 | tee "$logs/build.log" | tail -3
+  "$py" -c "import pytest" 2>/dev/null || "$py" -m pip install -q pytest
+  "$py" - <<'PY'
+import torch, dpx.ops
+assert dpx.ops.LOADED, "op library not loaded"
+em = torch.zeros(1, 2, 4, device="cuda")
+try:
+    torch.ops.dpx.se_a_reduce(em, em)
+except NotImplementedError as e:
+    raise SystemExit(f"no CUDA kernels in the library (built without nvcc or CUDA torch?): {e}")
+print("CUDA kernels registered")
+PY
+}
+
+stage_test() {
+  header "op and neighbor-list tests on CUDA and CPU"
+  "$py" -m pytest -q -m "not slow" tests/ops tests/nlist 2>&1 | tee "$logs/tests.log" | tail -15
+}
+
+stage_sanitize() {
+  header "compute-sanitizer memcheck and racecheck"
+  local sanitizer short tool
+  sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+  short=(tests/ops/test_env_mat.py::test_cuda_matches_cpu tests/ops/test_se_a.py::test_cuda_matches_cpu
+         tests/nlist/test_neighbor_list.py::test_random_triclinic)
+  for tool in memcheck racecheck; do
+    "$sanitizer" --tool "$tool" --error-exitcode 1 --target-processes all \
+      "$py" -m pytest -q -x -p no:cacheprovider -k cuda "${short[@]}" 2>&1 \
+      | tee "$logs/$tool.log" | tail -5
+  done
+}
+
+stage_bench() {
+  header "benchmarks/gpu.py"
+  "$py" benchmarks/gpu.py --steps "${DPX_BENCH_STEPS:-200}" 2>&1 | tee "$logs/bench.log"
+}
+
+for s in "${stages[@]}"; do
+  case "$s" in
+    build|test|sanitize|bench) "stage_$s" ;;
+    *) echo "unknown stage '$s' (build, test, sanitize, bench)" >&2; exit 2 ;;
+  esac
+done
+header "done: logs in $logs"
