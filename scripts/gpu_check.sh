@@ -66,9 +66,29 @@ stage_sanitize() {
   done
 }
 
+# DeePMD-kit 3.2.0 for the side-by-side runs: the machine is offline, so its wheels travel in
+# .whl/ (scripts/gpu_wheels.sh fetches them; carry .whl) and go into a folder of their own
+# beside the system torch 2.11, which the wheel's custom ops were built against.
+peer_dp() {
+  command -v dp >/dev/null && { command -v dp; return; }
+  ls "$root"/.whl/deepmd_kit-*.whl >/dev/null 2>&1 || return 0
+  local site=/tmp/dpx-peer-site bin=/tmp/dpx-peer-bin
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$site" "$root"/.whl/*.whl >&2
+  mkdir -p "$bin"
+  printf '#!/bin/sh\nPYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} exec python3 -m deepmd "$@"\n' \
+    "$site" > "$bin/dp"
+  chmod +x "$bin/dp"
+  echo "$bin/dp"
+}
+
 stage_bench() {
   header "benchmarks/gpu.py"
-  "$py" benchmarks/gpu.py --steps "${DPX_BENCH_STEPS:-200}" 2>&1 | tee "$logs/bench.log"
+  local dp
+  dp="$(peer_dp)"
+  echo "peer: ${dp:-none (no dp on PATH and no .whl/deepmd_kit wheel)}"
+  "$py" benchmarks/gpu.py --steps "${DPX_BENCH_STEPS:-200}" --dp "${dp:-none}" 2>&1 \
+    | tee "$logs/bench.log"
 }
 
 for s in "${stages[@]}"; do

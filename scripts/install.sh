@@ -16,7 +16,8 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
 fi
 py="$venv/bin/python"
-"$py" -m pip install -q --upgrade pip
+# the GPU machine is offline: upgrading pip there would only wait for the network
+[ "$torch_req" != system ] && "$py" -m pip install -q --upgrade pip
 if [ "$torch_req" != system ]; then
   "$py" -m pip install -q "$torch_req"
 fi
