@@ -139,6 +139,8 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.get_sel() == [12, 24] and loaded.get_nnei() == 36
     assert loaded.model_output_type() == ["energy", "mask"]
     assert not loaded.has_message_passing() and loaded.get_min_nbor_dist() is None
+    assert loaded.get_sel_type() == [0, 1]
+    assert frozen(make_model(atom_exclude=[1])).get_sel_type() == [0]
 
 
 def test_slot_dependent_statistics_are_refused():

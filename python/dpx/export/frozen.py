@@ -364,7 +364,12 @@ class FrozenEnergyModel(nn.Module):
 
     @torch.jit.export
     def get_sel_type(self) -> list[int]:
-        return []
+        """Types with atomic energies: those not in atom_exclude_types."""
+        sel_type: list[int] = []
+        for t, kept in enumerate(self.atomic_model.atom_kept):
+            if kept != 0.0:
+                sel_type.append(t)
+        return sel_type
 
     @torch.jit.export
     def mixed_types(self) -> bool:
