@@ -295,7 +295,7 @@ class FrozenEnergyModel(nn.Module):
         """energy [nf, 1], atom_energy [nf, nloc, 1], extended_force [nf, nall, 3], virial
         [nf, 9], extended_virial [nf, nall, 9] (if do_atomic_virial), mask [nf, nloc] of an
         extended system; nlist may be raw (LAMMPS') and is formatted here."""
-        nf, _nloc = nlist.shape[0], nlist.shape[1]
+        nf = nlist.shape[0]
         coord = extended_coord.reshape(nf, -1, 3)
         input_dtype = coord.dtype
         coord = coord.detach().to(torch.float64)
