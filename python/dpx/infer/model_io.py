@@ -3,6 +3,7 @@ EnergyModel rebuilt from _extra_state.model_params and its weights loaded."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -51,8 +52,36 @@ def select_head(params: dict, head: str | None, path) -> str:
     return "Default"
 
 
-def load_model(path, head: str | None = None) -> tuple[EnergyModel, dict]:
-    """(model in eval mode, the checkpoint's extra state) of branch `head`."""
+class FrozenModel:
+    """A frozen (TorchScript .pth) model, dpx's or DeePMD-kit's, called like EnergyModel."""
+
+    def __init__(self, module):
+        self.module = module
+        self.type_map = list(module.get_type_map())
+
+    def __call__(self, coord, atype, box=None):
+        return self.module(coord, atype, box)
+
+
+def load_frozen(path) -> FrozenModel:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frozen model {path} does not exist")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu",
+                                _extra_files={"data_modifier.pth": ""})
+    except RuntimeError as e:
+        raise ValueError(f"{path} is not a loadable TorchScript model: {e}") from None
+    return FrozenModel(module.eval())
+
+
+def load_model(path, head: str | None = None) -> tuple[EnergyModel | FrozenModel, dict]:
+    """(model in eval mode, the checkpoint's extra state) of branch `head`; a frozen .pth
+    file gives (FrozenModel, {}) and has no branches."""
+    if Path(path).suffix == ".pth":
+        if head not in (None, "Default"):
+            raise ValueError(f"{path} is a frozen model; it has no branch '{head}'")
+        return load_frozen(path), {}
     state = checkpoint.load(path)
     sd = state["model"]
     extra = sd.get("_extra_state", {})

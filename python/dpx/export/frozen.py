@@ -1,0 +1,434 @@
+"""A TorchScript-able se_e2_a energy model with DeePMD-kit's frozen-model interface
+(deepmd-compat §6, §13): the module `dpx freeze` saves, loaded by DeePMD-kit's DeepPot,
+`dp --pt test` and LAMMPS `pair_style deepmd`.
+
+The training model calls dpx's ops through autograd registered from Python, which TorchScript
+cannot compile and LAMMPS does not have, so this module is plain PyTorch: the env matrix and
+the reductions are the scripted twins in dpx.ops.reference. Submodule and buffer names follow
+DeePMD-kit's frozen EnergyModel, so the state dicts are interchangeable.
+
+Where it saves time over DeePMD-kit's frozen model:
+- the raw (LAMMPS) neighbor list is put into the typed layout without sorting it by distance
+  whenever no type has more than sel[t] neighbors within rcut (the selection is then the
+  same); otherwise it falls back to DeePMD-kit's sort;
+- the embedding nets run on the filled slots only, plus one padding row per (center type,
+  neighbor type) that every padded slot shares (davg/dstd are the same in every slot).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from dpx.export.nlist import all_within, extend, format_nlist
+from dpx.ops.reference import env_mat_se_a, se_a_gram, se_a_reduce
+
+
+def activate(x: torch.Tensor, name: str, thr: float) -> torch.Tensor:
+    """DeePMD-kit's activation functions (deepmd-compat §0.3) by name, scriptable."""
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "relu":
+        return torch.relu(x)
+    if name == "relu6":
+        return nn.functional.relu6(x)
+    if name == "softplus":
+        return nn.functional.softplus(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "silu":
+        return nn.functional.silu(x)
+    if name in ("gelu", "gelu_tf"):
+        return nn.functional.gelu(x, approximate="tanh")
+    if name in ("silut", "custom_silu"):
+        sig = 1.0 / (1.0 + math.exp(-thr))
+        slope = sig + thr * sig * (1.0 - sig)
+        tail = torch.tanh(slope * (x - thr)) + thr * sig
+        return torch.where(x < thr, nn.functional.silu(x), tail)
+    return x  # linear / none
+
+
+class Layer(nn.Module):
+    """Scriptable copy of dpx.model.network.MLPLayer (same parameter names)."""
+
+    def __init__(self, src):
+        super().__init__()
+        key, _, arg = (src.act_name or "linear").lower().partition(":")
+        self.act = key
+        self.thr = float(arg) if arg else 3.0
+        self.resnet = bool(src.resnet)
+        self.matrix = nn.Parameter(src.matrix.detach().clone())
+        for name in ("bias", "idt"):
+            value = getattr(src, name)
+            self.register_parameter(name, None if value is None
+                                    else nn.Parameter(value.detach().clone()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.matrix
+        bias = self.bias
+        if bias is not None:
+            y = y + bias
+        y = activate(y, self.act, self.thr)
+        idt = self.idt
+        if idt is not None:
+            y = y * idt
+        if self.resnet:
+            y = y + (x if y.shape[-1] == x.shape[-1] else torch.cat([x, x], dim=-1))
+        return y
+
+
+class Net(nn.Module):
+    def __init__(self, src):
+        super().__init__()
+        self.layers = nn.ModuleList([Layer(layer) for layer in src.layers])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Collection(nn.Module):
+    """Networks under both names DeePMD-kit's state dicts carry (`networks`, `_networks`)."""
+
+    def __init__(self, src):
+        super().__init__()
+        self.networks = nn.ModuleList([Net(net) for net in src.networks])
+        self._networks = self.networks
+
+
+def _sizes(sel: list[int]) -> list[int]:
+    return [0, *itertools.accumulate(sel)]
+
+
+class DescrptBlockSeA(nn.Module):
+    """The se_e2_a descriptor of local atoms from env rows of their typed neighbor list."""
+
+    def __init__(self, src):
+        super().__init__()
+        c = src.cfg
+        self.ntypes, self.sel, self.sec = src.ntypes, list(src.sel), _sizes(src.sel)
+        self.nnei = sum(self.sel)
+        self.rcut, self.rcut_smth, self.protection = c.rcut, c.rcut_smth, c.env_protection
+        self.axis_neuron, self.type_one_side = c.axis_neuron, c.type_one_side
+        self.register_buffer("mean", src.mean.detach().clone())
+        self.register_buffer("stddev", src.stddev.detach().clone())
+        self.filter_layers = Collection(src.filter_layers)
+        self.compress_info = nn.ParameterList([nn.Parameter(p.detach().clone())
+                                               for p in src.compress_info])
+        self.compress_data = nn.ParameterList([nn.Parameter(p.detach().clone())
+                                               for p in src.compress_data])
+        self.has_exclusion = bool(src.excluded.any())
+        # small tables as lists, not buffers: DeePMD-kit's state dict has no such keys
+        self.excluded: list[list[bool]] = src.excluded.tolist()
+        self.sec_id: list[int] = src.sec_id.tolist()
+
+    def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+                atype: torch.Tensor) -> torch.Tensor:
+        """Descriptor [nf * nloc, M1 * axis_neuron] (deepmd-compat §3.5)."""
+        nf, nloc, nnei = nlist.shape
+        em = env_mat_se_a(ext_coord, nlist, atype, self.mean, self.stddev, self.rcut,
+                          self.rcut_smth, self.protection).view(nf * nloc, nnei, 4)
+        filled = (nlist >= 0).view(nf * nloc, nnei)
+        if self.has_exclusion:
+            # excluded pairs have a zero row: no net needed, any embedding gives 0
+            nb_type = torch.gather(ext_atype, 1, nlist.clamp(min=0).view(nf, -1)).view(-1, nnei)
+            excluded = torch.tensor(self.excluded, device=nlist.device)
+            keep = ~(excluded[atype.view(-1, 1), nb_type] & filled)
+            em = em * keep[..., None].to(em.dtype)
+            filled = filled & keep
+        g = self._embed(em, atype.reshape(-1), filled)
+        t = se_a_reduce(em, g)
+        d = se_a_gram(t, t, self.axis_neuron)
+        return d.reshape(nf * nloc, -1)
+
+    def _embed(self, em: torch.Tensor, flat_type: torch.Tensor, filled: torch.Tensor):
+        """G [nf * nloc, nnei, M1]: nets on filled slots; padded slots share one row per (center
+        type, neighbor type), the embedding of s_pad = -davg/dstd of the center type."""
+        n, nnei = filled.shape
+        ntypes = self.ntypes
+        s_pad = (-self.mean[:, 0, 0] / self.stddev[:, 0, 0]).unsqueeze(-1)  # [ntypes, 1]
+        s = em[..., 0].reshape(-1, 1)
+        pad_rows: list[torch.Tensor] = []
+        pad_keys: list[int] = []
+        sources: list[torch.Tensor] = []
+        sec_id = torch.tensor(self.sec_id, device=flat_type.device)
+        where = (flat_type[:, None] * ntypes + sec_id[None, :]).reshape(-1)
+        offset = ntypes * ntypes
+        for k, net in enumerate(self.filter_layers.networks):
+            if self.type_one_side:
+                t, centers = k, -1
+                pad_rows.append(net(s_pad))
+                pad_keys.extend([ti * ntypes + t for ti in range(ntypes)])
+                rows = filled
+            else:
+                centers, t = k % ntypes, k // ntypes
+                pad_rows.append(net(s_pad[centers:centers + 1]))
+                pad_keys.append(centers * ntypes + t)
+                rows = filled & (flat_type == centers)[:, None]
+            idx = torch.nonzero(rows[:, self.sec[t]:self.sec[t + 1]])
+            if idx.shape[0] > 0:  # (no `continue` in a loop over a ModuleList)
+                pos = idx[:, 0] * nnei + self.sec[t] + idx[:, 1]
+                sources.append(net(s.index_select(0, pos)))
+                where[pos] = torch.arange(offset, offset + pos.shape[0], device=pos.device)
+                offset += pos.shape[0]
+        order = torch.argsort(torch.tensor(pad_keys, device=em.device))
+        table = torch.cat(pad_rows).index_select(0, order)
+        return torch.cat([table] + sources).index_select(0, where).view(n, nnei, -1)
+
+
+class DescrptSeA(nn.Module):
+    def __init__(self, src):
+        super().__init__()
+        self.sea = DescrptBlockSeA(src.sea)
+
+
+class EnergyFittingNet(nn.Module):
+    def __init__(self, src):
+        super().__init__()
+        self.filter_layers = Collection(src.filter_layers)
+        self.register_buffer("bias_atom_e", src.bias_atom_e.detach().clone())
+
+    def forward(self, d: torch.Tensor, flat_type: torch.Tensor) -> torch.Tensor:
+        """descriptor [n, dim] -> atomic energies [n, 1] by each atom type's net."""
+        out = d.new_zeros(d.shape[0], 1)
+        for t, net in enumerate(self.filter_layers.networks):
+            rows = torch.nonzero(flat_type == t).flatten()
+            if rows.shape[0] > 0:
+                out = out.index_copy(0, rows, net(d.index_select(0, rows)) + self.bias_atom_e[t])
+        return out
+
+
+class DPAtomicModel(nn.Module):
+    def __init__(self, src):
+        super().__init__()
+        self.descriptor = DescrptSeA(src.descriptor)
+        self.fitting_net = EnergyFittingNet(src.fitting_net)
+        self.register_buffer("out_bias", src.out_bias.detach().clone())
+        self.register_buffer("out_std", src.out_std.detach().clone())
+        self.atom_kept: list[float] = src.atom_kept.double().tolist()
+
+    def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+                atype: torch.Tensor) -> torch.Tensor:
+        """Atomic energies [nf, nloc, 1] float64; atype has virtual atoms mapped to type 0."""
+        sea = self.descriptor.sea
+        d = sea(ext_coord.to(sea.mean.dtype), ext_atype, nlist, atype)
+        flat = atype.reshape(-1)
+        fit = self.fitting_net
+        e = fit(d.to(fit.bias_atom_e.dtype), flat).to(torch.float64).view(atype.shape[0], -1, 1)
+        kept = torch.tensor(self.atom_kept, dtype=e.dtype, device=e.device)
+        return (e + self.out_bias[0, atype]) * kept[atype][..., None]
+
+
+class FrozenEnergyModel(nn.Module):
+    """DeePMD-kit's frozen EnergyModel interface (deepmd-compat §13.1) around a copy of a dpx
+    EnergyModel's weights."""
+
+    def __init__(self, src, model_def_script: str):
+        super().__init__()
+        if not src.atomic_model.descriptor.sea._slot_constant_stats():
+            raise ValueError("davg/dstd differ between neighbor slots of one type; the frozen "
+                             "model shares one padding embedding per type pair and needs them "
+                             "equal (as the statistics make them)")
+        self.atomic_model = DPAtomicModel(src.atomic_model)
+        self.register_buffer("min_nbor_dist", src.min_nbor_dist.detach().clone())
+        self.pair_excluded: list[list[bool]] = src.pair_excluded.tolist()
+        self.has_pair_exclusion = bool(src.pair_excluded.any())
+        self.model_def_script = model_def_script
+        self.type_map: list[str] = list(src.type_map)
+        self.rcut = float(src.rcut)
+        self.sel: list[int] = list(src.sel)
+        self.nnei = sum(self.sel)
+        bias = src.atomic_model.out_bias[0, :, 0].tolist()
+        self.observed: list[str] = [n for n, b in zip(src.type_map, bias) if abs(b) > 1e-6]
+
+    @torch.jit.export
+    def forward_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
+                      nlist: torch.Tensor, mapping: Optional[torch.Tensor] = None,
+                      fparam: Optional[torch.Tensor] = None,
+                      aparam: Optional[torch.Tensor] = None, do_atomic_virial: bool = False,
+                      comm_dict: Optional[dict[str, torch.Tensor]] = None,
+                      charge_spin: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """energy [nf, 1], atom_energy [nf, nloc, 1], extended_force [nf, nall, 3], virial
+        [nf, 9], extended_virial [nf, nall, 9] (if do_atomic_virial), mask [nf, nloc] of an
+        extended system; nlist may be raw (LAMMPS') and is formatted here."""
+        nf, _nloc = nlist.shape[0], nlist.shape[1]
+        coord = extended_coord.reshape(nf, -1, 3)
+        input_dtype = coord.dtype
+        coord = coord.detach().to(torch.float64)
+        nlist = format_nlist(coord, extended_atype, nlist, self.rcut, self.sel)
+        out = self._lower(coord, extended_atype, nlist, do_atomic_virial)
+        return _cast_back(out, input_dtype)
+
+    def forward(self, coord: torch.Tensor, atype: torch.Tensor, box: Optional[torch.Tensor] = None,
+                fparam: Optional[torch.Tensor] = None, aparam: Optional[torch.Tensor] = None,
+                do_atomic_virial: bool = False,
+                charge_spin: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """energy [nf, 1], atom_energy [nf, nloc, 1], force [nf, nloc, 3], virial [nf, 9],
+        atom_virial [nf, nloc, 9] (if do_atomic_virial), mask [nf, nloc] of coord [nf, nloc, 3]
+        in box [nf, 9] (rows: cell vectors) or open boundaries (box None)."""
+        nf, nloc = atype.shape[0], atype.shape[1]
+        input_dtype = coord.dtype
+        coord = coord.detach().view(nf, nloc, 3).to(torch.float64)
+        if box is None:
+            ext_coord, ext_atype = coord, atype
+            mapping = torch.arange(nloc, device=coord.device).expand(nf, -1)
+        else:
+            ext_coord, ext_atype, mapping = extend(coord, atype, box.detach().to(torch.float64),
+                                                   self.rcut)
+        raw = all_within(ext_coord, ext_atype, nloc, self.rcut)
+        nlist = format_nlist(ext_coord, ext_atype, raw, self.rcut, self.sel)
+        low = self._lower(ext_coord, ext_atype, nlist, do_atomic_virial)
+        out = {"atom_energy": low["atom_energy"], "energy": low["energy"],
+               "force": _fold(low["extended_force"], mapping, nloc),
+               "virial": low["virial"], "mask": low["mask"]}
+        if do_atomic_virial:
+            out["atom_virial"] = _fold(low["extended_virial"], mapping, nloc)
+        return _cast_back(out, input_dtype)
+
+    def _lower(self, coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+               do_atomic_virial: bool) -> dict[str, torch.Tensor]:
+        """Energies and derivatives on a formatted nlist; coord [nf, nall, 3] float64."""
+        nf, nloc = nlist.shape[0], nlist.shape[1]
+        atype = ext_atype[:, :nloc]
+        mask = atype >= 0
+        atype0 = torch.where(mask, atype, 0)
+        if self.has_pair_exclusion:
+            nb_type = torch.gather(ext_atype, 1, nlist.clamp(min=0).view(nf, -1)).view_as(nlist)
+            excluded = torch.tensor(self.pair_excluded, device=nlist.device)
+            drop = excluded[atype0[..., None], nb_type.clamp(min=0)] & (nlist >= 0)
+            nlist = torch.where(drop, -1, nlist)
+        coord = coord.requires_grad_(True)
+        atom_e = self.atomic_model(coord, ext_atype, nlist, atype0) * mask[..., None]
+        energy = atom_e.sum(dim=1)
+        grads = torch.autograd.grad([energy.sum()], [coord], retain_graph=do_atomic_virial)
+        grad = grads[0]
+        assert grad is not None
+        force = -grad
+        virial = force[..., :, None] * coord[..., None, :]
+        out = {"atom_energy": atom_e.detach(), "energy": energy.detach(),
+               "extended_force": force, "virial": virial.sum(dim=1).view(nf, 9),
+               "mask": mask.to(torch.int32)}
+        if do_atomic_virial:
+            out["extended_virial"] = (virial + _virial_correction(coord, atom_e)).view(nf, -1, 9)
+        return out
+
+    @torch.jit.export
+    def get_rcut(self) -> float:
+        return self.rcut
+
+    @torch.jit.export
+    def get_type_map(self) -> list[str]:
+        return self.type_map
+
+    @torch.jit.export
+    def get_ntypes(self) -> int:
+        return len(self.type_map)
+
+    @torch.jit.export
+    def get_sel(self) -> list[int]:
+        return self.sel
+
+    @torch.jit.export
+    def get_nsel(self) -> int:
+        return self.nnei
+
+    @torch.jit.export
+    def get_nnei(self) -> int:
+        return self.nnei
+
+    @torch.jit.export
+    def get_dim_fparam(self) -> int:
+        return 0
+
+    @torch.jit.export
+    def get_dim_aparam(self) -> int:
+        return 0
+
+    @torch.jit.export
+    def has_default_fparam(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def is_aparam_nall(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def get_sel_type(self) -> list[int]:
+        return []
+
+    @torch.jit.export
+    def mixed_types(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def has_message_passing(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def need_sorted_nlist_for_lower(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def model_output_type(self) -> list[str]:
+        return ["energy", "mask"]
+
+    @torch.jit.export
+    def get_model_def_script(self) -> str:
+        return self.model_def_script
+
+    @torch.jit.export
+    def get_min_nbor_dist(self) -> Optional[float]:
+        value = float(self.min_nbor_dist.item())
+        return None if value < 0 else value
+
+    @torch.jit.export
+    def get_observed_type_list(self) -> list[str]:
+        return self.observed
+
+    @torch.jit.export
+    def get_dim_chg_spin(self) -> int:
+        return 0
+
+    @torch.jit.export
+    def has_chg_spin_ebd(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def has_default_chg_spin(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def get_default_chg_spin(self) -> Optional[torch.Tensor]:
+        return None
+
+
+def _cast_back(out: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Outputs in the input's precision, the energy kept in float64 (as DeePMD-kit does)."""
+    if dtype != torch.float64:
+        for k in list(out.keys()):
+            if k not in ("energy", "mask"):
+                out[k] = out[k].to(dtype)
+    return out
+
+
+def _fold(ext: torch.Tensor, mapping: torch.Tensor, nloc: int) -> torch.Tensor:
+    """Per-local-atom sums [nf, nloc, k] of a per-extended-atom quantity [nf, nall, k]."""
+    out = torch.zeros(ext.shape[0], nloc, ext.shape[2], dtype=ext.dtype, device=ext.device)
+    return out.scatter_add(1, mapping[..., None].expand(-1, -1, ext.shape[2]), ext)
+
+
+def _virial_correction(coord: torch.Tensor, atom_e: torch.Tensor) -> torch.Tensor:
+    """C[k, a, b] = d(sum_l x_lb e_l)/d r_ka (x local, held fixed): added to F (x) r it gives
+    DeePMD-kit's per-atom virial (the pair terms assigned to the neighbor; sums to 0)."""
+    nloc = atom_e.shape[1]
+    ce = (coord[:, :nloc].detach() * atom_e).sum(dim=1)  # [nf, 3]
+    parts: list[torch.Tensor] = []
+    for b in range(3):
+        g = torch.autograd.grad([ce[:, b].sum()], [coord], retain_graph=True)[0]
+        assert g is not None
+        parts.append(g)
+    return torch.stack(parts, dim=-1)

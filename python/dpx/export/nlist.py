@@ -1,0 +1,107 @@
+"""Scriptable neighbor-list helpers of the frozen model: the ghost extension of `forward` and
+the formatting of a raw (e.g. LAMMPS) neighbor list in `forward_lower` (deepmd-compat §2)."""
+from __future__ import annotations
+
+import torch
+
+
+def format_nlist(ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+                 rcut: float, sel: list[int]) -> torch.Tensor:
+    """A raw neighbor list [nf, nloc, width] (any order, any width, entries beyond rcut, -1
+    padding) in the typed layout [nf, nloc, sum(sel)]: section t holds neighbors of type t
+    within rcut, filled from its start, -1 after.
+
+    DeePMD-kit sorts the whole list by distance and keeps the nearest sum(sel) before the type
+    split. When no type has more than sel[t] neighbors within rcut, that keeps every neighbor
+    within rcut, so packing them without a sort selects the same atoms (in another order, which
+    the descriptor's sum does not see); only an overflow takes the sorted path."""
+    nf, nloc, width = nlist.shape
+    idx = nlist.clamp(min=0)
+    xj = torch.gather(ext_coord, 1, idx.view(nf, -1, 1).expand(-1, -1, 3)).view(nf, nloc, width, 3)
+    r = torch.linalg.norm(xj - ext_coord[:, :nloc, None, :], dim=-1)
+    tj = torch.gather(ext_atype, 1, idx.view(nf, -1)).view(nf, nloc, width)
+    tj = torch.where((nlist >= 0) & (r <= rcut), tj, -1)
+    counts = torch.stack([(tj == t).sum(dim=-1) for t in range(len(sel))], dim=-1)
+    limit = torch.tensor(sel, device=nlist.device)
+    if nloc * width == 0 or bool((counts.view(-1, len(sel)) <= limit).all()):
+        return _pack(nlist, tj, sel)
+    return _sorted_select(nlist, r, tj, rcut, sel)
+
+
+def _pack(nlist: torch.Tensor, tj: torch.Tensor, sel: list[int]) -> torch.Tensor:
+    """Entry of type t goes to slot sec[t] + (its rank among the row's type-t entries)."""
+    nf, nloc, width = nlist.shape
+    nnei = 0
+    for s in sel:
+        nnei += s
+    slot = torch.full_like(nlist, nnei)  # column nnei collects the dropped entries
+    start = 0
+    for t, s in enumerate(sel):
+        is_t = tj == t
+        slot = torch.where(is_t, start + torch.cumsum(is_t, dim=-1) - 1, slot)
+        start += s
+    out = torch.full((nf, nloc, nnei + 1), -1, dtype=nlist.dtype, device=nlist.device)
+    return out.scatter_(2, slot, nlist)[..., :nnei]
+
+
+def _sorted_select(nlist: torch.Tensor, r: torch.Tensor, tj: torch.Tensor, rcut: float,
+                   sel: list[int]) -> torch.Tensor:
+    """DeePMD-kit's format_nlist + nlist_distinguish_types: a list wider than sum(sel) is
+    sorted by distance and cut to the nearest sum(sel); then per type the first sel[t]."""
+    nf, nloc, width = nlist.shape
+    nnei = 0
+    for s in sel:
+        nnei += s
+    if width > nnei:
+        order = torch.sort(torch.where(nlist >= 0, r, torch.inf), dim=-1, stable=True).indices
+        order = order[..., :nnei]
+        nlist, tj = torch.gather(nlist, 2, order), torch.gather(tj, 2, order)
+    elif width < nnei:
+        fill = torch.full((nf, nloc, nnei - width), -1, dtype=nlist.dtype, device=nlist.device)
+        nlist, tj = torch.cat([nlist, fill], dim=-1), torch.cat([tj, fill], dim=-1)
+    sections: list[torch.Tensor] = []
+    for t, s in enumerate(sel):
+        is_t = tj == t
+        # stable: the entries of type t first, in list order
+        pick = torch.sort(is_t.to(torch.int32), dim=-1, descending=True, stable=True).indices
+        pick = pick[..., :s]
+        sections.append(torch.where(torch.gather(is_t, 2, pick), torch.gather(nlist, 2, pick), -1))
+    return torch.cat(sections, dim=-1)
+
+
+def extend(coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor,
+           rcut: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ext_coord [nf, nall, 3], ext_atype, mapping [nf, nall]) of a periodic system: coords
+    wrapped into the cell, then every image shift up to ceil(rcut / face distance) per axis;
+    the local atoms (shift 0) come first."""
+    nf, nloc, _ = coord.shape
+    cell = box.view(nf, 3, 3)
+    coord = torch.remainder(coord @ torch.linalg.inv(cell), 1.0) @ cell
+    vol = torch.linalg.det(cell).abs()
+    cross = torch.stack([torch.linalg.cross(cell[:, 1], cell[:, 2]),
+                         torch.linalg.cross(cell[:, 2], cell[:, 0]),
+                         torch.linalg.cross(cell[:, 0], cell[:, 1])], dim=1)
+    nbuff = torch.ceil(rcut / (vol[:, None] / torch.linalg.norm(cross, dim=-1)))
+    nb: list[int] = nbuff.max(dim=0).values.to(torch.long).tolist()
+    axes = [torch.arange(-n, n + 1, dtype=coord.dtype, device=coord.device) for n in nb]
+    grid = torch.stack(torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij"), -1).view(-1, 3)
+    grid = grid[torch.argsort(torch.linalg.norm(grid, dim=-1), stable=True)]  # shift 0 first
+    shift = grid[None] @ cell  # [nf, nshift, 3]
+    ext = (coord[:, None, :, :] + shift[:, :, None, :]).reshape(nf, -1, 3)
+    nshift = grid.shape[0]
+    mapping = torch.arange(nloc, device=coord.device).repeat(nshift).expand(nf, -1)
+    return ext, atype.repeat(1, nshift), mapping
+
+
+def all_within(ext_coord: torch.Tensor, ext_atype: torch.Tensor, nloc: int,
+               rcut: float) -> torch.Tensor:
+    """Raw neighbor list [nf, nloc, width]: every extended atom within rcut of each local atom
+    (self and virtual atoms excluded), nearest first, -1 padded to the fullest row."""
+    nf, nall, _ = ext_coord.shape
+    d2 = ((ext_coord[:, None, :, :] - ext_coord[:, :nloc, None, :]) ** 2).sum(-1)
+    self_pair = torch.eye(nloc, nall, dtype=torch.bool, device=d2.device)
+    keep = (d2 <= rcut * rcut) & ~self_pair & (ext_atype[:, None, :] >= 0)
+    d2 = torch.where(keep, d2, torch.inf)
+    width = int(keep.sum(-1).max()) if nloc > 0 else 0
+    d2, order = torch.sort(d2, dim=-1, stable=True)
+    return torch.where(torch.isfinite(d2[..., :width]), order[..., :width], -1)
