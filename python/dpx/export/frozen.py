@@ -67,16 +67,19 @@ class Layer(nn.Module):
                                     else nn.Parameter(value.detach().clone()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x @ self.matrix
+        """x [n, num_in] -> [n, num_out]."""
         bias = self.bias
-        if bias is not None:
-            y = y + bias
+        y = x @ self.matrix if bias is None else torch.addmm(bias, x, self.matrix)
         y = activate(y, self.act, self.thr)
         idt = self.idt
         if idt is not None:
             y = y * idt
         if self.resnet:
-            y = y + (x if y.shape[-1] == x.shape[-1] else torch.cat([x, x], dim=-1))
+            n, width = x.shape[0], x.shape[1]
+            if y.shape[1] == width:
+                y = y + x
+            else:  # y + concat(x, x), without building the concatenation
+                y = (y.view(n, 2, width) + x.unsqueeze(1)).view(n, 2 * width)
         return y
 
 
@@ -155,12 +158,10 @@ class DescrptBlockSeA(nn.Module):
         pad_rows: list[torch.Tensor] = []
         pad_keys: list[int] = []
         sources: list[torch.Tensor] = []
-        sec_id = torch.tensor(self.sec_id, device=flat_type.device)
-        where = (flat_type[:, None] * ntypes + sec_id[None, :]).reshape(-1)
-        offset = ntypes * ntypes
+        positions: list[torch.Tensor] = []
         for k, net in enumerate(self.filter_layers.networks):
             if self.type_one_side:
-                t, centers = k, -1
+                t = k
                 pad_rows.append(net(s_pad))
                 pad_keys.extend([ti * ntypes + t for ti in range(ntypes)])
                 rows = filled
@@ -170,14 +171,17 @@ class DescrptBlockSeA(nn.Module):
                 pad_keys.append(centers * ntypes + t)
                 rows = filled & (flat_type == centers)[:, None]
             idx = torch.nonzero(rows[:, self.sec[t]:self.sec[t + 1]])
-            if idx.shape[0] > 0:  # (no `continue` in a loop over a ModuleList)
-                pos = idx[:, 0] * nnei + self.sec[t] + idx[:, 1]
-                sources.append(net(s.index_select(0, pos)))
-                where[pos] = torch.arange(offset, offset + pos.shape[0], device=pos.device)
-                offset += pos.shape[0]
-        order = torch.argsort(torch.tensor(pad_keys, device=em.device))
-        table = torch.cat(pad_rows).index_select(0, order)
-        return torch.cat([table] + sources).index_select(0, where).view(n, nnei, -1)
+            pos = idx[:, 0] * nnei + self.sec[t] + idx[:, 1]
+            positions.append(pos)
+            sources.append(net(s.index_select(0, pos)))
+        # every slot starts as its padding row (no gradient: weights only), then the filled
+        # slots are overwritten in one copy, whose backward is one gather of P rows
+        table = torch.cat(pad_rows).index_select(
+            0, torch.argsort(torch.tensor(pad_keys, device=em.device)))
+        sec_id = torch.tensor(self.sec_id, device=flat_type.device)
+        g = table.index_select(0, (flat_type[:, None] * ntypes + sec_id[None, :]).reshape(-1))
+        g.index_copy_(0, torch.cat(positions), torch.cat(sources))
+        return g.view(n, nnei, -1)
 
 
 class DescrptSeA(nn.Module):
@@ -237,6 +241,8 @@ class FrozenEnergyModel(nn.Module):
         self.register_buffer("min_nbor_dist", src.min_nbor_dist.detach().clone())
         self.pair_excluded: list[list[bool]] = src.pair_excluded.tolist()
         self.has_pair_exclusion = bool(src.pair_excluded.any())
+        for p in self.parameters():  # forces need d/d coord only
+            p.requires_grad_(False)
         self.model_def_script = model_def_script
         self.type_map: list[str] = list(src.type_map)
         self.rcut = float(src.rcut)
@@ -358,7 +364,12 @@ class FrozenEnergyModel(nn.Module):
 
     @torch.jit.export
     def get_sel_type(self) -> list[int]:
-        return []
+        """Types with atomic energies: those not in atom_exclude_types."""
+        sel_type: list[int] = []
+        for t, kept in enumerate(self.atomic_model.atom_kept):
+            if kept != 0.0:
+                sel_type.append(t)
+        return sel_type
 
     @torch.jit.export
     def mixed_types(self) -> bool:

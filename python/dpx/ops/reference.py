@@ -188,7 +188,8 @@ def env_mat_se_a_hvp(grad_em, tangent, ext_coord, nlist, atype, dstd, rcut, rcut
 # ----------------------------------------------------------------------------------------
 def se_a_reduce(em, g):
     """T[.., a, m] = (1/nnei) sum_j em[.., j, a] g[.., j, m]."""
-    return torch.einsum("...ja,...jm->...am", em, g) / em.shape[-2]
+    # matmul, not einsum: its backward is two plain batched matmuls (about 1.5x faster)
+    return torch.matmul(em.transpose(-1, -2), g) / em.shape[-2]
 
 
 def se_a_reduce_grad_em(grad_t, g):

@@ -1,0 +1,77 @@
+"""`dpx freeze` against DeePMD-kit 3.2.0: DeePMD-kit's tools load the dpx-frozen file and give
+the numbers of DeePMD-kit's own freeze of the same checkpoint."""
+import numpy as np
+import pytest
+import torch
+
+from dpx import ops
+from dpx.cli.main import main
+from tests.export.test_frozen import raw_nlist
+from tests.fidelity.conftest import RUNNER, deepmd_eval, dp, oracle
+from tests.fidelity.test_deepmd_fidelity import dpx_single  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.slow
+TOL = 1e-10
+
+
+@pytest.fixture(scope="module")
+def frozen_pair(dpx_single):  # noqa: F811 (the imported fixture)
+    """(dpx-frozen .pth, DeePMD-frozen .pth) of one dpx checkpoint."""
+    run = dpx_single.parent
+    assert main(["freeze", "-c", str(dpx_single), "-o", str(run / "dpx_frozen.pth")]) == 0
+    dp("--pt", "freeze", "-c", dpx_single, "-o", run / "dp_frozen.pth", cwd=run)
+    return run / "dpx_frozen.pth", run / "dp_frozen.pth"
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, key: str, tol: float = TOL):
+    scale = max(np.abs(b).max(), 1.0)
+    assert np.abs(a - b).max() <= tol * scale, (key, np.abs(a - b).max(), scale)
+
+
+@pytest.mark.parametrize("system", ["sys_a", "sys_b"])
+def test_deeppot_loads_dpx_frozen_model(frozen_pair, toy_data, system):
+    ours, theirs = (deepmd_eval(p, toy_data / system) for p in frozen_pair)
+    for key in ("energy", "force", "virial", "atom_energy"):
+        assert_same(ours[key], theirs[key], key)
+
+
+def test_dp_test_equals_dpx_test(frozen_pair, toy_data, tmp_path):
+    model = frozen_pair[0]
+    dp("--pt", "test", "-m", model, "-s", toy_data / "sys_b", "-d", tmp_path / "dp", cwd=tmp_path)
+    assert main(["test", "-m", str(model), "-s", str(toy_data / "sys_b"),
+                 "-d", str(tmp_path / "dpx")]) == 0
+    for suffix in (".e.out", ".f.out", ".v.out"):
+        ours, theirs = (np.loadtxt(tmp_path / f"{p}{suffix}") for p in ("dpx", "dp"))
+        assert_same(ours, theirs, suffix, tol=1e-8)
+
+
+def test_forward_lower_and_atomic_virial_equal_deepmd(frozen_pair, toy_data):
+    """LAMMPS' call: a raw, shuffled list within rcut + skin, per-atom virial requested."""
+    ours, theirs = (torch.jit.load(str(p)) for p in frozen_pair)
+    coord = torch.tensor(np.load(toy_data / "sys_b" / "set.000" / "coord.npy")[:1]).view(1, -1, 3)
+    box = torch.tensor(np.load(toy_data / "sys_b" / "set.000" / "box.npy")[:1])
+    atype = torch.tensor(np.loadtxt(toy_data / "sys_b" / "type.raw", dtype=np.int64))[None]
+    rcut = ours.get_rcut()
+    nl = ops.neighbor_list(coord, atype, box, rcut + 2.0, [500, 500])
+    raw = raw_nlist(nl.ext_coord, nl.ext_atype, atype.shape[1], rcut + 2.0)
+    args = (nl.ext_coord.detach(), nl.ext_atype, raw, nl.mapping)
+    a = ours.forward_lower(*args, do_atomic_virial=True)
+    b = theirs.forward_lower(*args, do_atomic_virial=True)
+    for key in ("energy", "atom_energy", "extended_force", "virial", "extended_virial", "mask"):
+        assert_same(a[key].detach().numpy(), b[key].detach().numpy(), key)
+
+
+def test_runner_sees_same_interface(frozen_pair):
+    """The methods DeePMD-kit's DeepEval and DeepPotPT call answer like DeePMD-kit's model."""
+    code = ("import sys, torch\n"
+            "a, b = (torch.jit.load(p) for p in sys.argv[1:3])\n"
+            "for name in ['get_rcut', 'get_type_map', 'get_ntypes', 'get_dim_fparam',\n"
+            "             'get_dim_aparam', 'is_aparam_nall', 'has_message_passing', 'get_sel',\n"
+            "             'get_nnei', 'get_nsel', 'model_output_type', 'get_min_nbor_dist',\n"
+            "             'get_observed_type_list', 'get_sel_type', 'has_default_fparam',\n"
+            "             'get_dim_chg_spin', 'has_chg_spin_ebd', 'has_default_chg_spin']:\n"
+            "    x, y = getattr(a, name)(), getattr(b, name)()\n"
+            "    assert x == y, (name, x, y)\n"
+            "assert set(a.state_dict()) == set(b.state_dict())\n")
+    oracle("-c", code, *frozen_pair)
+    assert RUNNER.exists()
