@@ -64,6 +64,20 @@ def lmp_env(lammps_python: Path, threads: int) -> dict:
                 DP_INTER_OP_PARALLELISM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
 
 
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (the `lmp` launcher is Python; LAMMPS is its child)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
 def run_lammps(lmp: Path, folder: Path, env: dict) -> dict:
     """timesteps/s, loop time and the task timing breakdown of one run; peak RSS."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +87,7 @@ def run_lammps(lmp: Path, folder: Path, env: dict) -> dict:
                                 cwd=folder, stdout=out, stderr=subprocess.STDOUT, env=env)
         while proc.poll() is None:
             time.sleep(0.2)
-            hwm = max(hwm, vm_hwm_mb(proc.pid))
+            hwm = max([hwm] + [vm_hwm_mb(p) for p in descendants(proc.pid)])
     text = (folder / "screen.txt").read_text()
     loop, perf = LOOP.search(text), PERF.search(text)
     if proc.returncode != 0 or not loop or not perf:
