@@ -3,6 +3,7 @@ messages, and `dpx test`-style evaluation of the frozen file."""
 import json
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,21 @@ def test_bad_paths(single, tmp_path, capsys):
     assert "dpx freeze: error:" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="frozen model"):
         load_model(tmp_path / "missing.pth")
+
+
+def test_ase_calculator_on_frozen_file(single, tmp_path):
+    ase = pytest.importorskip("ase")
+    from dpx.calculator import DPX
+
+    _, ckpt = single
+    frozen_path = freeze(ckpt, tmp_path / "m.pth")
+    coord, atype, box = random_frame(natoms=12)
+    atoms = ase.Atoms([["O", "H"][t] for t in atype[0]], positions=coord[0].numpy(),
+                      cell=box.reshape(3, 3).numpy(), pbc=True)
+    results = []
+    for path in (ckpt, frozen_path):
+        atoms.calc = DPX(str(path))
+        results.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+    for a, b in zip(*results):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.abs(a - b).max() <= 1e-10 * max(np.abs(b).max(), 1.0)

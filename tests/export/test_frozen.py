@@ -16,13 +16,14 @@ TOL = 1e-10
 
 
 def make_model(sel=(12, 24), pair_exclude=(), exclude=(), atom_exclude=(),
-               type_one_side=False, seed=3) -> EnergyModel:
+               type_one_side=False, seed=3, precision="float64") -> EnergyModel:
     cfg = parse(ModelConfig, {
         "type_map": ["O", "H"],
         "descriptor": {"type": "se_e2_a", "sel": list(sel), "rcut": 4.0, "rcut_smth": 1.0,
                        "neuron": [4, 8], "axis_neuron": 3, "type_one_side": type_one_side,
-                       "seed": seed, "exclude_types": [list(p) for p in exclude]},
-        "fitting_net": {"neuron": [8, 8], "seed": seed},
+                       "seed": seed, "exclude_types": [list(p) for p in exclude],
+                       "precision": precision},
+        "fitting_net": {"neuron": [8, 8], "seed": seed, "precision": precision},
         "pair_exclude_types": [list(p) for p in pair_exclude],
         "atom_exclude_types": list(atom_exclude),
     }, "model")
@@ -119,6 +120,15 @@ def test_float32_input_gives_float32_outputs():
     out = m(coord.float(), atype, box.float())
     ref = m(coord, atype, box)
     assert out["energy"].dtype == torch.float64 and out["force"].dtype == torch.float32
+    assert float((out["force"] - ref["force"]).abs().max()) < 1e-4
+
+
+def test_float32_model():
+    model = make_model(precision="float32")
+    coord, atype, box = random_frame(natoms=12)
+    ref = model(coord, atype, box)
+    out = frozen(model)(coord, atype, box)
+    assert float((out["energy"] - ref["energy"]).abs().max()) < 1e-4
     assert float((out["force"] - ref["force"]).abs().max()) < 1e-4
 
 

@@ -1,5 +1,7 @@
 """dpx against DeePMD-kit 3.2.0 on the same weights and data: checkpoints move both ways and
 give the same energies, forces and virials (1e-10 relative, float64); statistics agree."""
+import re
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,27 @@ def test_multitask_statistics_equal_deepmd(tmp_path, toy_data):
                            "out_bias": model.atomic_model.out_bias}.items():
             np.testing.assert_allclose(value.detach().numpy(), theirs[f"{head}/{key}"],
                                        rtol=TOL, atol=1e-12, err_msg=f"{head}/{key}")
+
+
+def _metrics(text: str) -> dict:
+    """{'Energy RMSE/Natoms': value, ...} of the per-system block of a `dp test` log."""
+    found = {}
+    for m in re.finditer(r"((?:Energy|Force|Virial|Stress)[ A-Za-z/]*?)\s*: ([-+0-9.e]+) ", text):
+        found.setdefault(" ".join(m.group(1).split()), float(m.group(2)))
+    return found
+
+
+def test_dpx_test_equals_dp_test(dpx_single, toy_data, tmp_path, capsys):
+    system = toy_data / "sys_b"
+    res = dp("--pt", "test", "-m", dpx_single, "-s", system, "-d", tmp_path / "dp", cwd=tmp_path)
+    capsys.readouterr()
+    assert main(["test", "-m", str(dpx_single), "-s", str(system), "-d",
+                 str(tmp_path / "dpx")]) == 0
+    theirs, ours = _metrics(res.stdout + res.stderr), _metrics(capsys.readouterr().err)
+    assert "Stress RMSE" in theirs and set(theirs) == set(ours), (theirs, ours)
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, rel=1e-6), name  # dp prints 7 digits
+    for suffix in (".e.out", ".f.out", ".v.out", ".s.out"):
+        a = np.loadtxt(tmp_path / f"dpx{suffix}")
+        b = np.loadtxt(tmp_path / f"dp{suffix}")
+        assert np.abs(a - b).max() <= TOL * np.abs(b).max(), suffix

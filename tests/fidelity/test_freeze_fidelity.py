@@ -8,7 +8,7 @@ from dpx import ops
 from dpx.cli.main import main
 from tests.export.test_frozen import raw_nlist
 from tests.fidelity.conftest import RUNNER, deepmd_eval, dp, oracle
-from tests.fidelity.test_deepmd_fidelity import dpx_single  # noqa: F401 (a fixture)
+from tests.fidelity.test_deepmd_fidelity import dp_single, dpx_single  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 TOL = 1e-10
@@ -59,6 +59,14 @@ def test_forward_lower_and_atomic_virial_equal_deepmd(frozen_pair, toy_data):
     b = theirs.forward_lower(*args, do_atomic_virial=True)
     for key in ("energy", "atom_energy", "extended_force", "virial", "extended_virial", "mask"):
         assert_same(a[key].detach().numpy(), b[key].detach().numpy(), key)
+
+
+def test_freezes_deepmd_checkpoint(dp_single, toy_data, tmp_path):  # noqa: F811 (fixture)
+    assert main(["freeze", "-c", str(dp_single), "-o", str(tmp_path / "f.pth")]) == 0
+    ours = deepmd_eval(tmp_path / "f.pth", toy_data / "sys_b")
+    theirs = deepmd_eval(dp_single, toy_data / "sys_b")
+    for key in ("energy", "force", "virial", "atom_energy"):
+        assert_same(ours[key], theirs[key], key)
 
 
 def test_runner_sees_same_interface(frozen_pair):

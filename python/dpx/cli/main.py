@@ -7,12 +7,13 @@ import os
 import sys
 
 from dpx.cli import freeze as freeze_cmd
+from dpx.cli import show as show_cmd
 from dpx.cli import test as test_cmd
 from dpx.cli import train as train_cmd
 
 log = logging.getLogger("dpx")
 
-COMMANDS = {"train": train_cmd, "freeze": freeze_cmd, "test": test_cmd}
+COMMANDS = {"train": train_cmd, "freeze": freeze_cmd, "test": test_cmd, "show": show_cmd}
 
 
 def setup_logging(level: str) -> None:

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     resume.add_argument("-t", "--finetune", help="finetune from this checkpoint")
     p.add_argument("--model-branch", "--head", dest="model_branch", default=None,
                    help="branch of a multi-task checkpoint to finetune from (or RANDOM)")
+    p.add_argument("--use-pretrain-script", action="store_true",
+                   help="with --finetune: take the descriptor and fitting net sections from "
+                        "the pretrained model instead of the input")
     p.add_argument("--skip-neighbor-stat", action="store_true",
                    help="skip the neighbor statistics (sel must be given as a list)")
     p.add_argument("-o", "--output", default="out.json", help="normalized input written here")
@@ -35,10 +38,10 @@ def _ckpt(path):
 def run(args) -> int:
     from dpx.train.trainer import Trainer
     cfg = load_input(args.input)
-    if args.finetune:
-        raise NotImplementedError("--finetune is not implemented yet in this dpx version")
     trainer = Trainer(cfg, restart=_ckpt(args.restart), init_model=_ckpt(args.init_model),
-                      skip_neighbor_stat=args.skip_neighbor_stat, device=args.device)
+                      skip_neighbor_stat=args.skip_neighbor_stat, device=args.device,
+                      finetune=args.finetune, model_branch=args.model_branch,
+                      use_pretrain_script=args.use_pretrain_script)
     if trainer.rank == 0:
         with open(args.output, "w") as f:
             json.dump({"model": stored_model_params(cfg)}, f, indent=2)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from dpx.export.nlist import all_within, extend, format_nlist
-from dpx.ops.reference import env_mat_se_a, se_a_gram, se_a_reduce
+from dpx.ops.reference import env_mat_se_a, se_a_gram
 
 
 def activate(x: torch.Tensor, name: str, thr: float) -> torch.Tensor:
@@ -125,36 +125,69 @@ class DescrptBlockSeA(nn.Module):
         self.compress_data = nn.ParameterList([nn.Parameter(p.detach().clone())
                                                for p in src.compress_data])
         self.has_exclusion = bool(src.excluded.any())
-        # small tables as lists, not buffers: DeePMD-kit's state dict has no such keys
+        # a small table as a list, not a buffer: DeePMD-kit's state dict has no such key
         self.excluded: list[list[bool]] = src.excluded.tolist()
-        self.sec_id: list[int] = src.sec_id.tolist()
 
     def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
                 atype: torch.Tensor) -> torch.Tensor:
         """Descriptor [nf * nloc, M1 * axis_neuron] (deepmd-compat §3.5)."""
-        nf, nloc, nnei = nlist.shape
-        em = env_mat_se_a(ext_coord, nlist, atype, self.mean, self.stddev, self.rcut,
-                          self.rcut_smth, self.protection).view(nf * nloc, nnei, 4)
-        filled = (nlist >= 0).view(nf * nloc, nnei)
+        nf, nloc = nlist.shape[0], nlist.shape[1]
+        nlist, widths = self._narrow(nlist)
+        width = nlist.shape[2]
+        em = env_mat_se_a(ext_coord, nlist, atype, self.mean[:, :width], self.stddev[:, :width],
+                          self.rcut, self.rcut_smth, self.protection).view(nf * nloc, width, 4)
+        filled = (nlist >= 0).view(nf * nloc, width)
         if self.has_exclusion:
             # excluded pairs have a zero row: no net needed, any embedding gives 0
-            nb_type = torch.gather(ext_atype, 1, nlist.clamp(min=0).view(nf, -1)).view(-1, nnei)
+            nb_type = torch.gather(ext_atype, 1, nlist.clamp(min=0).view(nf, -1)).view(-1, width)
             excluded = torch.tensor(self.excluded, device=nlist.device)
             keep = ~(excluded[atype.view(-1, 1), nb_type] & filled)
             em = em * keep[..., None].to(em.dtype)
             filled = filled & keep
-        g = self._embed(em, atype.reshape(-1), filled)
-        t = se_a_reduce(em, g)
+        flat_type = atype.reshape(-1)
+        g, table = self._embed(em, flat_type, filled, widths)
+        # T = (1/nnei) sum over all sel slots; the columns cut off by _narrow are padding
+        t = torch.matmul(em.transpose(1, 2), g) + self._cut_padding(table, widths, flat_type)
+        t = t / self.nnei
         d = se_a_gram(t, t, self.axis_neuron)
         return d.reshape(nf * nloc, -1)
 
-    def _embed(self, em: torch.Tensor, flat_type: torch.Tensor, filled: torch.Tensor):
-        """G [nf * nloc, nnei, M1]: nets on filled slots; padded slots share one row per (center
-        type, neighbor type), the embedding of s_pad = -davg/dstd of the center type."""
-        n, nnei = filled.shape
+    def _narrow(self, nlist: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """The typed list without the trailing columns of each section that no atom fills
+        (about a quarter of sel at water density), and each section's kept width."""
+        sections: list[torch.Tensor] = []
+        widths: list[int] = []
+        for t, sel in enumerate(self.sel):
+            sec = nlist[..., self.sec[t]:self.sec[t] + sel]
+            rank = torch.arange(1, sel + 1, device=nlist.device)
+            w = int(((sec >= 0) * rank).max()) if sec.numel() > 0 else 0
+            sections.append(sec[..., :w])
+            widths.append(w)
+        return torch.cat(sections, dim=-1), widths
+
+    def _cut_padding(self, table: torch.Tensor, widths: list[int],
+                     flat_type: torch.Tensor) -> torch.Tensor:
+        """[n, 4, M1]: sum over the cut-off slots, (sel[t] - width[t]) padding rows of each
+        neighbor type, em_pad (x) G_pad of the center type."""
+        ntypes = self.ntypes
+        missing = torch.tensor([self.sel[t] - widths[t] for t in range(ntypes)],
+                               dtype=table.dtype, device=table.device)
+        g_sum = (missing[None, :, None] * table.view(ntypes, ntypes, -1)).sum(dim=1)
+        em_pad = -self.mean[:, 0, :] / self.stddev[:, 0, :]  # [ntypes, 4]
+        return (em_pad[:, :, None] * g_sum[:, None, :]).index_select(0, flat_type)
+
+    def _embed(self, em: torch.Tensor, flat_type: torch.Tensor, filled: torch.Tensor,
+               widths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G [n, width, M1], padding table [ntypes * ntypes, M1]): nets on filled slots;
+        padded slots share one row per (center type ti, neighbor type t) at ti * ntypes + t,
+        the embedding of s_pad = -davg/dstd of the center type."""
+        n, width = filled.shape
         ntypes = self.ntypes
         s_pad = (-self.mean[:, 0, 0] / self.stddev[:, 0, 0]).unsqueeze(-1)  # [ntypes, 1]
         s = em[..., 0].reshape(-1, 1)
+        starts = [0]
+        for w in widths:
+            starts.append(starts[-1] + w)
         pad_rows: list[torch.Tensor] = []
         pad_keys: list[int] = []
         sources: list[torch.Tensor] = []
@@ -170,18 +203,19 @@ class DescrptBlockSeA(nn.Module):
                 pad_rows.append(net(s_pad[centers:centers + 1]))
                 pad_keys.append(centers * ntypes + t)
                 rows = filled & (flat_type == centers)[:, None]
-            idx = torch.nonzero(rows[:, self.sec[t]:self.sec[t + 1]])
-            pos = idx[:, 0] * nnei + self.sec[t] + idx[:, 1]
+            idx = torch.nonzero(rows[:, starts[t]:starts[t + 1]])
+            pos = idx[:, 0] * width + starts[t] + idx[:, 1]
             positions.append(pos)
             sources.append(net(s.index_select(0, pos)))
-        # every slot starts as its padding row (no gradient: weights only), then the filled
-        # slots are overwritten in one copy, whose backward is one gather of P rows
         table = torch.cat(pad_rows).index_select(
             0, torch.argsort(torch.tensor(pad_keys, device=em.device)))
-        sec_id = torch.tensor(self.sec_id, device=flat_type.device)
-        g = table.index_select(0, (flat_type[:, None] * ntypes + sec_id[None, :]).reshape(-1))
+        # every slot starts as its padding row (no gradient: weights only), then the filled
+        # slots are overwritten in one copy, whose backward is one gather of P rows
+        nb_type = torch.repeat_interleave(torch.arange(ntypes, device=em.device),
+                                          torch.tensor(widths, device=em.device))
+        g = table.index_select(0, (flat_type[:, None] * ntypes + nb_type[None, :]).reshape(-1))
         g.index_copy_(0, torch.cat(positions), torch.cat(sources))
-        return g.view(n, nnei, -1)
+        return g.view(n, width, -1), table
 
 
 class DescrptSeA(nn.Module):
@@ -261,7 +295,7 @@ class FrozenEnergyModel(nn.Module):
         """energy [nf, 1], atom_energy [nf, nloc, 1], extended_force [nf, nall, 3], virial
         [nf, 9], extended_virial [nf, nall, 9] (if do_atomic_virial), mask [nf, nloc] of an
         extended system; nlist may be raw (LAMMPS') and is formatted here."""
-        nf, _nloc = nlist.shape[0], nlist.shape[1]
+        nf = nlist.shape[0]
         coord = extended_coord.reshape(nf, -1, 3)
         input_dtype = coord.dtype
         coord = coord.detach().to(torch.float64)

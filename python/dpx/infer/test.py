@@ -36,11 +36,29 @@ def system_errors(model, system, numb_test: int) -> tuple[dict, dict]:
         err.update({"Virial MAE": (mae, n * 9), "Virial RMSE": (rmse, n * 9),
                     "Virial MAE/Natoms": (mae / natoms, n * 9),
                     "Virial RMSE/Natoms": (rmse / natoms, n * 9)})
+        stress = _stress_errors(pred["virial"], system.labels["virial"][:n], system.box[:n])
+        if stress is not None:
+            err.update(stress)
     pred["n"] = n
     return err, pred
 
 
-UNITS = {"Energy": "eV", "Force ": "eV/A", "Virial": "eV"}
+def _volume(box: np.ndarray) -> np.ndarray:
+    return np.abs(np.linalg.det(box.reshape(-1, 3, 3)))
+
+
+def _stress_errors(pred_virial, label_virial, box) -> dict | None:
+    """Stress = -virial / volume (eV/A^3, tensile positive), frames with a singular cell
+    dropped, as dp test does."""
+    vol = _volume(box)
+    ok = vol > 0
+    if not ok.any():
+        return None
+    mae, rmse = _mae_rmse((pred_virial[ok] - label_virial[ok]) / -vol[ok, None])
+    return {"Stress MAE": (mae, int(ok.sum()) * 9), "Stress RMSE": (rmse, int(ok.sum()) * 9)}
+
+
+UNITS = {"Energy": "eV", "Force ": "eV/A", "Virial": "eV", "Stress": "eV/A^3"}
 
 
 def _print(err: dict) -> None:
@@ -66,21 +84,26 @@ def write_detail(prefix: str, system, pred: dict) -> None:
     n, natoms = pred["n"], system.natoms
     base = Path(prefix)
     rows = {
-        ".e.out": (np.c_[system.labels["energy"][:n, 0], pred["energy"]], "data_e pred_e"),
+        ".e.out": (np.c_[system.labels["energy"][:n, 0], pred["energy"]], ": data_e pred_e"),
         ".e_peratom.out": (np.c_[system.labels["energy"][:n, 0], pred["energy"]] / natoms,
-                           "data_e pred_e"),
+                           ": data_e pred_e"),
         ".f.out": (np.c_[system.labels["force"][:n].reshape(-1, 3), pred["force"].reshape(-1, 3)],
-                   "data_fx data_fy data_fz pred_fx pred_fy pred_fz"),
+                   ": data_fx data_fy data_fz pred_fx pred_fy pred_fz"),
     }
     if system.box is not None:
-        rows[".v.out"] = (np.c_[system.labels["virial"][:n], pred["virial"]],
-                          " ".join([f"data_v{i}" for i in range(9)] + [f"pred_v{i}" for i in range(9)]))
-        rows[".v_peratom.out"] = (rows[".v.out"][0] / natoms, rows[".v.out"][1])
+        comps = [a + b for a in "xyz" for b in "xyz"]
+        vhead = ": " + " ".join([f"data_v{c}" for c in comps] + [f"pred_v{c}" for c in comps])
+        label_v = system.labels["virial"][:n]
+        rows[".v.out"] = (np.c_[label_v, pred["virial"]], vhead)
+        rows[".v_peratom.out"] = (rows[".v.out"][0] / natoms, vhead)
+        vol = _volume(system.box[:n])[:, None]
+        rows[".s.out"] = (np.c_[-label_v / vol, -pred["virial"] / vol],
+                          " (eV/Å³)" + vhead.replace("_v", "_s"))
     for suffix, (arr, header) in rows.items():
         path = base.with_suffix(suffix)
         new = not path.exists() or path.stat().st_size == 0
         with open(path, "a") as f:
-            np.savetxt(f, arr, header=f"{system.name}: {header}" if new else "")
+            np.savetxt(f, arr, header=f"{system.name}{header}" if new else "")
 
 
 def run_test(model_path: str, system_path: str, numb_test: int, detail: str | None,

@@ -19,6 +19,7 @@ from dpx.loss import EnergyLoss
 from dpx.model.energy import EnergyModel
 from dpx.model.network import mix_entropy
 from dpx.train import checkpoint, dist, startup
+from dpx.train import finetune as ft
 from dpx.train.data import BranchData
 from dpx.train.display import LCurve, Progress
 from dpx.train.lr import ExpDecayLR
@@ -40,7 +41,9 @@ class Task:
 
 class Trainer:
     def __init__(self, cfg: Config, restart: str | None = None, init_model: str | None = None,
-                 skip_neighbor_stat: bool = False, device: str | None = None):
+                 skip_neighbor_stat: bool = False, device: str | None = None,
+                 finetune: str | None = None, model_branch: str | None = None,
+                 use_pretrain_script: bool = False):
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.rank, self.world = dist.world()
@@ -50,8 +53,17 @@ class Trainer:
             torch.manual_seed(mix_entropy([self.rank, seed % 2 ** 32]))
         resumed = checkpoint.load(restart) if restart else None
         init = checkpoint.load(init_model) if init_model else None
+        if finetune and (restart or init_model):
+            raise ValueError("--finetune starts a new run from a pretrained model; it cannot be "
+                             "combined with --restart or --init-model")
+        if (model_branch is not None or use_pretrain_script) and finetune is None:
+            raise ValueError("--model-branch and --use-pretrain-script go with --finetune "
+                             "CHECKPOINT")
+        # finetune fixes sel to the pretrained model's before any model is built
+        pre = ft.prepare(cfg, finetune, model_branch, use_pretrain_script) if finetune else None
         data = {k: BranchData(b, cfg, seed, self.rank, self.world) for k, b in cfg.branches.items()}
-        self._resolve_sel(data, resumed or init, skip_neighbor_stat)
+        if pre is None:
+            self._resolve_sel(data, resumed or init, skip_neighbor_stat)
         self.tasks = {k: Task(k, EnergyModel(b.model), EnergyLoss(b.loss, cfg.learning_rate.start_lr),
                               data[k]) for k, b in cfg.branches.items()}
         self.wrapper = ModelWrapper({k: t.model for k, t in self.tasks.items()},
@@ -70,6 +82,8 @@ class Trainer:
             self._restore(resumed)
         elif init is not None:
             self.wrapper.load_state_dict(init["model"], strict=False)
+        elif pre is not None and self.rank == 0:
+            ft.apply(pre, cfg, self.tasks)
         elif self.rank == 0:
             startup.compute_statistics(cfg, self.tasks, self.wrapper)
         self.wrapper.to(self.device)

@@ -1,0 +1,61 @@
+"""An ASE calculator for a dpx model: a checkpoint branch or a frozen (TorchScript) file.
+
+    from dpx.calculator import DPX
+    atoms.calc = DPX("model.ckpt.pt", head="water_1")   # or DPX("frozen.pth")
+
+Energies in eV, forces in eV/A, stress in eV/A^3 (ASE's sign: -virial / volume, Voigt
+order xx yy zz yz xz xy). Periodic cells need pbc on all three axes; a cell-less system
+(pbc all False) has no stress.
+"""
+from __future__ import annotations
+
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from dpx.infer.model_io import load_model
+
+
+def type_map_of(model) -> list[str]:
+    getter = getattr(model, "get_type_map", None)
+    return list(getter()) if getter is not None else list(model.type_map)
+
+
+class DPX(Calculator):
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model: str, head: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.model = load_model(model, head)[0]
+        self.type_map = type_map_of(self.model)
+
+    def _atype(self, atoms) -> torch.Tensor:
+        symbols = atoms.get_chemical_symbols()
+        unknown = sorted(set(symbols) - set(self.type_map))
+        if unknown:
+            raise ValueError(f"elements {unknown} are not in the model's type_map "
+                             f"{self.type_map}")
+        return torch.tensor([[self.type_map.index(s) for s in symbols]], dtype=torch.long)
+
+    def _box(self, atoms) -> torch.Tensor | None:
+        if not atoms.pbc.any():
+            return None
+        if not atoms.pbc.all():
+            raise ValueError(f"pbc {atoms.pbc.tolist()}: dpx models are periodic in all three "
+                             f"directions or in none")
+        return torch.tensor(atoms.cell.array.reshape(1, 9), dtype=torch.float64)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        coord = torch.tensor(self.atoms.positions.reshape(1, -1, 3), dtype=torch.float64)
+        box = self._box(self.atoms)
+        out = self.model(coord, self._atype(self.atoms), box)
+        energy = float(out["energy"].detach().reshape(()))
+        self.results = {"energy": energy, "free_energy": energy,
+                        "energies": out["atom_energy"].detach().reshape(-1).double().numpy(),
+                        "forces": out["force"].detach().reshape(-1, 3).double().numpy()}
+        if box is not None:
+            virial = out["virial"].detach().reshape(3, 3).double().numpy()
+            stress = -0.5 * (virial + virial.T) / self.atoms.get_volume()
+            self.results["stress"] = stress.flat[[0, 4, 8, 5, 2, 1]]
+        elif "stress" in properties:
+            raise PropertyNotImplementedError("stress needs a periodic cell (pbc all True)")

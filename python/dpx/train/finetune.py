@@ -1,0 +1,288 @@
+"""Fine-tuning from a pretrained checkpoint (deepmd-compat §12): which pretrained branch feeds
+each branch of the new input (rules), the weight transfer with the type map remapped, and
+the energy-bias adjustment on the new data.
+
+Unlike DeePMD-kit (which refuses it for se_e2_a), the new type_map may reorder or drop
+elements of the pretrained one: every per-type tensor follows its element. New type i takes
+pretrained type index[i]; the embedding net of (center, neighbor) = (i, j) is the pretrained
+net of (index[i], index[j]); davg/dstd rows follow the center type and their slot sections
+(sel) the neighbor type; fitting nets, out_bias and out_std follow the atom type.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dpx.config import Config
+from dpx.infer.model_io import branches_of, load_model, model_config
+from dpx.model import stat
+from dpx.model.energy import EnergyModel
+from dpx.train import checkpoint
+
+log = logging.getLogger(__name__)
+
+RANDOM = "RANDOM"
+# descriptor / fitting keys that fix tensor shapes: a mismatch cannot be loaded
+_DESCRIPTOR_SHAPE = ("neuron", "axis_neuron", "type_one_side", "resnet_dt")
+_DESCRIPTOR_FUNCTION = ("rcut", "rcut_smth", "activation_function", "env_protection",
+                        "set_davg_zero")
+_FITTING_SHAPE = ("neuron", "resnet_dt")
+_FITTING_FUNCTION = ("activation_function",)
+
+
+@dataclass
+class Rule:
+    """Branch `branch` of the new input starts from pretrained branch `source`."""
+    branch: str
+    source: str
+    random_fitting: bool = False
+    resuming: bool = False          # multi-task: same branch name, plain copy, bias kept
+    index: list[int] | None = None  # new type i -> pretrained type index[i]
+
+
+@dataclass
+class Pretrained:
+    path: str
+    params: dict
+    rules: dict[str, Rule]
+
+
+def prepare(cfg: Config, path: str, model_branch: str | None,
+            use_pretrain_script: bool = False) -> Pretrained:
+    """Load the checkpoint, build the rules and make the input's model sections fit the
+    pretrained weights (sel inherited, shapes checked; with use_pretrain_script the
+    pretrained sections replace the input's). Runs before any model is built."""
+    state = checkpoint.load(path)
+    params = state["model"].get("_extra_state", {}).get("model_params")
+    if params is None:
+        raise ValueError(f"{path}: the checkpoint has no _extra_state.model_params")
+    rules = build_rules(cfg, params, model_branch, path)
+    for rule in rules.values():
+        align_branch(cfg, rule, branches_of(params)[rule.source], path, use_pretrain_script)
+    log.info("finetune from %s: %s", path, ", ".join(
+        f"{r.branch} <- {r.source}" + (" (random fitting)" if r.random_fitting else "") +
+        (" (resuming)" if r.resuming else "") for r in rules.values()))
+    return Pretrained(str(path), params, rules)
+
+
+# ---------------------------------------------------------------- rules (§12.1)
+def build_rules(cfg: Config, params: dict, model_branch: str | None, path) -> dict[str, Rule]:
+    if not cfg.multi_task:
+        head = model_branch or cfg.branches["Default"].model.finetune_head or ""
+        return {"Default": single_rule("Default", head, params, path)}
+    if model_branch:
+        raise ValueError(f"--model-branch {model_branch}: a multi-task input chooses the "
+                         f"pretrained branch of each of its branches with "
+                         f"model/model_dict/<branch>/finetune_head")
+    pretrained = branches_of(params)
+    rules = {}
+    for key, branch in cfg.branches.items():
+        head = branch.model.finetune_head
+        if head is None and key in pretrained:
+            rules[key] = Rule(key, key, resuming=True)
+        else:
+            rules[key] = single_rule(key, head or RANDOM, params, path,
+                                     f"model/model_dict/{key}/finetune_head")
+    return rules
+
+
+def single_rule(key: str, head: str, params: dict, path, where="--model-branch") -> Rule:
+    """Single-task source: "" or Default copies its fitting, RANDOM starts a fresh one.
+    Multi-task source: a branch name (or alias) copies that branch; "" or RANDOM takes the
+    descriptor of the first branch and a fresh fitting."""
+    if "model_dict" not in params:
+        if head not in ("", "Default", RANDOM):
+            raise ValueError(f"{where} '{head}': {path} is a single-task checkpoint (its only "
+                             f"branch is 'Default'; or RANDOM for a fresh fitting net)")
+        return Rule(key, "Default", random_fitting=head == RANDOM)
+    branches = params["model_dict"]
+    if head in ("", RANDOM):
+        first = next(iter(branches))
+        log.warning("%s: the fitting net starts fresh (bias set by statistics); the descriptor "
+                    "comes from branch '%s' of %s", key, first, path)
+        return Rule(key, first, random_fitting=True)
+    aliases = {k: k for k in branches}
+    for k, b in branches.items():
+        for alias in b.get("model_branch_alias", []) if isinstance(b, dict) else []:
+            aliases.setdefault(alias, k)
+    if head not in aliases:
+        raise ValueError(f"{where} '{head}': {path} has no such branch (branches: "
+                         f"{', '.join(branches)}; or RANDOM for a fresh fitting net)")
+    return Rule(key, aliases[head])
+
+
+# ---------------------------------------------------------------- config alignment
+def align_branch(cfg: Config, rule: Rule, source: dict, path,
+                 use_pretrain_script: bool = False) -> None:
+    """Type index map, sel from the pretrained branch (per type, following the type map),
+    and the shape-defining keys checked; exclusions translated and checked."""
+    model = cfg.branches[rule.branch].model
+    where = "model" if not cfg.multi_task else f"model/model_dict/{rule.branch}"
+    src = model_config(source, f"{path}:model_params")
+    missing = [t for t in model.type_map if t not in src.type_map]
+    if missing:
+        raise ValueError(f"{where}/type_map: element(s) {missing} are not in the pretrained "
+                         f"model ({path}, branch {rule.source}: type_map {src.type_map}); "
+                         f"se_e2_a has no weights for them")
+    rule.index = [src.type_map.index(t) for t in model.type_map]
+    if rule.index != list(range(len(src.type_map))):
+        log.info("%s: type_map %s remapped from the pretrained %s", rule.branch,
+                 model.type_map, src.type_map)
+    if use_pretrain_script:
+        _take_pretrained_sections(model, src, rule)
+    sel = [src.descriptor.sel[i] for i in rule.index]
+    given = model.descriptor.sel
+    if isinstance(given, list) and given != sel:
+        raise ValueError(f"{where}/descriptor/sel: {given} differs from the pretrained model's "
+                         f"{sel} (type_map {model.type_map}); use {sel} or 'auto'")
+    model.descriptor.sel = sel
+    _compare(f"{where}/descriptor", model.descriptor, src.descriptor, _DESCRIPTOR_SHAPE,
+             _DESCRIPTOR_FUNCTION, path)
+    if not rule.random_fitting:
+        _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, _FITTING_SHAPE,
+                 _FITTING_FUNCTION, path)
+    _check_exclusions(where, model, src, rule.index, path)
+
+
+def _take_pretrained_sections(model, src, rule: Rule) -> None:
+    """--use-pretrain-script: the pretrained descriptor (and fitting net, unless RANDOM)
+    replace the input's, keeping the input's trainable flags; the descriptor's exclusions
+    are rewritten in the new type indices (sel follows in align_branch)."""
+    inv = {old: new for new, old in enumerate(rule.index)}
+    d = copy.deepcopy(src.descriptor)
+    d.trainable, d.sel = model.descriptor.trainable, "auto"
+    d.exclude_types = [[inv[a], inv[b]] for a, b in d.exclude_types if a in inv and b in inv]
+    model.descriptor = d
+    parts = "descriptor"
+    if not rule.random_fitting:
+        f = copy.deepcopy(src.fitting_net)
+        f.trainable = model.fitting_net.trainable
+        model.fitting_net = f
+        parts += " and fitting_net"
+    log.info("%s: %s from the pretrained branch %s (--use-pretrain-script)", rule.branch,
+             parts, rule.source)
+
+
+def _compare(where: str, mine, theirs, shape_keys, function_keys, path) -> None:
+    for key in shape_keys:
+        if getattr(mine, key) != getattr(theirs, key):
+            raise ValueError(f"{where}/{key}: {getattr(mine, key)} differs from the pretrained "
+                             f"model's {getattr(theirs, key)} ({path}); the weights cannot be "
+                             f"loaded")
+    for key in function_keys:
+        if getattr(mine, key) != getattr(theirs, key):
+            log.warning("%s/%s: %s differs from the pretrained model's %s", where, key,
+                        getattr(mine, key), getattr(theirs, key))
+
+
+def _check_exclusions(where: str, model, src, index: list[int], path) -> None:
+    """Exclusions are part of what the pretrained weights compute: the input must give the
+    pretrained ones, written in its own type indices (pairs of dropped types vanish)."""
+    def pairs(xs):
+        return sorted(tuple(sorted(p)) for p in xs)
+    inv = {old: new for new, old in enumerate(index)}
+    for key, mine, theirs in (
+            ("descriptor/exclude_types", model.descriptor.exclude_types,
+             src.descriptor.exclude_types),
+            ("pair_exclude_types", model.pair_exclude_types, src.pair_exclude_types)):
+        want = pairs([inv[a], inv[b]] for a, b in theirs if a in inv and b in inv)
+        if pairs(mine) != want:
+            raise ValueError(f"{where}/{key}: {mine} differs from the pretrained model's "
+                             f"{theirs} ({path}); in this type_map that is {want}")
+    want = sorted(inv[t] for t in src.atom_exclude_types if t in inv)
+    if sorted(model.atom_exclude_types) != want:
+        raise ValueError(f"{where}/atom_exclude_types: {model.atom_exclude_types} differs from "
+                         f"the pretrained model's {src.atom_exclude_types} ({path}); in this "
+                         f"type_map that is {want}")
+
+
+# ---------------------------------------------------------------- weights (§12.2)
+@torch.no_grad()
+def transfer(src: EnergyModel, dst: EnergyModel, index: list[int], random_fitting: bool) -> None:
+    """Copy src's weights into dst, type i of dst taking type index[i] of src. With a random
+    fitting only the descriptor is copied."""
+    _transfer_descriptor(src.atomic_model.descriptor.sea, dst.atomic_model.descriptor.sea, index)
+    dst.min_nbor_dist.copy_(src.min_nbor_dist)
+    if random_fitting:
+        return
+    sf, df = src.atomic_model.fitting_net, dst.atomic_model.fitting_net
+    for t, old in enumerate(index):
+        df.filter_layers.networks[t].load_state_dict(sf.filter_layers.networks[old].state_dict())
+    df.bias_atom_e.copy_(sf.bias_atom_e[index])
+    for name in ("out_bias", "out_std"):
+        getattr(dst.atomic_model, name).copy_(getattr(src.atomic_model, name)[:, index])
+
+
+def _transfer_descriptor(src, dst, index: list[int]) -> None:
+    slots = torch.cat([torch.arange(src.sec[i], src.sec[i + 1]) for i in index])
+    for name in ("mean", "stddev"):
+        getattr(dst, name).copy_(getattr(src, name)[index][:, slots])
+    n_src, n_dst = src.ntypes, dst.ntypes
+    if dst.cfg.type_one_side:  # one net per neighbor type
+        pairs = [(j, index[j]) for j in range(n_dst)]
+    else:  # flat index center + neighbor * ntypes
+        pairs = [(i + j * n_dst, index[i] + index[j] * n_src)
+                 for i in range(n_dst) for j in range(n_dst)]
+    for new, old in pairs:
+        dst.filter_layers.networks[new].load_state_dict(src.filter_layers.networks[old].state_dict())
+
+
+# ---------------------------------------------------------------- bias (§12.3)
+def predicted_energies(model: EnergyModel, frames: list[dict]) -> np.ndarray:
+    """The model's frame energies [Nf, 1] on the statistics frames that carry an energy
+    label, in the order of stat.type_counts."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for sample in frames:
+        if not float(sample.get("find_energy", 1.0)):
+            continue
+        res = model(sample["coord"], sample["atype"].long(), sample.get("box"))
+        out.append(res["energy"].detach().double().reshape(-1, 1).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 1))
+
+
+def adjust_bias(model: EnergyModel, branch, frames: list[dict], change: bool) -> None:
+    """change: out_bias += lstsq(A, E - E_pred) (change-by-statistic, so adjusting twice
+    changes nothing the second time); else out_bias = lstsq(A, E) (set-by-statistic)."""
+    am = model.atomic_model
+    ntypes = len(branch.model.type_map)
+    energy, counts = stat.type_counts(frames, ntypes)
+    target = energy - predicted_energies(model, frames) if change else energy
+    preset = (branch.model.preset_out_bias or {}).get("energy")
+    bias, std = stat.solve_bias(target, counts, preset, branch.model.atom_exclude_types)
+    old = am.out_bias[0, :, 0].cpu().numpy().copy()
+    new = old + bias if change else bias
+    with torch.no_grad():
+        am.out_bias.copy_(torch.as_tensor(new).reshape(1, ntypes, 1))
+        am.out_std.copy_(torch.as_tensor(std).reshape(1, ntypes, 1))
+    if len(energy):
+        resid = target - counts @ bias.reshape(-1, 1)
+        rmse = float(np.sqrt(np.mean((resid[:, 0] / counts.sum(1)) ** 2)))
+        log.info("RMSE of energy per atom after linear regression is: %s in the unit of "
+                 "energy.", rmse)
+    log.info("Change output bias of %s from %s to %s.", branch.model.type_map, old, new)
+
+
+def apply(pre: Pretrained, cfg: Config, tasks: dict) -> None:
+    """Weights from the pretrained branches, then each branch's bias from its new data
+    (resuming branches keep theirs)."""
+    sources: dict[str, EnergyModel] = {}
+    for key, rule in pre.rules.items():
+        if rule.source not in sources:
+            sources[rule.source], _ = load_model(pre.path, rule.source)
+        log.info("%s: weights from %s, branch %s%s", key, pre.path, rule.source,
+                 " (descriptor only)" if rule.random_fitting else "")
+        transfer(sources[rule.source], tasks[key].model, rule.index, rule.random_fitting)
+    for key, rule in pre.rules.items():
+        if rule.resuming:
+            continue
+        branch = cfg.branches[key]
+        frames = tasks[key].data.stat_frames(branch.model.data_stat_nbatch)
+        adjust_bias(tasks[key].model, branch, frames, change=not rule.random_fitting)
+
