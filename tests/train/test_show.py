@@ -1,24 +1,25 @@
 """`dpx show` on single- and multi-task checkpoints: the parameter counts are checked against
 counts made from the key names (descriptor tensors shared, fitting tensors per branch)."""
-import torch
-
 from dpx.cli.main import main
+from dpx.infer.model_io import load_model
 from dpx.infer.show import count_parameters, read
 from tests.train.conftest import multi_input, small_input, write
 
 
-def _numel(sd: dict, part: str) -> int:
-    return sum(v.numel() for k, v in sd.items()
-               if k.startswith(f"model.{part}") and k.split(".")[-1] in ("matrix", "bias", "idt"))
+def _numel(model, part: str) -> int:
+    """Trainable elements of a submodule of the rebuilt model (parameters() counts each
+    tensor once, aliases included)."""
+    return sum(p.numel() for p in model.get_submodule(part).parameters() if p.requires_grad)
 
 
 def test_show_multitask_counts_shared_once(dataset, run_dir, capsys):
     assert main(["train", str(write(run_dir / "in.json", multi_input(dataset)))]) == 0
-    sd = torch.load(run_dir / "model.ckpt-6.pt", weights_only=False)["model"]
     shared, own = count_parameters(read(run_dir / "model.ckpt-6.pt")[1])
-    assert shared == _numel(sd, "small.atomic_model.descriptor.") > 0
+    small = load_model(run_dir / "model.ckpt-6.pt", "small")[0]
+    assert shared == _numel(small, "atomic_model.descriptor") > 0
     for branch in ("small", "large"):
-        assert own[branch] == _numel(sd, f"{branch}.atomic_model.fitting_net.") > 0
+        model = load_model(run_dir / "model.ckpt-6.pt", branch)[0]
+        assert own[branch] == _numel(model, "atomic_model.fitting_net") > 0
     capsys.readouterr()
     assert main(["show", "model.ckpt-6.pt"]) == 0
     text = capsys.readouterr().err
@@ -31,12 +32,17 @@ def test_show_multitask_counts_shared_once(dataset, run_dir, capsys):
 
 def test_show_single_task_and_folder(dataset, run_dir, capsys):
     assert main(["train", str(write(run_dir / "in.json", small_input(dataset, steps=3)))]) == 0
-    sd = torch.load(run_dir / "model.ckpt-3.pt", weights_only=False)["model"]
+    model = load_model(run_dir / "model.ckpt-3.pt")[0]
     capsys.readouterr()
     assert main(["show", str(run_dir)]) == 0  # a folder: its `checkpoint` file names the file
     text = capsys.readouterr().err
     assert "single-task model" in text and "type_map: O H" in text
-    assert f"trainable parameters in all: {_numel(sd, 'Default.')}" in text
+    assert f"trainable parameters in all: {_numel(model, '')}" in text
+    assert main(["freeze", "-c", "model.ckpt-3.pt", "-o", "frozen.pth"]) == 0
+    capsys.readouterr()
+    assert main(["show", "frozen.pth"]) == 0
+    text = capsys.readouterr().err
+    assert "(frozen)" in text and f"trainable parameters in all: {_numel(model, '')}" in text
 
 
 def test_show_missing_file(run_dir, capsys):

@@ -51,9 +51,12 @@ def count_parameters(tensors: dict[str, dict[str, torch.Tensor]]) -> tuple[int, 
     shared, own = 0, {b: 0 for b in tensors}
     seen: dict[str, list[torch.Tensor]] = {}
     for branch, sd in tensors.items():
+        mine: set[int] = set()
         for key, t in sd.items():
-            if key.rsplit(".", 1)[-1] not in _TRAINABLE:
+            # DeePMD-kit's layout names each net twice (`networks` and its alias `_networks`)
+            if key.rsplit(".", 1)[-1] not in _TRAINABLE or t.data_ptr() in mine:
                 continue
+            mine.add(t.data_ptr())
             if any(u.shape == t.shape and torch.equal(u, t) for u in seen.get(key, [])):
                 continue
             others = [s[key] for b, s in tensors.items() if b != branch and key in s]
