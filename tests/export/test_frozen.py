@@ -88,6 +88,27 @@ def test_forward_lower_formats_raw_nlist(sel, options):
         assert_close(out[key], ref[key], key)
 
 
+@pytest.mark.parametrize("options", [{}, {"pair_exclude": [(0, 1)]}, {"atom_exclude": [1]},
+                                     {"type_one_side": True}])
+def test_blocks_of_centers_equal_one_pass(options):
+    """A box larger than chunk_atoms is evaluated a block of centers at a time (7 here, so
+    blocks end mid-type and the last one is short)."""
+    model = make_model(**options)
+    coord, atype, box = random_frame(natoms=20, box_len=6.0)
+    nl = ops.neighbor_list(coord, atype, box, model.rcut + 1.5, [200, 200])
+    raw = raw_nlist(nl.ext_coord, nl.ext_atype, atype.shape[1], model.rcut + 1.5)
+    ref = model.forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping)
+    blocked = frozen(model)
+    blocked.chunk_atoms = 7
+    out = blocked.forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping)
+    for key in ("energy", "atom_energy", "extended_force", "virial", "mask"):
+        assert_close(out[key], ref[key], key)
+    out = blocked(coord, atype, box)
+    ref = model(coord, atype, box)
+    for key in ("energy", "atom_energy", "force", "virial"):
+        assert_close(out[key], ref[key], key)
+
+
 def test_forward_lower_narrow_list_is_padded():
     model = make_model()
     coord, atype, box = random_frame(natoms=8, box_len=9.0)

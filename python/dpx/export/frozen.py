@@ -282,6 +282,8 @@ class FrozenEnergyModel(nn.Module):
         self.rcut = float(src.rcut)
         self.sel: list[int] = list(src.sel)
         self.nnei = sum(self.sel)
+        # centers per autograd pass; boxes up to this size take one pass
+        self.chunk_atoms: int = 256
         bias = src.atomic_model.out_bias[0, :, 0].tolist()
         self.observed: list[str] = [n for n, b in zip(src.type_map, bias) if abs(b) > 1e-6]
 
@@ -342,11 +344,14 @@ class FrozenEnergyModel(nn.Module):
             drop = excluded[atype0[..., None], nb_type.clamp(min=0)] & (nlist >= 0)
             nlist = torch.where(drop, -1, nlist)
         coord = coord.requires_grad_(True)
-        atom_e = self.atomic_model(coord, ext_atype, nlist, atype0) * mask[..., None]
+        if do_atomic_virial or nloc <= self.chunk_atoms:
+            atom_e = self.atomic_model(coord, ext_atype, nlist, atype0) * mask[..., None]
+            grads = torch.autograd.grad([atom_e.sum()], [coord], retain_graph=do_atomic_virial)
+            grad = grads[0]
+            assert grad is not None
+        else:
+            atom_e, grad = self._chunked(coord, ext_atype, nlist, atype0, mask)
         energy = atom_e.sum(dim=1)
-        grads = torch.autograd.grad([energy.sum()], [coord], retain_graph=do_atomic_virial)
-        grad = grads[0]
-        assert grad is not None
         force = -grad
         virial = force[..., :, None] * coord[..., None, :]
         out = {"atom_energy": atom_e.detach(), "energy": energy.detach(),
@@ -355,6 +360,29 @@ class FrozenEnergyModel(nn.Module):
         if do_atomic_virial:
             out["extended_virial"] = (virial + _virial_correction(coord, atom_e)).view(nf, -1, 9)
         return out
+
+    def _chunked(self, coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+                 atype0: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(atom_e [nf, nloc, 1], dE/d coord) a block of chunk_atoms centers at a time: each
+        block's graph is freed before the next is built, so a large box (LAMMPS, 12k atoms)
+        works in tensors of a few MB that the allocator reuses instead of GB-sized ones that
+        are mapped and page-faulted anew every step. The block's centers are put in front of
+        the extended system, where the env matrix takes its centers from."""
+        nloc = nlist.shape[1]
+        grad = torch.zeros_like(coord)
+        parts: list[torch.Tensor] = []
+        for a in range(0, nloc, self.chunk_atoms):
+            b = min(a + self.chunk_atoms, nloc)
+            block = torch.cat([coord[:, a:b], coord], dim=1)
+            block_atype = torch.cat([ext_atype[:, a:b], ext_atype], dim=1)
+            block_nlist = torch.where(nlist[:, a:b] >= 0, nlist[:, a:b] + (b - a), -1)
+            e = self.atomic_model(block, block_atype, block_nlist, atype0[:, a:b])
+            e = e * mask[:, a:b, None]
+            g = torch.autograd.grad([e.sum()], [coord])[0]
+            assert g is not None
+            grad = grad + g
+            parts.append(e.detach())
+        return torch.cat(parts, dim=1), grad
 
     @torch.jit.export
     def get_rcut(self) -> float:
