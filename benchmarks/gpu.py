@@ -14,6 +14,10 @@
 3. The step's floor: FLOPs and bytes of one se_e2_a training step counted analytically for
    the single-task config, against the matmul FLOP/s and device copy bandwidth measured here;
    dpx's step time is printed as a multiple of that floor.
+4. Inference of a replicated water box (the ops.py water frame 4x4x4: 12 288 atoms): energy
+   and forces per call of `forward` (what DeepPot and ASE call) with dpx's frozen model and
+   DeePMD-kit's frozen model of the same checkpoint (the single-task example after one
+   training step), both loaded in this process on the device.
 """
 from __future__ import annotations
 
@@ -194,10 +198,15 @@ def end_to_end(example: str, steps: int, disp: int, dp: str | None, device) -> d
     return res
 
 
-def end_to_end_all(args, device) -> dict:
-    dp = args.dp or shutil.which("dp")
+def peer_dp(arg: str | None) -> str | None:
+    dp = arg or shutil.which("dp")
     if dp and not (Path(dp).exists() or shutil.which(dp)):
         dp = None   # "--dp none", or a path that is not there
+    return dp
+
+
+def end_to_end_all(args, device) -> dict:
+    dp = peer_dp(args.dp)
     print(f"\n## 2. training step, {args.steps} steps, disp_freq {args.disp}")
     print(f"{'example':8s} {'tool':5s} {'s/step':>9s} {'peak GPU MiB':>13s}")
     out = {}
@@ -274,6 +283,64 @@ def floor(args, device, e2e: dict) -> None:
         print(f"dpx step {1e3 * step:.2f} ms = {step / t_floor:.1f} x the floor")
 
 
+# ----------------------------------------------------------------------------------------
+# 4. inference of a large box with the frozen models
+# ----------------------------------------------------------------------------------------
+def frozen_models(dp: str | None, folder: Path, env: dict) -> dict[str, Path]:
+    """{tool: frozen file} of one checkpoint of the single-task example (one step)."""
+    prepare("single", 1, 1, folder)
+    dpx = [sys.executable, "-m", "dpx.cli.main"]
+    subprocess.run([*dpx, "train", "input.json"], cwd=folder, env=env, check=True,
+                   capture_output=True)
+    subprocess.run([*dpx, "freeze", "-c", "model.ckpt-1.pt", "-o", "dpx.pth"], cwd=folder,
+                   env=env, check=True, capture_output=True)
+    out = {"dpx": folder / "dpx.pth"}
+    if dp is not None:
+        subprocess.run([dp, "--pt", "freeze", "-c", "model.ckpt-1.pt", "-o", "dp.pth"],
+                       cwd=folder, env=env, check=True, capture_output=True)
+        out["dp"] = folder / "dp.pth"
+    return out
+
+
+def replicated_water(n: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    coord, atype, length, _ = water_frame()
+    shifts = torch.tensor([[i, j, k] for i in range(n) for j in range(n) for k in range(n)],
+                          dtype=torch.float64) * length
+    c = (torch.as_tensor(coord, dtype=torch.float64)[None] + shifts[:, None]).reshape(1, -1, 3)
+    t = torch.as_tensor(atype).repeat(n ** 3)[None]
+    box = (torch.eye(3, dtype=torch.float64) * length * n).reshape(1, 9)
+    return c.to(device), t.to(device), box.to(device)
+
+
+def inference(args, device, dp: str | None) -> None:
+    if not EXAMPLES["single"].exists():
+        print(f"\n## 4. inference: {EXAMPLES['single']} not found, skipped")
+        return
+    env = dict(os.environ)
+    if device.type == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    folder = Path(tempfile.mkdtemp(prefix="dpx-gpu-infer-"))
+    files = frozen_models(dp, folder, env)
+    n = 1 if args.quick else 4
+    coord, atype, box = replicated_water(n, device)
+    print(f"\n## 4. inference, {atype.shape[1]} atoms (water frame {n}x{n}x{n}), energy + forces")
+    times = {}
+    for tool, path in files.items():
+        model = torch.jit.load(str(path), map_location=device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times[tool] = median_ms(lambda m=model: m(coord, atype, box), device, args.repeats)
+        mib = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+               else float("nan"))
+        print(f"{tool:5s} {times[tool]:10.2f} ms per call, peak GPU {mib:8.0f} MiB")
+        del model
+    if "dp" in times:
+        print(f"ratio dp/dpx: {times['dp'] / times['dpx']:.2f}x")
+    else:
+        print("dp (DeePMD-kit) not found: no DeePMD-kit side")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -285,7 +352,8 @@ def main() -> None:
     p.add_argument("--dp", default=os.environ.get("DPX_DP"),
                    help="DeePMD-kit's dp executable (default: $DPX_DP or dp on PATH; "
                         "'none' skips the dp side)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["ops", "train", "floor"])
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["ops", "train", "floor", "infer"])
     p.add_argument("--quick", action="store_true", help="tiny settings: a smoke test")
     args = p.parse_args()
     if args.quick:
@@ -301,6 +369,8 @@ def main() -> None:
     e2e = end_to_end_all(args, device) if "train" not in args.skip else {}
     if "floor" not in args.skip:
         floor(args, device, e2e)
+    if "infer" not in args.skip:
+        inference(args, device, peer_dp(args.dp))
 
 
 if __name__ == "__main__":

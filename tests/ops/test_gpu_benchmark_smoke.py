@@ -22,7 +22,7 @@ def _run(*args: str) -> str:
 
 
 def test_ops_and_floor():
-    text = _run("--skip", "train")
+    text = _run("--skip", "train", "infer")
     for line in ("## 1. ops on cpu", "neighbor_list", "env_mat+descriptor force loss"):
         assert line in text
     if EXAMPLE.exists():
@@ -33,3 +33,4 @@ def test_ops_and_floor():
 def test_training_step():
     text = _run("--skip", "ops", "--dp", "none")
     assert "single   dpx" in text and "x the floor" in text
+    assert "## 4. inference" in text and "dpx " in text.split("## 4. inference")[1]
