@@ -15,18 +15,13 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from dpx.infer.model_io import load_model
 
 
-def type_map_of(model) -> list[str]:
-    getter = getattr(model, "get_type_map", None)
-    return list(getter()) if getter is not None else list(model.type_map)
-
-
 class DPX(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model: str, head: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.model = load_model(model, head)[0]
-        self.type_map = type_map_of(self.model)
+        self.type_map = list(self.model.type_map)  # EnergyModel and FrozenModel both have it
 
     def _atype(self, atoms) -> torch.Tensor:
         symbols = atoms.get_chemical_symbols()

@@ -63,6 +63,11 @@ class FrozenModel:
         return self.module(coord, atype, box)
 
 
+def is_frozen(path) -> bool:
+    """A frozen (TorchScript) file, told by its suffix as DeePMD-kit tells it."""
+    return Path(path).suffix == ".pth"
+
+
 def load_frozen(path) -> FrozenModel:
     path = Path(path)
     if not path.is_file():
@@ -78,7 +83,7 @@ def load_frozen(path) -> FrozenModel:
 def load_model(path, head: str | None = None) -> tuple[EnergyModel | FrozenModel, dict]:
     """(model in eval mode, the checkpoint's extra state) of branch `head`; a frozen .pth
     file gives (FrozenModel, {}) and has no branches."""
-    if Path(path).suffix == ".pth":
+    if is_frozen(path):
         if head not in (None, "Default"):
             raise ValueError(f"{path} is a frozen model; it has no branch '{head}'")
         return load_frozen(path), {}

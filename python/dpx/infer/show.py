@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
-from pathlib import Path
 
 import torch
 
-from dpx.infer.model_io import branches_of
+from dpx.infer.model_io import branches_of, is_frozen, load_frozen
 from dpx.train import checkpoint
 
 log = logging.getLogger(__name__)
@@ -19,19 +17,10 @@ log = logging.getLogger(__name__)
 _TRAINABLE = ("matrix", "bias", "idt")
 
 
-def is_frozen(path) -> bool:
-    """A TorchScript archive (zip with code/) rather than a torch.save checkpoint."""
-    path = Path(path)
-    if path.is_dir() or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in n for n in z.namelist())
-
-
 def read(path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], dict]:
     """(model_params, {branch: {key within the branch: tensor}}, train_infos)."""
     if is_frozen(path):
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = load_frozen(path).module
         params = json.loads(module.model_def_script)
         return params, {"Default": dict(module.state_dict())}, {}
     sd = checkpoint.load(path)["model"]
