@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dpx.data.synthetic import labeler, make_frames, write_system
-from dpx.export.nlist import all_within, extend
+from dpx.nlist import all_within, extend
 
 MODEL = {
     "type_map": ["O", "H"],

@@ -11,9 +11,11 @@ namespace {
 
 namespace args = env_mat_args;
 
+// coords_second_order: an autograd-only flag (see schemas.cpp); the kernel does not read it
 at::Tensor env_mat_se_a(const at::Tensor& ext_coord, const at::Tensor& nlist,
                         const at::Tensor& atype, const at::Tensor& davg, const at::Tensor& dstd,
-                        double rcut, double rcut_smth, double protection) {
+                        double rcut, double rcut_smth, double protection,
+                        bool /*coords_second_order*/) {
   auto p = args::forward(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection);
   const auto& in = p.in;
   AT_DISPATCH_FLOATING_TYPES(ext_coord.scalar_type(), "env_mat_se_a", [&] {

@@ -17,9 +17,12 @@ TORCH_LIBRARY(dpx, m) {
   // se_e2_a environment matrix [nf, nloc, nnei, 4] and its derivative chain.
   // _vjp: grad_em -> grad of ext_coord; _jvp: tangent of ext_coord -> tangent of em;
   // _hvp: second derivative contracted with grad_em and a tangent of ext_coord.
+  // coords_second_order is read by the autograd formula only (python/dpx/ops/env_mat.py):
+  // false makes the backward (forces) constant in ext_coord, so that differentiating forces
+  // again (a force loss, by the weights) skips the _hvp term it would only multiply by zero.
   m.def(
       "env_mat_se_a(Tensor ext_coord, Tensor nlist, Tensor atype, Tensor davg, Tensor dstd, "
-      "float rcut, float rcut_smth, float protection) -> Tensor");
+      "float rcut, float rcut_smth, float protection, bool coords_second_order=True) -> Tensor");
   m.def(
       "env_mat_se_a_vjp(Tensor grad_em, Tensor ext_coord, Tensor nlist, Tensor atype, Tensor dstd, "
       "float rcut, float rcut_smth, float protection) -> Tensor");

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from dpx.infer.model_io import load_model
+from dpx.io import load_model
 
 
 class DPX(Calculator):

@@ -64,7 +64,9 @@ def test_defaults_are_filled_in():
     ("model/descriptor/resnet_dt", 1, r"model/descriptor/resnet_dt: expected boolean"),
     ("model/descriptor/axis_neuron", 200, r"model/descriptor/axis_neuron: must lie in"),
     ("model/descriptor/typo_key", 1, r"model/descriptor/typo_key: unknown key"),
-    ("model/descriptor/type", "dpa2", r"model/descriptor/type: dpx implements the se_e2_a"),
+    ("model/descriptor/type", "dpa2", r"model/descriptor/type: dpx implements se_e2_a \(alias "
+     r"se_a\).*; got 'dpa2'"),
+    ("model/fitting_net/type", "dipole", r"model/fitting_net/type: dpx implements ener; got"),
     ("model/fitting_net/neuron", [0], r"model/fitting_net/neuron"),
     ("model/fitting_net/activation_function", "swish",
      r"model/fitting_net/activation_function: unknown activation"),

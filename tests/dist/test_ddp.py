@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from dpx.cli.main import main
-from dpx.infer.model_io import evaluate, load_model
-from dpx.train.tasks import TaskSampler
+from dpx.infer.evaluate import evaluate
+from dpx.io import load_model
+from dpx.train.branches import BranchSampler
 from tests.train.conftest import multi_input, small_input, write
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def test_multitask_ranks_stay_in_sync(dataset, run_dir, sampling):
     if sampling == "per_rank":
         # the ranks' draws differ on some step (the trainer draws from exactly these streams)
         prob = [1.0, 2.0]
-        r0, r1 = (TaskSampler(["small", "large"], prob, 10, rank) for rank in (0, 1))
+        r0, r1 = (BranchSampler(["small", "large"], prob, 10, rank) for rank in (0, 1))
         assert any(r0.draw() != r1.draw() for _ in range(8))
     finish(torchrun(["train", str(write(run_dir / "in.json", cfg))], run_dir,
                     env={"DPX_CHECK_SYNC": "1"}))  # a checksum all-gather after every step

@@ -9,7 +9,8 @@ import torch
 
 from dpx.cli.main import main
 from dpx.export import freeze
-from dpx.infer.model_io import evaluate, load_model
+from dpx.infer.evaluate import evaluate
+from dpx.io import load_model
 from tests.export.test_frozen import assert_close, make_model
 from tests.model.test_physics import random_frame
 

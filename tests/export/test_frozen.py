@@ -1,6 +1,10 @@
-"""The frozen (TorchScript) model against the eager dpx EnergyModel it was built from:
-forward and forward_lower on raw neighbor lists (shuffled, wider, entries beyond rcut,
-overflowing sel), exclusions, finite-difference forces, and a save/load round trip."""
+"""The frozen (TorchScript) model against the eager dpx EnergyModel it was built from. They
+share every module; what differs is what the test checks: the backend (the frozen file runs
+the pure-PyTorch twins, training dpx's ops), the export-only speed-ups (sort-free list
+formatting against the sorting oracle, narrowed slot columns, blocks of centers), and the
+TorchScript compilation. Also: raw neighbor lists (shuffled, wider, entries beyond rcut,
+overflowing sel), exclusions, per-atom virials against finite differences, finite-difference
+forces, and a save/load round trip."""
 import pytest
 import torch
 
@@ -8,8 +12,9 @@ from dpx import ops
 from dpx.config import ModelConfig
 from dpx.config.schema import parse
 from dpx.export.frozen import FrozenEnergyModel
-from dpx.export.nlist import all_within
 from dpx.model.energy import EnergyModel
+from dpx.nlist import all_within
+from dpx.ops import reference
 from tests.model.test_physics import random_frame
 
 TOL = 1e-10
@@ -39,7 +44,7 @@ def make_model(sel=(12, 24), pair_exclude=(), exclude=(), atom_exclude=(),
 
 
 def frozen(model: EnergyModel) -> torch.jit.ScriptModule:
-    return torch.jit.script(FrozenEnergyModel(model, "{}"))
+    return torch.jit.script(FrozenEnergyModel.from_model(model, "{}"))
 
 
 def assert_close(a, b, key=""):
@@ -70,8 +75,8 @@ def test_forward_equals_eager(periodic, options):
     coord, atype, box = random_frame(natoms=20, box_len=6.0, periodic=periodic)
     ref = model(coord, atype, box, do_atomic_virial=True)
     out = frozen(model)(coord, atype, box, do_atomic_virial=True)
-    for key in ("energy", "atom_energy", "force", "virial", "mask"):
-        assert_close(out[key], ref[key], key)
+    for key in ("energy", "atom_energy", "force", "virial", "atom_virial", "mask"):
+        assert_close(out[key], ref[key], key)  # per atom, not only the sums
     assert_close(out["atom_virial"].sum(dim=1), ref["virial"], "atom_virial")
 
 
@@ -82,10 +87,15 @@ def test_forward_lower_formats_raw_nlist(sel, options):
     coord, atype, box = random_frame(natoms=20, box_len=6.0)
     nl = ops.neighbor_list(coord, atype, box, model.rcut + 1.5, [200, 200])
     raw = raw_nlist(nl.ext_coord, nl.ext_atype, atype.shape[1], model.rcut + 1.5)
-    ref = model.forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping)
-    out = frozen(model).forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping)
-    for key in ("energy", "atom_energy", "extended_force", "virial", "mask"):
+    # the oracle: DeePMD-kit's always-sorting selection
+    typed = reference.format_nlist(nl.ext_coord, nl.ext_atype, raw, model.rcut, model.sel)
+    ref = model.lower(nl.ext_coord, nl.ext_atype, typed, True, False)
+    out = frozen(model).forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping,
+                                      do_atomic_virial=True)
+    for key in ("energy", "atom_energy", "extended_force", "virial", "extended_virial", "mask"):
         assert_close(out[key], ref[key], key)
+    eager = model.forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping)
+    assert_close(eager["extended_force"], ref["extended_force"])
 
 
 @pytest.mark.parametrize("options", [{}, {"pair_exclude": [(0, 1)]}, {"atom_exclude": [1]},
@@ -174,8 +184,46 @@ def test_save_load_round_trip(tmp_path):
     assert frozen(make_model(atom_exclude=[1])).get_sel_type() == [0]
 
 
-def test_slot_dependent_statistics_are_refused():
+def test_slot_dependent_statistics_take_the_dense_path():
+    """davg/dstd that differ between the slots of a type (no statistics make them, a foreign
+    checkpoint might): every slot goes through its net, in training and in the frozen file."""
     model = make_model()
     model.atomic_model.descriptor.sea.mean[0, 3, 0] = 1.0
-    with pytest.raises(ValueError, match="neighbor slots"):
-        FrozenEnergyModel(model, "{}")
+    assert not model.atomic_model.descriptor.sea.slot_constant_stats()
+    coord, atype, box = random_frame(natoms=20, box_len=6.0)
+    ref = model(coord, atype, box)
+    out = frozen(model)(coord, atype, box)
+    for key in ("energy", "atom_energy", "force", "virial"):
+        assert_close(out[key], ref[key], key)
+
+
+def atomic_virial_by_finite_differences(model, coord, atype, h=1e-5):
+    """W[k] = -sum_l (d e_l / d r_k) (x) (r_k - r_l), open boundaries: the pair term of center
+    l and neighbor k assigned to k (DeePMD-kit's convention), from central differences of the
+    atomic energies. Independent of the model's autograd virial and its correction term."""
+    n = coord.shape[1]
+    jac = torch.zeros(n, 3, n, dtype=torch.float64)  # d e_l / d r_ka -> jac[k, a, l]
+    for k in range(n):
+        for a in range(3):
+            plus, minus = coord.clone(), coord.clone()
+            plus[0, k, a] += h
+            minus[0, k, a] -= h
+            ep = model(plus, atype, None)["atom_energy"].detach()[0, :, 0]
+            em = model(minus, atype, None)["atom_energy"].detach()[0, :, 0]
+            jac[k, a] = (ep - em) / (2 * h)
+    rel = coord[0][:, None, :] - coord[0][None, :, :]  # [k, l, b] = r_k - r_l
+    return -torch.einsum("kal,klb->kab", jac, rel).reshape(1, n, 9)
+
+
+@pytest.mark.parametrize("options", [{}, {"type_one_side": True}, {"exclude": [(1, 1)]}])
+def test_atomic_virial_per_atom(options):
+    """Per-atom virials of the training model and of the frozen file, atom by atom, against
+    finite differences of the atomic energies."""
+    model = make_model(**options)
+    coord, atype, _ = random_frame(natoms=10, box_len=5.0, periodic=False)
+    fd = atomic_virial_by_finite_differences(model, coord, atype)
+    train = model(coord, atype, None, do_atomic_virial=True)["atom_virial"].detach()
+    froz = frozen(model)(coord, atype, None, do_atomic_virial=True)["atom_virial"]
+    assert float(fd.abs().max()) > 1e-3
+    torch.testing.assert_close(train, fd, rtol=1e-6, atol=1e-8)
+    assert_close(froz, train, "atom_virial")

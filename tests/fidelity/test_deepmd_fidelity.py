@@ -7,7 +7,8 @@ import pytest
 
 from dpx.cli.main import main
 from dpx.data import load_systems
-from dpx.infer.model_io import evaluate, load_model
+from dpx.infer.evaluate import evaluate
+from dpx.io import load_model
 from tests.fidelity.conftest import (
     RUNNER,
     deepmd_eval,
@@ -25,11 +26,12 @@ TOL = 1e-10
 def dpx_eval(ckpt, system, head=None) -> dict:
     model, _ = load_model(ckpt, head)
     (sys,) = load_systems(str(system), type_map=model.type_map, sort_atoms=False)
-    return evaluate(model, sys.coord, sys.atype, sys.box)
+    return evaluate(model, sys.coord, sys.atype, sys.box, atomic_virial=True)
 
 
 def assert_same(ours: dict, theirs: dict):
-    for key in ("energy", "force", "virial", "atom_energy"):
+    """Totals and per-atom energies and virials (atom by atom, not only their sums)."""
+    for key in ("energy", "force", "virial", "atom_energy", "atom_virial"):
         a, b = ours[key].reshape(-1), theirs[key].reshape(-1)
         scale = np.abs(b).max()
         assert np.abs(a - b).max() <= TOL * scale, (key, np.abs(a - b).max(), scale)

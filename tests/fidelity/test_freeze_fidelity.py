@@ -31,7 +31,7 @@ def assert_same(a: np.ndarray, b: np.ndarray, key: str, tol: float = TOL):
 @pytest.mark.parametrize("system", ["sys_a", "sys_b"])
 def test_deeppot_loads_dpx_frozen_model(frozen_pair, toy_data, system):
     ours, theirs = (deepmd_eval(p, toy_data / system) for p in frozen_pair)
-    for key in ("energy", "force", "virial", "atom_energy"):
+    for key in ("energy", "force", "virial", "atom_energy", "atom_virial"):  # per atom
         assert_same(ours[key], theirs[key], key)
 
 

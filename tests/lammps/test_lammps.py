@@ -159,7 +159,8 @@ def read_dump_forces(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("freezer", ["dpx", "deepmd"])
 def test_frozen_branch_runs_nve_in_lammps(freezer, trained, lmp, dp):
     from dpx.data.system import read_system
-    from dpx.infer.model_io import evaluate, load_model
+    from dpx.infer.evaluate import evaluate
+    from dpx.io import load_model
 
     work = trained
     model = _freeze(freezer, work, dp)

@@ -78,10 +78,12 @@ def _params(seed: int = 1, device="cpu"):
 
 
 def _energy(coord, atype, mapping, shift, nlist, weights, davg, dstd, impl: str):
-    """Total energy [1] of the model on the dpx ops ("dpx") or the reference twins."""
+    """Total energy [1] of the model on the dpx ops ("dpx"; "dpx-first-order": forces
+    constant in the coordinates, as training runs it) or the reference twins."""
     ext = coord[:, mapping] + shift     # ghosts are differentiable images of the locals
-    if impl == "dpx":
-        em = dpx.ops.env_mat_se_a(ext, nlist, atype, davg, dstd, RCUT, RCUT_SMTH)
+    if impl.startswith("dpx"):
+        em = dpx.ops.env_mat_se_a(ext, nlist, atype, davg, dstd, RCUT, RCUT_SMTH,
+                                  coords_second_order=impl == "dpx")
     else:
         em = reference.env_mat_se_a(ext, nlist, atype, davg, dstd, RCUT, RCUT_SMTH)
     s = em[..., 0:1]
@@ -92,7 +94,7 @@ def _energy(coord, atype, mapping, shift, nlist, weights, davg, dstd, impl: str)
         h = torch.tanh(s[..., sec[t]: sec[t + 1], :] @ w1 + b1)
         g.append(torch.tanh(h @ w2 + b2))
     g = torch.cat(g, dim=-2)
-    if impl == "dpx":
+    if impl.startswith("dpx"):
         d, _ = dpx.ops.se_a_descriptor(em, g, AXIS)
     else:
         t_ = reference.se_a_reduce(em, g)
@@ -142,6 +144,23 @@ def test_force_loss_weight_gradient_matches_reference(periodic, device):
     for k, (a, b) in enumerate(zip(out[3], ref[3])):
         assert float(b.abs().max()) > 0, k     # every weight takes part
         assert _rel(a, b) < 1e-10, (k, _rel(a, b))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_first_order_coords_keep_the_weight_gradient(device):
+    """coords_second_order=False (training): forces and the force-loss weight gradient equal
+    the reference's, while d loss/d coord loses the hvp term (so it must differ)."""
+    system = on(device, _system(True))
+    weights, davg, dstd = _params(device=device)
+    f_ref, e_ref = on(device, _targets())
+    out = _force_loss(system, weights, davg, dstd, "dpx-first-order", f_ref, e_ref,
+                      wrt_coord=True)
+    ref = _force_loss(system, weights, davg, dstd, "reference", f_ref, e_ref, wrt_coord=True)
+    for a, b in zip(out[:3], ref[:3]):
+        assert _rel(a, b) < 1e-12
+    for k, (a, b) in enumerate(zip(out[3][:-1], ref[3][:-1])):
+        assert _rel(a, b) < 1e-10, (k, _rel(a, b))
+    assert _rel(out[3][-1], ref[3][-1]) > 1e-6   # the coordinate gradient lost its hvp term
 
 
 @pytest.mark.parametrize("periodic", [False, True], ids=["cluster", "periodic"])

@@ -15,12 +15,13 @@ eval       --model CKPT_OR_PTH [--head KEY] --system DIR [--set-prefix set]
     DeepPot(model, head=KEY).eval on every frame of the system (all set.*
     directories, sorted), atoms in the system's original (type.raw) order.
     npz: energy [nf], force [nf,natoms,3], virial [nf,9], atom_energy
-    [nf,natoms], atype [natoms], coord [nf,natoms,3], box [nf,9] or absent.
+    [nf,natoms], atom_virial [nf,natoms,9], atype [natoms], coord [nf,natoms,3],
+    box [nf,9] or absent.
 stat       --input input.json --workdir DIR --out stat.npz [--head KEY]
     Run ``dp --pt train input.json`` with training.numb_steps forced to 0 (and
     save_freq 1) inside DIR, load DIR/model.ckpt-0.pt and dump, for every model
     branch, the statistics buffers: ``<KEY>/davg`` (= atomic_model.descriptor.
-    sea.mean), ``<KEY>/dstd`` (= ...sea.stddev), ``<KEY>/out_bias``,
+    sea.mean, or descriptor.mean for se_e2_r), ``<KEY>/dstd`` (= ...sea.stddev), ``<KEY>/out_bias``,
     ``<KEY>/out_std``, ``<KEY>/bias_atom_e`` (fitting_net.bias_atom_e, if
     present) and ``<KEY>/min_nbor_dist``.  Relative data paths in the input are
     resolved against the input file's directory.  ``--skip-neighbor-stat`` is
@@ -202,19 +203,21 @@ def cmd_eval(args):
     else:
         atype_m = atype
     nf = coord.shape[0]
-    es, fs, vs, aes = [], [], [], []
+    es, fs, vs, aes, avs = [], [], [], [], []
     for i in range(nf):  # one frame per call: simple and deterministic
         b = None if box is None else box[i : i + 1]
-        e, f, v, ae, _av = dp.eval(coord[i : i + 1], b, atype_m, atomic=True)
+        e, f, v, ae, av = dp.eval(coord[i : i + 1], b, atype_m, atomic=True)
         es.append(np.asarray(e).reshape(-1)[0])
         fs.append(np.asarray(f).reshape(len(atype), 3))
         vs.append(np.asarray(v).reshape(9))
         aes.append(np.asarray(ae).reshape(len(atype)))
+        avs.append(np.asarray(av).reshape(len(atype), 9))
     out = {
         "energy": np.array(es),
         "force": np.array(fs),
         "virial": np.array(vs),
         "atom_energy": np.array(aes),
+        "atom_virial": np.array(avs),
         "atype": atype_m,
         "coord": coord,
         "type_map": np.array(model_tmap),
@@ -289,9 +292,12 @@ def cmd_stat(args):
             "bias_atom_e": p + "atomic_model.fitting_net.bias_atom_e",
             "min_nbor_dist": p + "min_nbor_dist",
         }
+        # se_e2_r has no "sea" block: its davg/dstd sit on the descriptor itself
+        m.setdefault("davg_r", p + "atomic_model.descriptor.mean")
+        m.setdefault("dstd_r", p + "atomic_model.descriptor.stddev")
         for name, k in m.items():
             if k in sd:
-                out[f"{h}/{name}"] = _to_np(sd[k])
+                out[f"{h}/{name.removesuffix('_r')}"] = _to_np(sd[k])
     out["_model_params_json"] = np.array(
         json.dumps(sd["_extra_state"]["model_params"], sort_keys=True)
     )

@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from dpx.cli.main import main
-from dpx.config import parse_input
-from dpx.config.input import DescriptorConfig, FittingConfig, ModelConfig
-from dpx.infer.model_io import load_model
+from dpx.config import EnergyFittingConfig, ModelConfig, SeAConfig, parse_input
+from dpx.io import load_model
 from dpx.model.energy import EnergyModel
 from dpx.train import finetune as ft
-from dpx.train.trainer import Trainer
+from dpx.train.startup import Finetune, build_trainer
 from tests.train.conftest import multi_input, small_input, write
 
 
@@ -20,7 +19,7 @@ def pretrained(dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrained")
     cfg = multi_input(dataset, steps=2)
     cfg["training"].update(save_ckpt=str(root / "model.ckpt"), disp_file=str(root / "lcurve.out"))
-    Trainer(parse_input(cfg, base_dir=root)).run()
+    build_trainer(parse_input(cfg, base_dir=root)).run()
     return root / "model.ckpt.pt"
 
 
@@ -28,8 +27,7 @@ def finetune(dataset, run_dir, ckpt, branch=None, mutate=None, **kw):
     cfg = small_input(dataset, steps=0)
     if mutate:
         mutate(cfg)
-    return Trainer(parse_input(cfg, base_dir=run_dir), finetune=str(ckpt), model_branch=branch,
-                   **kw)
+    return build_trainer(parse_input(cfg, base_dir=run_dir), Finetune(str(ckpt), branch, **kw))
 
 
 def weights(model, skip=("out_bias", "out_std")):
@@ -38,7 +36,7 @@ def weights(model, skip=("out_bias", "out_std")):
 
 def frame_energies_and_counts(trainer, model, ntypes):
     """Independent of dpx.model.stat: labels, counts by np.bincount, model energies."""
-    frames = trainer.tasks["Default"].data.stat_frames(trainer.cfg.branches["Default"].model
+    frames = trainer.branches["Default"].data.stat_frames(trainer.cfg.branches["Default"].model
                                                        .data_stat_nbatch)
     e, a, pred = [], [], []
     for f in frames:
@@ -51,7 +49,7 @@ def frame_energies_and_counts(trainer, model, ntypes):
 
 def test_branch_weights_copied_and_bias_changed_by_statistic(dataset, run_dir, pretrained):
     tr = finetune(dataset, run_dir, pretrained, "large")
-    mine = tr.tasks["Default"].model
+    mine = tr.branches["Default"].model
     src, _ = load_model(pretrained, "large")
     theirs = weights(src)
     for k, v in weights(mine).items():
@@ -68,17 +66,17 @@ def test_change_by_statistic_is_idempotent_and_single_task_source_works(dataset,
                                                                         pretrained):
     first = finetune(dataset, run_dir, pretrained, "small")
     first.run()  # numb_steps 0: writes model.ckpt-0.pt, weights untouched
-    bias1 = first.tasks["Default"].model.atomic_model.out_bias.clone()
+    bias1 = first.branches["Default"].model.atomic_model.out_bias.clone()
     second = finetune(dataset, run_dir, run_dir / "model.ckpt-0.pt")  # single-task source
-    model2 = second.tasks["Default"].model
+    model2 = second.branches["Default"].model
     torch.testing.assert_close(model2.atomic_model.out_bias, bias1, rtol=0, atol=1e-9)
-    for k, v in weights(first.tasks["Default"].model).items():
+    for k, v in weights(first.branches["Default"].model).items():
         assert torch.equal(v, weights(model2)[k]), k
 
 
 def test_random_keeps_descriptor_and_sets_bias(dataset, run_dir, pretrained):
     tr = finetune(dataset, run_dir, pretrained, "RANDOM")
-    mine = tr.tasks["Default"].model
+    mine = tr.branches["Default"].model
     src, _ = load_model(pretrained, "small")  # RANDOM takes the first branch's descriptor
     theirs = weights(src)
     for k, v in weights(mine).items():
@@ -110,18 +108,17 @@ def test_multitask_input_resumes_and_finetunes_branches(dataset, run_dir, pretra
     in the pretrained model without finetune_head is copied as is."""
     cfg = multi_input(dataset, steps=0)
     cfg["model"]["model_dict"]["small"]["finetune_head"] = "large"
-    tr = Trainer(parse_input(cfg, base_dir=run_dir), finetune=str(pretrained))
+    tr = build_trainer(parse_input(cfg, base_dir=run_dir), Finetune(str(pretrained)))
     large, _ = load_model(pretrained, "large")
-    got_large = tr.tasks["large"].model.atomic_model.out_bias
+    got_large = tr.branches["large"].model.atomic_model.out_bias
     assert torch.equal(got_large, large.atomic_model.out_bias)  # resumed
-    small_fit = tr.tasks["small"].model.atomic_model.fitting_net.state_dict()
+    small_fit = tr.branches["small"].model.atomic_model.fitting_net.state_dict()
     for k, v in large.atomic_model.fitting_net.state_dict().items():
         assert torch.equal(small_fit[k], v), k
-    assert not torch.equal(tr.tasks["small"].model.atomic_model.out_bias,
+    assert not torch.equal(tr.branches["small"].model.atomic_model.out_bias,
                            large.atomic_model.out_bias)
     with pytest.raises(ValueError, match="finetune_head"):
-        Trainer(parse_input(cfg, base_dir=run_dir), finetune=str(pretrained),
-                model_branch="small")
+        build_trainer(parse_input(cfg, base_dir=run_dir), Finetune(str(pretrained), "small"))
 
 
 # ---------------------------------------------------------------- errors
@@ -154,7 +151,7 @@ def test_use_pretrain_script_takes_the_pretrained_sections(dataset, run_dir, pre
     assert model.descriptor.neuron == [4, 8] and model.descriptor.exclude_types == []
     assert model.fitting_net.neuron == [8, 8] and model.fitting_net.trainable is False
     src, _ = load_model(pretrained, "small")
-    assert torch.equal(tr.tasks["Default"].model.atomic_model.fitting_net.filter_layers
+    assert torch.equal(tr.branches["Default"].model.atomic_model.fitting_net.filter_layers
                        .networks[1].layers[0].matrix,
                        src.atomic_model.fitting_net.filter_layers.networks[0].layers[0].matrix)
 
@@ -171,11 +168,11 @@ def test_cli_errors(dataset, run_dir, pretrained, capsys):
 def toy_model(type_map, one_side, exclude=(), sel=(6, 8, 4), seed=3):
     """An untrained model with random weights and per-type random davg/dstd/out_bias."""
     cfg = ModelConfig(type_map=list(type_map),
-                      descriptor=DescriptorConfig(sel=list(sel), rcut=3.0, rcut_smth=0.5,
+                      descriptor=SeAConfig(sel=list(sel), rcut=3.0, rcut_smth=0.5,
                                                   neuron=[4, 8], axis_neuron=2,
                                                   type_one_side=one_side, seed=seed,
                                                   exclude_types=[list(p) for p in exclude]),
-                      fitting_net=FittingConfig(neuron=[8], seed=seed))
+                      fitting_net=EnergyFittingConfig(neuron=[8], seed=seed))
     model = EnergyModel(cfg)
     g = torch.Generator().manual_seed(seed)
     sea = model.atomic_model.descriptor.sea
@@ -230,11 +227,11 @@ def test_subset_type_map_carries_each_elements_weights():
 
 def test_type_map_reorder_end_to_end(dataset, run_dir, pretrained):
     """Finetuning with ["H", "O"] gives the same model as with ["O", "H"] (same data)."""
-    same = finetune(dataset, run_dir, pretrained, "small").tasks["Default"].model
+    same = finetune(dataset, run_dir, pretrained, "small").branches["Default"].model
 
     def swap(cfg):
         cfg["model"]["type_map"] = ["H", "O"]
-    swapped = finetune(dataset, run_dir, pretrained, "small", swap).tasks["Default"].model
+    swapped = finetune(dataset, run_dir, pretrained, "small", swap).branches["Default"].model
     names = ["O", "H", "H"] * 4
     a = same(*structure(["O", "H"], names))
     b = swapped(*structure(["H", "O"], names))

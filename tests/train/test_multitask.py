@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from dpx.config import parse_input
-from dpx.train.tasks import TaskSampler
-from dpx.train.trainer import Trainer
+from dpx.train.branches import BranchSampler
+from dpx.train.startup import Fresh, Restart, build_trainer
 from tests.train.conftest import multi_input
 
 
 def test_draw_frequencies_follow_model_prob():
     """Counts of 20000 draws lie within 4.5 binomial standard deviations of n p."""
     weights = [1.0, 2.0, 5.0, 0.5]
-    sampler = TaskSampler(["a", "b", "c", "d"], weights, seed=10)
+    sampler = BranchSampler(["a", "b", "c", "d"], weights, seed=10)
     n = 20000
     draws = [sampler.draw() for _ in range(n)]
     p = np.array(weights) / sum(weights)
@@ -26,31 +26,32 @@ def test_draw_frequencies_follow_model_prob():
 
 
 def test_draws_are_reproducible_and_resumable():
-    a = TaskSampler(["x", "y"], [1, 3], seed=4)
+    a = BranchSampler(["x", "y"], [1, 3], seed=4)
     first = [a.draw() for _ in range(50)]
     state = copy.deepcopy(a.state_dict())
     rest = [a.draw() for _ in range(50)]
-    b = TaskSampler(["x", "y"], [1, 3], seed=4)
+    b = BranchSampler(["x", "y"], [1, 3], seed=4)
     assert [b.draw() for _ in range(50)] == first
     b.load_state_dict(state)
     assert [b.draw() for _ in range(50)] == rest
-    other_rank = TaskSampler(["x", "y"], [1, 3], seed=4, rank=1)
+    other_rank = BranchSampler(["x", "y"], [1, 3], seed=4, rank=1)
     assert [other_rank.draw() for _ in range(50)] != first
 
 
-def build(dataset, run_dir, mutate=None, **kw):
+def build(dataset, run_dir, mutate=None, restart=None):
     cfg = multi_input(dataset)
     if mutate:
         mutate(cfg)
-    return Trainer(parse_input(cfg, base_dir=run_dir), **kw)
+    return build_trainer(parse_input(cfg, base_dir=run_dir),
+                         Restart(restart) if restart else Fresh())
 
 
 def sea(trainer, key):
-    return trainer.tasks[key].model.atomic_model.descriptor.sea
+    return trainer.branches[key].model.atomic_model.descriptor.sea
 
 
 def fitting_layers(trainer, key):
-    return trainer.tasks[key].model.atomic_model.fitting_net.filter_layers.networks[0].layers
+    return trainer.branches[key].model.atomic_model.fitting_net.filter_layers.networks[0].layers
 
 
 def test_shared_parameters_are_one_tensor(dataset, run_dir):
@@ -61,8 +62,8 @@ def test_shared_parameters_are_one_tensor(dataset, run_dir):
         assert a.matrix is not b.matrix
     ids = [id(p) for p in tr.optimizer.param_groups[0]["params"]]
     assert len(ids) == len(set(ids))
-    out_a = tr.tasks["small"].model.atomic_model.out_bias
-    assert out_a is not tr.tasks["large"].model.atomic_model.out_bias
+    out_a = tr.branches["small"].model.atomic_model.out_bias
+    assert out_a is not tr.branches["large"].model.atomic_model.out_bias
 
 
 def test_step_on_one_branch_leaves_the_other_private_parts(dataset, run_dir):

@@ -1,8 +1,8 @@
 """`dpx show` on single- and multi-task checkpoints: the parameter counts are checked against
 counts made from the key names (descriptor tensors shared, fitting tensors per branch)."""
 from dpx.cli.main import main
-from dpx.infer.model_io import load_model
 from dpx.infer.show import count_parameters, read
+from dpx.io import load_model
 from tests.train.conftest import multi_input, small_input, write
 
 

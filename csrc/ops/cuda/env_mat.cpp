@@ -30,9 +30,11 @@ const T* x_of(const args::Inputs& in) {
   return in.x.data_ptr<T>();
 }
 
+// coords_second_order: an autograd-only flag (see schemas.cpp); the kernel does not read it
 at::Tensor env_mat_se_a(const at::Tensor& ext_coord, const at::Tensor& nlist,
                         const at::Tensor& atype, const at::Tensor& davg, const at::Tensor& dstd,
-                        double rcut, double rcut_smth, double protection) {
+                        double rcut, double rcut_smth, double protection,
+                        bool /*coords_second_order*/) {
   return run(args::forward(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection),
              [](auto z, const args::Inputs& in, auto* avg, auto*, auto* out,
                 int64_t ntypes, cudaStream_t stream) {

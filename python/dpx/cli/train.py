@@ -5,7 +5,6 @@ import json
 import logging
 
 from dpx.config import load_input
-from dpx.train.startup import stored_model_params
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +28,14 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 
-def _ckpt(path):
-    if path and not path.endswith(".pt"):
-        return path + ".pt"
-    return path
-
-
 def run(args) -> int:
-    from dpx.train.trainer import Trainer
+    from dpx.train.startup import build_trainer, start_mode, stored_model_params
     cfg = load_input(args.input)
-    trainer = Trainer(cfg, restart=_ckpt(args.restart), init_model=_ckpt(args.init_model),
-                      skip_neighbor_stat=args.skip_neighbor_stat, device=args.device,
-                      finetune=args.finetune, model_branch=args.model_branch,
-                      use_pretrain_script=args.use_pretrain_script)
+    mode = start_mode(args.restart, args.init_model, args.finetune, args.model_branch,
+                      args.use_pretrain_script, args.skip_neighbor_stat)
+    trainer = build_trainer(cfg, mode, args.device)
     if trainer.rank == 0:
         with open(args.output, "w") as f:
-            json.dump({"model": stored_model_params(cfg)}, f, indent=2)
+            json.dump({"model": stored_model_params(trainer.cfg)}, f, indent=2)
     trainer.run()
     return 0

@@ -1,120 +1,25 @@
 """The dpx / DeePMD-kit input, one dataclass per section: every default stated once.
 
-Defaults are those DeePMD-kit's argument checker applies to `dp train` (deepmd-compat §3.1,
-§5.1, §7.1, §8, §9). Value constraints live in each section's `check`.
+Defaults are those DeePMD-kit's argument checker applies to `dp train` (deepmd-compat §7.1,
+§8, §9; descriptors and fittings in descriptor.py and fitting.py). Value constraints live in
+each section's `check`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from dpx.config.schema import fail
-
-ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "silu",
-               "linear", "none")
-PRECISIONS = ("default", "float64", "float32")
-
-
-def _positive_ints(path, xs, what="neuron"):
-    if not xs or any(x <= 0 for x in xs):
-        fail(path, f"{what} must be a non-empty list of positive integers, got {xs}")
-
-
-def _activation(path, name):
-    base = name.lower().split(":")[0]
-    if base not in ACTIVATIONS and not base.startswith(("silut", "custom_silu")):
-        fail(path, f"unknown activation '{name}' (known: {', '.join(ACTIVATIONS)}, silut[:thr])")
-
-
-def _precision(path, p):
-    if p not in PRECISIONS:
-        fail(path, f"precision must be one of {PRECISIONS}, got '{p}'")
-
-
-@dataclass
-class DescriptorConfig:
-    """se_e2_a (DeepPot-SE); deepmd-compat §3.1."""
-    type: str = "se_e2_a"
-    sel: Union[list[int], str] = "auto"
-    rcut: float = 6.0
-    rcut_smth: float = 0.5
-    neuron: list[int] = field(default_factory=lambda: [10, 20, 40])
-    axis_neuron: int = 4
-    activation_function: str = "tanh"
-    resnet_dt: bool = False
-    type_one_side: bool = False
-    precision: str = "default"
-    trainable: bool = True
-    seed: int | None = None
-    exclude_types: list[list[int]] = field(default_factory=list)
-    env_protection: float = 0.0
-    set_davg_zero: bool = False
-    ALIASES = {"n_axis_neuron": "axis_neuron"}
-
-    def check(self, path):
-        if self.type not in ("se_e2_a", "se_a"):
-            fail(f"{path}/type", f"dpx implements the se_e2_a descriptor, got '{self.type}'")
-        self.type = "se_e2_a"
-        if not self.rcut > 0:
-            fail(f"{path}/rcut", f"must be > 0, got {self.rcut}")
-        if not 0 <= self.rcut_smth < self.rcut:
-            fail(f"{path}/rcut_smth", f"must satisfy 0 <= rcut_smth < rcut = {self.rcut}, "
-                                      f"got {self.rcut_smth}")
-        _positive_ints(f"{path}/neuron", self.neuron)
-        if not 1 <= self.axis_neuron <= self.neuron[-1]:
-            fail(f"{path}/axis_neuron", f"must lie in [1, neuron[-1] = {self.neuron[-1]}], "
-                                        f"got {self.axis_neuron}")
-        if isinstance(self.sel, str) and not (self.sel == "auto" or self.sel.startswith("auto:")):
-            fail(f"{path}/sel", f"must be a list of integers, 'auto' or 'auto:factor', got '{self.sel}'")
-        if isinstance(self.sel, list) and any(s < 0 for s in self.sel):
-            fail(f"{path}/sel", f"entries must be >= 0, got {self.sel}")
-        for i, pair in enumerate(self.exclude_types):
-            if len(pair) != 2:
-                fail(f"{path}/exclude_types/{i}", f"must be a pair of types, got {pair}")
-        if self.env_protection < 0:
-            fail(f"{path}/env_protection", f"must be >= 0, got {self.env_protection}")
-        _activation(f"{path}/activation_function", self.activation_function)
-        _precision(f"{path}/precision", self.precision)
-
-
-@dataclass
-class FittingConfig:
-    """Energy fitting net; deepmd-compat §5.1."""
-    type: str = "ener"
-    neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
-    activation_function: str = "tanh"
-    precision: str = "default"
-    resnet_dt: bool = True
-    trainable: Union[bool, list[bool]] = True
-    rcond: float | None = None
-    seed: int | None = None
-    numb_fparam: int = 0
-    numb_aparam: int = 0
-    dim_case_embd: int = 0
-    atom_ener: list[float | None] = field(default_factory=list)
-    use_aparam_as_mask: bool = False
-    default_fparam: list[float] | None = None
-    ALIASES = {"n_neuron": "neuron"}
-
-    def check(self, path):
-        if self.type != "ener":
-            fail(f"{path}/type", f"dpx implements the 'ener' fitting, got '{self.type}'")
-        _positive_ints(f"{path}/neuron", self.neuron)
-        _activation(f"{path}/activation_function", self.activation_function)
-        _precision(f"{path}/precision", self.precision)
-        for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
-            if getattr(self, key) != 0:
-                fail(f"{path}/{key}", "is not supported by dpx yet (must be 0)")
-        if isinstance(self.trainable, list):
-            self.trainable = all(self.trainable)
+from dpx.config.descriptor import DESCRIPTORS
+from dpx.config.fitting import FITTINGS, EnergyFittingConfig
+from dpx.config.schema import fail, keyed
 
 
 @dataclass
 class ModelConfig:
     """One energy model (a single task, or one branch of a multi-task input)."""
     type_map: list[str]
-    descriptor: DescriptorConfig
-    fitting_net: FittingConfig = field(default_factory=FittingConfig)
+    descriptor: keyed(*DESCRIPTORS)
+    fitting_net: keyed(*FITTINGS) = field(default_factory=EnergyFittingConfig)
     type: str = "standard"
     data_stat_nbatch: int = 10
     data_stat_protect: float = 1e-2
@@ -238,7 +143,7 @@ class DataConfig:
 
 
 @dataclass
-class BranchData:
+class BranchDataConfig:
     """What each branch of training/data_dict holds (the whole training section, single task)."""
     training_data: DataConfig
     validation_data: DataConfig | None = None
@@ -278,7 +183,7 @@ class TrainingConfig:
     gradient_max_norm: float = 0.0
     change_bias_after_training: bool = False
     model_prob: dict[str, float] | None = None
-    data_dict: dict[str, BranchData] | None = None
+    data_dict: dict[str, BranchDataConfig] | None = None
     num_epoch_dict: dict[str, float] | None = None
     task_sampling: str = "per_rank"
     profiling: bool = False

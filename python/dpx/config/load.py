@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpx.config.input import (
-    BranchData,
+    BranchDataConfig,
     LearningRateConfig,
     LossConfig,
     ModelConfig,
@@ -37,7 +37,7 @@ class Branch:
     key: str
     model: ModelConfig
     loss: LossConfig
-    data: BranchData
+    data: BranchDataConfig
 
 
 @dataclass
@@ -105,7 +105,7 @@ def _single_task(data, model, training) -> Config:
         fail("training/training_data", "missing required section")
     branch = Branch("Default", parse(ModelConfig, model, "model"),
                     parse(LossConfig, data.get("loss", {}), "loss"),
-                    BranchData(training.training_data, training.validation_data,
+                    BranchDataConfig(training.training_data, training.validation_data,
                                training.stat_file))
     return Config({"Default": branch}, None, None, training, multi_task=False,
                   model_params=copy.deepcopy(model))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 
 class ConfigError(ValueError):
@@ -22,10 +22,39 @@ def fail(path: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"{path}: {msg}")
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyedBy:
+    """Marks a union of config classes chosen by the value of `key` in the input object:
+    each class lists the values it answers to in TYPES; a missing key means the first."""
+    key: str = "type"
+
+
+def keyed(*classes):
+    """The type hint of a section that is one of `classes`, chosen by its "type" key."""
+    return Annotated[Union[classes], KeyedBy()]
+
+
+def _keyed_class(tp, v, path: str):
+    """The config class of a keyed union that the input object v names."""
+    inner, marker = typing.get_args(tp)[0], typing.get_args(tp)[1]
+    classes = typing.get_args(inner) if typing.get_origin(inner) is Union else (inner,)
+    if not isinstance(v, dict):
+        fail(path, f"expected an object, got {v!r}")
+    name = v.get(marker.key, classes[0].TYPES[0])
+    for cls in classes:
+        if name in cls.TYPES:
+            return cls
+    known = ", ".join(cls.TYPES[0] + (f" (alias {', '.join(cls.TYPES[1:])})" if cls.TYPES[1:]
+                                      else "") for cls in classes)
+    fail(f"{path}/{marker.key}", f"dpx implements {known}; got '{name}'")
+
+
 def _type_name(tp) -> str:
     if tp is type(None):
         return "null"
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return "object"
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
@@ -42,6 +71,8 @@ def _value(tp, v, path: str):
     origin = typing.get_origin(tp)
     if tp is Any:
         return v
+    if origin is Annotated:
+        return parse(_keyed_class(tp, v, path), v, path)
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
@@ -84,7 +115,7 @@ def parse(cls, data: dict, path: str):
     if not isinstance(data, dict):
         fail(path, f"expected an object, got {data!r}")
     aliases = getattr(cls, "ALIASES", {})
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, v in data.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from dpx.export.frozen import FrozenEnergyModel
-from dpx.infer.model_io import branches_of, load_model
+from dpx.io import is_frozen, load_model, params
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +17,13 @@ log = logging.getLogger(__name__)
 def build(checkpoint: str | Path = ".", head: str | None = None) -> torch.jit.ScriptModule:
     """The scripted frozen model of branch `head` of a checkpoint (file, or folder with a
     `checkpoint` file)."""
-    model, extra = load_model(checkpoint, head)
-    params = branches_of(extra["model_params"])[head or "Default"]
-    frozen = FrozenEnergyModel(model, json.dumps(params))
-    return torch.jit.script(frozen.eval())
+    if is_frozen(checkpoint):
+        raise ValueError(f"{checkpoint} is a frozen model already; dpx freeze -c takes a "
+                         f"checkpoint (.pt) or a folder with a 'checkpoint' file")
+    model, stored = load_model(checkpoint, head)
+    section = params.branches(stored)[params.select_branch(stored, head, checkpoint)]
+    frozen = FrozenEnergyModel.from_model(model, json.dumps(section))
+    return torch.jit.script(frozen)
 
 
 def freeze(checkpoint: str | Path = ".", output: str | Path = "frozen_model.pth",

@@ -8,8 +8,7 @@ import logging
 
 import torch
 
-from dpx.infer.model_io import branches_of, is_frozen, load_frozen
-from dpx.train import checkpoint
+from dpx.io import checkpoint, is_frozen, load_frozen, params
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +20,11 @@ def read(path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], dict]:
     """(model_params, {branch: {key within the branch: tensor}}, train_infos)."""
     if is_frozen(path):
         module = load_frozen(path).module
-        params = json.loads(module.model_def_script)
-        return params, {"Default": dict(module.state_dict())}, {}
-    sd = checkpoint.load(path)["model"]
-    extra = sd.get("_extra_state", {})
-    params = extra.get("model_params")
-    if params is None:
-        raise ValueError(f"{path}: the checkpoint has no _extra_state.model_params")
-    tensors = {b: {k[len(f"model.{b}."):]: v for k, v in sd.items()
-                   if k.startswith(f"model.{b}.")} for b in branches_of(params)}
-    return params, tensors, extra.get("train_infos", {})
+        return json.loads(module.model_def_script), {params.DEFAULT: dict(module.state_dict())}, {}
+    state = checkpoint.load(path)
+    stored = params.model_params(state, path)
+    tensors = {b: params.branch_tensors(state, b) for b in params.branches(stored)}
+    return stored, tensors, params.train_infos(state)
 
 
 def count_parameters(tensors: dict[str, dict[str, torch.Tensor]]) -> tuple[int, dict[str, int]]:
@@ -68,9 +62,10 @@ FITTING_KEYS = ("neuron", "resnet_dt", "activation_function", "precision", "numb
 
 
 def run_show(path: str) -> int:
-    params, tensors, infos = read(path)
-    branches = branches_of(params)
-    kind = "multi-task" if "model_dict" in params else "single-task"
+    stored, tensors, infos = read(path)
+    branches = params.branches(stored)
+    multi = params.is_multi_task(stored)
+    kind = "multi-task" if multi else "single-task"
     log.info("%s: %s model%s", path, kind, " (frozen)" if is_frozen(path) else "")
     if kind == "multi-task":
         log.info("model branches: %s", ", ".join(branches))
@@ -79,7 +74,6 @@ def run_show(path: str) -> int:
         log.info("training step: %d (lr %.3e)", int(infos.get("step", -1)) + 1,
                  float(infos.get("lr", 0.0)))
     shared, own = count_parameters(tensors)
-    multi = "model_dict" in params
     for name, p in branches.items():
         prefix = f"[{name}] " if multi else ""
         log.info("%stype_map: %s", prefix, " ".join(p.get("type_map", [])))

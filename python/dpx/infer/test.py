@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from dpx.data import load_systems
-from dpx.infer.model_io import evaluate, load_model
+from dpx.infer.evaluate import evaluate
+from dpx.io import load_model
 
 log = logging.getLogger(__name__)
 

@@ -40,36 +40,40 @@ def generator(seed) -> torch.Generator | None:
     return g
 
 
-def activation(name: str):
-    """DeePMD-kit's activation functions by name (deepmd-compat §0.3)."""
+def parse_activation(name: str | None) -> tuple[str, float]:
+    """(function key, threshold) of an activation name such as "tanh" or "silut:2.5"."""
     key, _, arg = (name or "linear").lower().partition(":")
+    return key, float(arg) if arg else 3.0
+
+
+def activate(x: torch.Tensor, key: str, thr: float) -> torch.Tensor:
+    """DeePMD-kit's activation functions (deepmd-compat §0.3) by parsed name; scriptable."""
+    if key == "tanh":
+        return torch.tanh(x)
+    if key == "relu":
+        return torch.relu(x)
+    if key == "relu6":
+        return nn.functional.relu6(x)
+    if key == "softplus":
+        return nn.functional.softplus(x)
+    if key == "sigmoid":
+        return torch.sigmoid(x)
+    if key == "silu":
+        return nn.functional.silu(x)
+    if key in ("gelu", "gelu_tf"):
+        return nn.functional.gelu(x, approximate="tanh")
     if key in ("silut", "custom_silu"):
-        return _silut(float(arg) if arg else 3.0)
-    table = {
-        "tanh": torch.tanh, "relu": torch.relu, "relu6": nn.functional.relu6,
-        "softplus": nn.functional.softplus, "sigmoid": torch.sigmoid,
-        "silu": nn.functional.silu, "linear": lambda x: x, "none": lambda x: x,
-        "gelu": lambda x: nn.functional.gelu(x, approximate="tanh"),
-        "gelu_tf": lambda x: nn.functional.gelu(x, approximate="tanh"),
-    }
-    if key not in table:
-        raise ValueError(f"unknown activation function '{name}'")
-    return table[key]
-
-
-def _silut(thr: float):
-    sig = 1.0 / (1.0 + math.exp(-thr))
-    slope = sig + thr * sig * (1.0 - sig)  # silu'(thr)
-    at_thr = thr * sig
-
-    def f(x):
-        return torch.where(x < thr, nn.functional.silu(x), torch.tanh(slope * (x - thr)) + at_thr)
-    return f
+        # silu below thr; above, tanh with silu's slope and value at thr (C1 at thr)
+        sig = 1.0 / (1.0 + math.exp(-thr))
+        slope = sig + thr * sig * (1.0 - sig)
+        tail = torch.tanh(slope * (x - thr)) + thr * sig
+        return torch.where(x < thr, nn.functional.silu(x), tail)
+    return x  # linear / none
 
 
 class MLPLayer(nn.Module):
     """y = act(x W + b), times idt when timestep is active, plus the resnet skip: x when the
-    width is kept, concat(x, x) when it doubles (deepmd-compat §4.1)."""
+    width is kept, concat(x, x) when it doubles (deepmd-compat §4.1). Scriptable."""
 
     def __init__(self, num_in: int, num_out: int, act: str, resnet: bool, use_timestep: bool,
                  bias: bool = True, dtype=torch.float64, seed=None):
@@ -77,29 +81,42 @@ class MLPLayer(nn.Module):
         g = generator(seed)
         self.resnet = resnet and num_out in (num_in, 2 * num_in)
         self.act_name = act
-        self.act = activation(act)
+        self.act, self.thr = parse_activation(act)
         w = torch.empty(num_in, num_out, dtype=dtype)
         self.matrix = nn.Parameter(w.normal_(0.0, 1.0 / math.sqrt(num_in + num_out), generator=g))
         self.bias = nn.Parameter(torch.empty(num_out, dtype=dtype).normal_(0.0, 1.0, generator=g)) \
             if bias else None
         self.idt = None
         if use_timestep and num_out in (num_in, 2 * num_in):
-            self.idt = nn.Parameter(torch.empty(num_out, dtype=dtype).normal_(0.1, 0.001, generator=g))
+            idt = torch.empty(num_out, dtype=dtype)
+            self.idt = nn.Parameter(idt.normal_(0.1, 0.001, generator=g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x @ self.matrix
-        if self.bias is not None:
-            y = y + self.bias
-        y = self.act(y)
-        if self.idt is not None:
-            y = y * self.idt
+        """x [..., num_in] -> [..., num_out]."""
+        bias = self.bias
+        if x.dim() == 2 and bias is not None:
+            y = torch.addmm(bias, x, self.matrix)  # one fused call for the common 2-D case
+        else:
+            y = x @ self.matrix
+            if bias is not None:
+                y = y + bias
+        y = activate(y, self.act, self.thr)
+        idt = self.idt
+        if idt is not None:
+            y = y * idt
         if self.resnet:
-            y = y + (x if y.shape[-1] == x.shape[-1] else torch.cat([x, x], dim=-1))
+            width = x.shape[-1]
+            if y.shape[-1] == width:
+                y = y + x
+            else:  # y + concat(x, x), without building the concatenation
+                shape = y.shape
+                y = (y.reshape(-1, 2, width) + x.reshape(-1, 1, width)).view(shape)
         return y
 
 
 class EmbeddingNet(nn.Module):
-    """Layers in_dim -> neuron[0] -> ... -> neuron[-1], each with resnet skips (§4.2)."""
+    """Layers in_dim -> neuron[0] -> ... -> neuron[-1], each with resnet skips (§4.2).
+    Scriptable."""
 
     def __init__(self, in_dim: int, neuron: list[int], act: str, resnet_dt: bool, dtype, seed):
         super().__init__()
@@ -127,7 +144,9 @@ class FittingNet(EmbeddingNet):
 class NetworkCollection(nn.Module):
     """Networks indexed by type: ndim 1 (one per type) or 2 (one per (center, neighbor) pair,
     stored at flat index center + neighbor * ntypes). The list is registered under two names,
-    `networks` and `_networks`, because DeePMD-kit's state dicts carry both (§3.4, §11)."""
+    `networks` and `_networks`, because DeePMD-kit's state dicts carry both (§3.4, §11).
+    Scripted code iterates `networks` (TorchScript cannot index a ModuleList by a variable);
+    Python code may index the collection by type or (center, neighbor)."""
 
     def __init__(self, ndim: int, ntypes: int, networks: list[nn.Module]):
         super().__init__()

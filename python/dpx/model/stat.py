@@ -1,9 +1,7 @@
-"""Start-up statistics: descriptor davg/dstd (deepmd-compat §3.3) and the energy bias
-out_bias (§5.3), from the frames sampled for statistics (§1.7).
-
-Descriptor statistics are kept as sums (StatItem) so that branches sharing a descriptor can
-merge them before normalizing (§10.4), and so that a stat file can cache them.
-"""
+"""Start-up statistics (deepmd-compat §3.3, §5.3) from the frames sampled for them (§1.7):
+StatItem, the sums a descriptor's input statistics are kept as (so that branches sharing a
+descriptor merge them before normalizing, §10.4, and a stat file caches them), and the
+per-type least-squares energy bias of the energy fitting."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,9 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dpx import ops
-
-PROTECTION = 1e-2
+PROTECTION = 1e-2  # DeePMD-kit's protection of a std (and the default of data_stat_protect)
 
 
 @dataclass
@@ -41,41 +37,6 @@ class StatItem:
     @classmethod
     def from_array(cls, a) -> StatItem:
         return cls(*[float(x) for x in a])
-
-
-def env_mat_stats(block, frames: list[dict]) -> dict[str, StatItem]:
-    """Sums r_t (radial column) and a_t (xyz columns pooled) per center type t over all nnei
-    slots of the raw environment matrix (davg 0, dstd 1), padding rows included (§3.3)."""
-    cfg, ntypes = block.cfg, block.ntypes
-    stats = {f"{k}_{t}": StatItem() for t in range(ntypes) for k in "ra"}
-    dtype = block.mean.dtype
-    for sample in frames:
-        coord = sample["coord"].to(dtype)
-        box = None if sample.get("box") is None else sample["box"].to(dtype)
-        atype = sample["atype"].long()
-        nl = ops.neighbor_list(coord, atype, box, cfg.rcut, block.sel)
-        with torch.no_grad():
-            em = block.env_mat(nl.ext_coord, nl.ext_atype, nl.nlist, atype.clamp(min=0), raw=True)
-        for t in range(ntypes):
-            rows = em[atype == t].double()
-            r, a = rows[..., 0], rows[..., 1:]
-            stats[f"r_{t}"] += StatItem(r.numel(), float(r.sum()), float((r * r).sum()))
-            stats[f"a_{t}"] += StatItem(a.numel(), float(a.sum()), float((a * a).sum()))
-    return stats
-
-
-def set_env_mat_stats(block, stats: dict[str, StatItem]) -> None:
-    """davg[t] = (avg r_t, 0, 0, 0), dstd[t] = (std r_t, std a_t x 3) over every slot."""
-    davg = torch.zeros_like(block.mean)
-    dstd = torch.ones_like(block.stddev)
-    for t in range(block.ntypes):
-        r, a = stats[f"r_{t}"], stats[f"a_{t}"]
-        if not block.cfg.set_davg_zero:
-            davg[t, :, 0] = r.avg()
-        dstd[t, :, 0] = r.std()
-        dstd[t, :, 1:] = a.std()
-    block.mean.copy_(davg)
-    block.stddev.copy_(dstd)
 
 
 def type_counts(frames: list[dict], ntypes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,10 +4,10 @@ Public functions dispatch to the compiled library (torch.ops.dpx.*) with autogra
 registered in the sibling modules; reference.py holds the pure-PyTorch twin of every op.
 """
 from dpx.ops import _library
-from dpx.ops.env_mat import coords_constant_in_second_order, env_mat_se_a
+from dpx.ops.env_mat import env_mat_se_a
 from dpx.ops.nlist import NeighborList, neighbor_list
 from dpx.ops.se_a import se_a_descriptor
 
 LOADED = _library.LOADED
 
-__all__ = ["LOADED", "coords_constant_in_second_order", "NeighborList", "env_mat_se_a", "neighbor_list", "se_a_descriptor"]
+__all__ = ["LOADED", "NeighborList", "env_mat_se_a", "neighbor_list", "se_a_descriptor"]

@@ -10,31 +10,19 @@ Per slot, with d = x_j - x_i, r = |d|, rho = r + p, g0 = sw/rho, g1 = sw/rho^2, 
   d (g1 d_k)/d d_c = g1' d_c d_k / r + g1 delta_kc,
 all divided by dstd[t_i, j, a]; each slot's result goes to x_j with + and to x_i with -.
 Padded slots (nlist = -1) are constants. hvp is the last order: differentiating it raises.
+
+With coords_second_order=False the first backward (forces) is computed from ext_coord taken
+as a constant, so forces carry no graph back to the coordinates: a force loss differentiated
+by the weights never needs d(force)/d(coord), and autograd then skips the hvp term. Training
+passes False; the weight gradients are the same (tests/ops/test_force_loss.py).
 """
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
 from dpx.ops import _checks, _library, reference
 
 _OPS = torch.ops.dpx if _library.LOADED else None
-_COORDS_IN_SECOND_ORDER = True
-
-
-@contextlib.contextmanager
-def coords_constant_in_second_order():
-    """Inside this context, forces computed through env_mat_se_a treat the coordinates as
-    constants when they are differentiated again. A force loss differentiated with respect to
-    the weights never needs d(force)/d(coord), so training skips the hvp term entirely; the
-    weight gradients are unchanged (tests/ops/test_force_loss.py compares them)."""
-    global _COORDS_IN_SECOND_ORDER
-    saved, _COORDS_IN_SECOND_ORDER = _COORDS_IN_SECOND_ORDER, False
-    try:
-        yield
-    finally:
-        _COORDS_IN_SECOND_ORDER = saved
 
 
 def _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection):
@@ -68,17 +56,18 @@ def _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection):
 
 def env_mat_se_a(ext_coord: torch.Tensor, nlist: torch.Tensor, atype: torch.Tensor,
                  davg: torch.Tensor, dstd: torch.Tensor, rcut: float, rcut_smth: float,
-                 protection: float = 0.0) -> torch.Tensor:
+                 protection: float = 0.0, coords_second_order: bool = True) -> torch.Tensor:
     """Normalized se_e2_a environment matrix [nf, nloc, nnei, 4] (deepmd-compat §3.2).
 
-    Differentiable in ext_coord to second order (forces, then force losses); davg and dstd
-    are statistics, not trained, and get no gradient.
+    Differentiable in ext_coord to second order (forces, then force losses; see the module
+    docstring for coords_second_order); davg and dstd are statistics, not trained, and get
+    no gradient.
     """
     _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection)
     args = (nlist, atype.long(), davg, dstd, float(rcut), float(rcut_smth), float(protection))
     if _OPS is None:
         return reference.env_mat_se_a(ext_coord, *args)
-    return _OPS.env_mat_se_a(ext_coord, *args)
+    return _OPS.env_mat_se_a(ext_coord, *args, bool(coords_second_order))
 
 
 if _OPS is not None:
@@ -87,16 +76,16 @@ if _OPS is not None:
         ctx.cut = inputs[-3:]
 
     def _em_fwd_setup(ctx, inputs, output):
-        ext_coord, nlist, atype, _davg, dstd, *cut = inputs
+        ext_coord, nlist, atype, _davg, dstd, *cut, second_order = inputs
         ctx.save_for_backward(ext_coord, nlist, atype, dstd)
-        ctx.cut = cut
+        ctx.cut, ctx.second_order = cut, second_order
 
     def _em_bwd(ctx, grad_em):
         x, nlist, atype, dstd = ctx.saved_tensors
-        if not _COORDS_IN_SECOND_ORDER:
+        if not ctx.second_order:
             x = x.detach()
         g = _OPS.env_mat_se_a_vjp(grad_em, x, nlist, atype, dstd, *ctx.cut)
-        return g, None, None, None, None, None, None, None
+        return g, None, None, None, None, None, None, None, None
 
     def _vjp_bwd(ctx, gg):
         grad_em, x, nlist, atype, dstd = ctx.saved_tensors
@@ -127,7 +116,8 @@ if _OPS is not None:
     torch.library.register_autograd("dpx::env_mat_se_a_hvp", _hvp_bwd, setup_context=_save)
 
     @torch.library.register_fake("dpx::env_mat_se_a")
-    def _(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection):
+    def _(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection,
+          coords_second_order=True):
         return ext_coord.new_empty(*nlist.shape, 4)
 
     @torch.library.register_fake("dpx::env_mat_se_a_vjp")

@@ -119,6 +119,33 @@ def neighbor_list(coord, atype, box, rcut: float, sel: list[int]):
     return mapping, ext_atype, shift, nlist, nnei_max, min_dist
 
 
+def format_nlist(ext_coord, ext_atype, nlist, rcut: float, sel: list[int]):
+    """Oracle of dpx.nlist.format_nlist, DeePMD-kit's way: sort the raw list [nf, nloc, width]
+    by distance, keep the nearest sum(sel) within rcut, then per type the first sel[t] (one
+    section per type, -1 padding). Always sorts, so it is slow and obviously right."""
+    nf, nloc, width = nlist.shape
+    nnei = sum(sel)
+    idx = nlist.clamp(min=0)
+    xj = torch.gather(ext_coord, 1, idx.reshape(nf, -1, 1).expand(-1, -1, 3))
+    r = (xj.view(nf, nloc, width, 3) - ext_coord[:, :nloc, None, :]).norm(dim=-1)
+    tj = torch.gather(ext_atype, 1, idx.reshape(nf, -1)).view(nf, nloc, width)
+    valid = (nlist >= 0) & (r <= rcut) & (tj >= 0)
+    r = torch.where(valid, r, torch.inf)
+    order = torch.sort(r, dim=-1, stable=True).indices[..., :nnei]
+    nl = torch.where(torch.gather(valid, 2, order), torch.gather(nlist, 2, order), -1)
+    tj = torch.gather(tj, 2, order)
+    sections = []
+    for t, s in enumerate(sel):
+        is_t = (tj == t) & (nl >= 0)
+        # stable: entries of type t first, in distance order
+        pick = torch.sort((~is_t).to(torch.int8), dim=-1, stable=True).indices[..., :s]
+        sec = torch.where(torch.gather(is_t, 2, pick), torch.gather(nl, 2, pick), -1)
+        if sec.shape[-1] < s:
+            sec = torch.nn.functional.pad(sec, (0, s - sec.shape[-1]), value=-1)
+        sections.append(sec)
+    return torch.cat(sections, dim=-1)
+
+
 # ----------------------------------------------------------------------------------------
 # se_e2_a environment matrix
 # ----------------------------------------------------------------------------------------

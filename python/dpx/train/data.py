@@ -47,7 +47,6 @@ class BranchData:
                                      ntypes=ntypes, key=f"{prefix}/validation_data")
             self.numb_btch = v.numb_btch
         self.seed = seed
-        self.min_nbor_dist = -1.0
 
     @property
     def has_validation(self) -> bool:

@@ -18,20 +18,16 @@ import numpy as np
 import torch
 
 from dpx.config import Config
-from dpx.infer.model_io import branches_of, load_model, model_config
+from dpx.io import checkpoint, load_model
+from dpx.io.params import aliases as branch_aliases
+from dpx.io.params import branches as branches_of
+from dpx.io.params import model_config, model_params
 from dpx.model import stat
 from dpx.model.energy import EnergyModel
-from dpx.train import checkpoint
 
 log = logging.getLogger(__name__)
 
 RANDOM = "RANDOM"
-# descriptor / fitting keys that fix tensor shapes: a mismatch cannot be loaded
-_DESCRIPTOR_SHAPE = ("neuron", "axis_neuron", "type_one_side", "resnet_dt")
-_DESCRIPTOR_FUNCTION = ("rcut", "rcut_smth", "activation_function", "env_protection",
-                        "set_davg_zero")
-_FITTING_SHAPE = ("neuron", "resnet_dt")
-_FITTING_FUNCTION = ("activation_function",)
 
 
 @dataclass
@@ -53,20 +49,18 @@ class Pretrained:
 
 def prepare(cfg: Config, path: str, model_branch: str | None,
             use_pretrain_script: bool = False) -> Pretrained:
-    """Load the checkpoint, build the rules and make the input's model sections fit the
-    pretrained weights (sel inherited, shapes checked; with use_pretrain_script the
-    pretrained sections replace the input's). Runs before any model is built."""
-    state = checkpoint.load(path)
-    params = state["model"].get("_extra_state", {}).get("model_params")
-    if params is None:
-        raise ValueError(f"{path}: the checkpoint has no _extra_state.model_params")
-    rules = build_rules(cfg, params, model_branch, path)
+    """Load the checkpoint, build the rules and make the model sections of cfg (the run's
+    resolved copy of the input) fit the pretrained weights (sel inherited, shapes checked;
+    with use_pretrain_script the pretrained sections replace the input's). Runs before any
+    model is built."""
+    stored = model_params(checkpoint.load(path), path)
+    rules = build_rules(cfg, stored, model_branch, path)
     for rule in rules.values():
-        align_branch(cfg, rule, branches_of(params)[rule.source], path, use_pretrain_script)
+        align_branch(cfg, rule, branches_of(stored)[rule.source], path, use_pretrain_script)
     log.info("finetune from %s: %s", path, ", ".join(
         f"{r.branch} <- {r.source}" + (" (random fitting)" if r.random_fitting else "") +
         (" (resuming)" if r.resuming else "") for r in rules.values()))
-    return Pretrained(str(path), params, rules)
+    return Pretrained(str(path), stored, rules)
 
 
 # ---------------------------------------------------------------- rules (§12.1)
@@ -105,10 +99,7 @@ def single_rule(key: str, head: str, params: dict, path, where="--model-branch")
         log.warning("%s: the fitting net starts fresh (bias set by statistics); the descriptor "
                     "comes from branch '%s' of %s", key, first, path)
         return Rule(key, first, random_fitting=True)
-    aliases = {k: k for k in branches}
-    for k, b in branches.items():
-        for alias in b.get("model_branch_alias", []) if isinstance(b, dict) else []:
-            aliases.setdefault(alias, k)
+    aliases = branch_aliases(params)
     if head not in aliases:
         raise ValueError(f"{where} '{head}': {path} has no such branch (branches: "
                          f"{', '.join(branches)}; or RANDOM for a fresh fitting net)")
@@ -127,7 +118,7 @@ def align_branch(cfg: Config, rule: Rule, source: dict, path,
     if missing:
         raise ValueError(f"{where}/type_map: element(s) {missing} are not in the pretrained "
                          f"model ({path}, branch {rule.source}: type_map {src.type_map}); "
-                         f"se_e2_a has no weights for them")
+                         f"the pretrained model has no weights for them")
     rule.index = [src.type_map.index(t) for t in model.type_map]
     if rule.index != list(range(len(src.type_map))):
         log.info("%s: type_map %s remapped from the pretrained %s", rule.branch,
@@ -140,11 +131,9 @@ def align_branch(cfg: Config, rule: Rule, source: dict, path,
         raise ValueError(f"{where}/descriptor/sel: {given} differs from the pretrained model's "
                          f"{sel} (type_map {model.type_map}); use {sel} or 'auto'")
     model.descriptor.sel = sel
-    _compare(f"{where}/descriptor", model.descriptor, src.descriptor, _DESCRIPTOR_SHAPE,
-             _DESCRIPTOR_FUNCTION, path)
+    _compare(f"{where}/descriptor", model.descriptor, src.descriptor, path)
     if not rule.random_fitting:
-        _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, _FITTING_SHAPE,
-                 _FITTING_FUNCTION, path)
+        _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, path)
     _check_exclusions(where, model, src, rule.index, path)
 
 
@@ -167,13 +156,16 @@ def _take_pretrained_sections(model, src, rule: Rule) -> None:
              parts, rule.source)
 
 
-def _compare(where: str, mine, theirs, shape_keys, function_keys, path) -> None:
+def _compare(where: str, mine, theirs, path) -> None:
+    """The keys a section's config class names as fixing the weights' shapes must match (the
+    type first); those that change only the function may differ, with a warning."""
+    shape_keys = ("type",) + tuple(k for k in type(mine).SHAPE_KEYS if k != "type")
     for key in shape_keys:
         if getattr(mine, key) != getattr(theirs, key):
             raise ValueError(f"{where}/{key}: {getattr(mine, key)} differs from the pretrained "
                              f"model's {getattr(theirs, key)} ({path}); the weights cannot be "
                              f"loaded")
-    for key in function_keys:
+    for key in type(mine).FUNCTION_KEYS:
         if getattr(mine, key) != getattr(theirs, key):
             log.warning("%s/%s: %s differs from the pretrained model's %s", where, key,
                         getattr(mine, key), getattr(theirs, key))
@@ -205,30 +197,8 @@ def _check_exclusions(where: str, model, src, index: list[int], path) -> None:
 def transfer(src: EnergyModel, dst: EnergyModel, index: list[int], random_fitting: bool) -> None:
     """Copy src's weights into dst, type i of dst taking type index[i] of src. With a random
     fitting only the descriptor is copied."""
-    _transfer_descriptor(src.atomic_model.descriptor.sea, dst.atomic_model.descriptor.sea, index)
+    dst.atomic_model.transfer_from(src.atomic_model, index, random_fitting)
     dst.min_nbor_dist.copy_(src.min_nbor_dist)
-    if random_fitting:
-        return
-    sf, df = src.atomic_model.fitting_net, dst.atomic_model.fitting_net
-    for t, old in enumerate(index):
-        df.filter_layers.networks[t].load_state_dict(sf.filter_layers.networks[old].state_dict())
-    df.bias_atom_e.copy_(sf.bias_atom_e[index])
-    for name in ("out_bias", "out_std"):
-        getattr(dst.atomic_model, name).copy_(getattr(src.atomic_model, name)[:, index])
-
-
-def _transfer_descriptor(src, dst, index: list[int]) -> None:
-    slots = torch.cat([torch.arange(src.sec[i], src.sec[i + 1]) for i in index])
-    for name in ("mean", "stddev"):
-        getattr(dst, name).copy_(getattr(src, name)[index][:, slots])
-    n_src, n_dst = src.ntypes, dst.ntypes
-    if dst.cfg.type_one_side:  # one net per neighbor type
-        pairs = [(j, index[j]) for j in range(n_dst)]
-    else:  # flat index center + neighbor * ntypes
-        pairs = [(i + j * n_dst, index[i] + index[j] * n_src)
-                 for i in range(n_dst) for j in range(n_dst)]
-    for new, old in pairs:
-        dst.filter_layers.networks[new].load_state_dict(src.filter_layers.networks[old].state_dict())
 
 
 # ---------------------------------------------------------------- bias (§12.3)
@@ -248,20 +218,21 @@ def predicted_energies(model: EnergyModel, frames: list[dict]) -> np.ndarray:
 
 
 def adjust_bias(model: EnergyModel, branch, frames: list[dict], change: bool) -> None:
-    """change: out_bias += lstsq(A, E - E_pred) (change-by-statistic, so adjusting twice
-    changes nothing the second time); else out_bias = lstsq(A, E) (set-by-statistic)."""
+    """change: out_bias += the fitting's bias fit of (E - E_pred) (change-by-statistic, so
+    adjusting twice changes nothing the second time); else out_bias = its fit of E
+    (set-by-statistic)."""
     am = model.atomic_model
     ntypes = len(branch.model.type_map)
-    energy, counts = stat.type_counts(frames, ntypes)
-    target = energy - predicted_energies(model, frames) if change else energy
+    predicted = predicted_energies(model, frames) if change else None
     preset = (branch.model.preset_out_bias or {}).get("energy")
-    bias, std = stat.solve_bias(target, counts, preset, branch.model.atom_exclude_types)
+    bias, std = am.fitting_net.fit_bias(frames, ntypes, predicted, preset,
+                                        branch.model.atom_exclude_types)
     old = am.out_bias[0, :, 0].cpu().numpy().copy()
     new = old + bias if change else bias
-    with torch.no_grad():
-        am.out_bias.copy_(torch.as_tensor(new).reshape(1, ntypes, 1))
-        am.out_std.copy_(torch.as_tensor(std).reshape(1, ntypes, 1))
+    am.set_out_stat(new, std)
+    energy, counts = stat.type_counts(frames, ntypes)
     if len(energy):
+        target = energy - predicted if change else energy
         resid = target - counts @ bias.reshape(-1, 1)
         rmse = float(np.sqrt(np.mean((resid[:, 0] / counts.sum(1)) ** 2)))
         log.info("RMSE of energy per atom after linear regression is: %s in the unit of "
@@ -269,20 +240,20 @@ def adjust_bias(model: EnergyModel, branch, frames: list[dict], change: bool) ->
     log.info("Change output bias of %s from %s to %s.", branch.model.type_map, old, new)
 
 
-def apply(pre: Pretrained, cfg: Config, tasks: dict) -> None:
+def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
     """Weights from the pretrained branches, then each branch's bias from its new data
-    (resuming branches keep theirs)."""
+    (resuming branches keep theirs). branches: {name: BranchRun}."""
     sources: dict[str, EnergyModel] = {}
-    for key, rule in pre.rules.items():
+    for name, rule in pre.rules.items():
         if rule.source not in sources:
             sources[rule.source], _ = load_model(pre.path, rule.source)
-        log.info("%s: weights from %s, branch %s%s", key, pre.path, rule.source,
+        log.info("%s: weights from %s, branch %s%s", name, pre.path, rule.source,
                  " (descriptor only)" if rule.random_fitting else "")
-        transfer(sources[rule.source], tasks[key].model, rule.index, rule.random_fitting)
-    for key, rule in pre.rules.items():
+        transfer(sources[rule.source], branches[name].model, rule.index, rule.random_fitting)
+    for name, rule in pre.rules.items():
         if rule.resuming:
             continue
-        branch = cfg.branches[key]
-        frames = tasks[key].data.stat_frames(branch.model.data_stat_nbatch)
-        adjust_bias(tasks[key].model, branch, frames, change=not rule.random_fitting)
+        branch = cfg.branches[name]
+        frames = branches[name].data.stat_frames(branch.model.data_stat_nbatch)
+        adjust_bias(branches[name].model, branch, frames, change=not rule.random_fitting)
 

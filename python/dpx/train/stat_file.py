@@ -1,10 +1,11 @@
-"""The stat_file cache (deepmd-compat §3.3): descriptor sums and the energy bias of a branch,
-so that a second run skips the statistics pass.
+"""The stat_file cache (deepmd-compat §3.3): a branch's descriptor sums and energy bias, so
+that a second run skips the statistics pass.
 
 Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...}
 and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy}; a folder of .npy files, or an HDF5
-file when the name ends in .h5/.hdf5. (Like DeePMD-kit, the cache is keyed by the descriptor,
-not the data: delete it when the data change.)
+file when the name ends in .h5/.hdf5. The descriptor names its sums (stat_names) and what its
+hash covers (stat_hash_key). (Like DeePMD-kit, the cache is keyed by the descriptor, not the
+data: delete it when the data change.)
 """
 from __future__ import annotations
 
@@ -26,19 +27,16 @@ class StatFile:
         self.h5 = path.suffix in (".h5", ".hdf5")
 
     @classmethod
-    def open(cls, stat_file, model, base_dir) -> StatFile | None:
+    def open(cls, stat_file, descriptor, type_map: list[str], base_dir) -> StatFile | None:
         if not stat_file:
             return None
-        d = model.descriptor
-        # DeePMD-kit's key for se_e2_a, so that stat files move between the two
-        key = json.dumps({"type": "se_a", "ntypes": len(model.type_map), "rcut": d.rcut,
-                          "rcut_smth": d.rcut_smth, "nsel": sum(d.sel), "sel": d.sel,
-                          "mixed_types": False})
+        # DeePMD-kit's key, so that stat files move between the two
+        key = json.dumps(descriptor.stat_hash_key())
         digest = hashlib.sha1(key.encode()).hexdigest()
         path = Path(stat_file)
         if not path.is_absolute():
             path = Path(base_dir) / path if not Path(stat_file).exists() else path
-        return cls(path, " ".join(model.type_map), digest)
+        return cls(path, " ".join(type_map), digest)
 
     def _key(self, name: str) -> str:
         if name.startswith(("r_", "a_")):
@@ -71,16 +69,13 @@ class StatFile:
             p.parent.mkdir(parents=True, exist_ok=True)
             np.save(p, a)
 
-    def load_env_stats(self) -> dict[str, StatItem] | None:
-        names = []
-        t = 0
-        while self._read(f"r_{t}") is not None:
-            names += [f"r_{t}", f"a_{t}"]
-            t += 1
-        if not names:
+    def load_env_stats(self, names: list[str]) -> dict[str, StatItem] | None:
+        """The descriptor sums `names`, or None unless the file has every one of them."""
+        arrays = {n: self._read(n) for n in names}
+        if any(a is None for a in arrays.values()):
             return None
         log.info("descriptor statistics read from %s", self.path)
-        return {n: StatItem.from_array(self._read(n)) for n in names}
+        return {n: StatItem.from_array(a) for n, a in arrays.items()}
 
     def save_env_stats(self, sums: dict[str, StatItem]) -> None:
         self._write({n: s.to_array() for n, s in sums.items()})

@@ -2,28 +2,24 @@
 
 Every step draws one branch (model_prob weights, seeded and resumable), takes one batch of
 that branch's data and one Adam step on that branch's loss. Only the drawn branch runs
-forward and backward, so a step costs the same whatever the number of branches.
+forward and backward, so a step costs the same whatever the number of branches. The parts
+(models, losses, data, the wrapper that shares parameters) come from dpx.train.startup.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-from dataclasses import dataclass
 
 import torch
 
-from dpx import ops
 from dpx.config import Config
-from dpx.loss import EnergyLoss
-from dpx.model.energy import EnergyModel
-from dpx.model.network import mix_entropy
-from dpx.train import checkpoint, dist, startup
-from dpx.train import finetune as ft
-from dpx.train.data import BranchData
+from dpx.io import checkpoint
+from dpx.train import branches as branch_util
+from dpx.train import dist
+from dpx.train.branches import BranchRun, BranchSampler
 from dpx.train.display import LCurve, Progress
 from dpx.train.lr import ExpDecayLR
-from dpx.train.tasks import TaskSampler
 from dpx.train.wrapper import ModelWrapper, unique_parameters
 
 log = logging.getLogger(__name__)
@@ -31,101 +27,46 @@ log = logging.getLogger(__name__)
 _CHECK_SYNC = bool(os.environ.get("DPX_CHECK_SYNC"))
 
 
-@dataclass
-class Task:
-    key: str
-    model: EnergyModel
-    loss: EnergyLoss
-    data: BranchData
-
-
 class Trainer:
-    def __init__(self, cfg: Config, restart: str | None = None, init_model: str | None = None,
-                 skip_neighbor_stat: bool = False, device: str | None = None,
-                 finetune: str | None = None, model_branch: str | None = None,
-                 use_pretrain_script: bool = False):
-        self.cfg = cfg
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.rank, self.world = dist.world()
-        self.distributed = dist.init(self.device)
-        seed = cfg.training.seed
-        if seed is not None:
-            torch.manual_seed(mix_entropy([self.rank, seed % 2 ** 32]))
-        resumed = checkpoint.load(restart) if restart else None
-        init = checkpoint.load(init_model) if init_model else None
-        if finetune and (restart or init_model):
-            raise ValueError("--finetune starts a new run from a pretrained model; it cannot be "
-                             "combined with --restart or --init-model")
-        if (model_branch is not None or use_pretrain_script) and finetune is None:
-            raise ValueError("--model-branch and --use-pretrain-script go with --finetune "
-                             "CHECKPOINT")
-        # finetune fixes sel to the pretrained model's before any model is built
-        pre = ft.prepare(cfg, finetune, model_branch, use_pretrain_script) if finetune else None
-        data = {k: BranchData(b, cfg, seed, self.rank, self.world) for k, b in cfg.branches.items()}
-        if pre is None:
-            self._resolve_sel(data, resumed or init, skip_neighbor_stat)
-        self.tasks = {k: Task(k, EnergyModel(b.model), EnergyLoss(b.loss, cfg.learning_rate.start_lr),
-                              data[k]) for k, b in cfg.branches.items()}
-        self.wrapper = ModelWrapper({k: t.model for k, t in self.tasks.items()},
-                                    startup.stored_model_params(cfg))
-        self.wrapper.share(cfg.links)
-        self.num_steps = startup.num_steps(cfg, data)
+    """Wires the parts of a run: the learning rate, the branch sampler and the optimizer over
+    the wrapper's parameters (each shared one once); restore() continues a checkpoint."""
+
+    def __init__(self, cfg: Config, branches: dict[str, BranchRun], wrapper: ModelWrapper,
+                 device: torch.device, rank: int = 0, world: int = 1,
+                 distributed: bool = False):
+        self.cfg, self.branches, self.wrapper, self.device = cfg, branches, wrapper, device
+        self.rank, self.world, self.distributed = rank, world, distributed
+        data = {k: b.data for k, b in branches.items()}
+        self.num_steps = branch_util.num_steps(cfg, data)
         self.lr = ExpDecayLR(cfg.learning_rate, self.num_steps)
-        self.lr_scale = dist.lr_scale(cfg.learning_rate.scale_by_worker, self.world)
-        self.keys = list(self.tasks)
+        self.lr_scale = dist.lr_scale(cfg.learning_rate.scale_by_worker, world)
+        self.names = list(branches)
         same = cfg.training.task_sampling == "same_on_all_ranks"
-        self.sampler = TaskSampler(self.keys, startup.task_probabilities(cfg, data), seed,
-                                   0 if same else self.rank)
+        self.sampler = BranchSampler(self.names, branch_util.probabilities(cfg, data),
+                                     cfg.training.seed, 0 if same else rank)
         self.start_step = 0
         self.last_trn: dict[str, dict] = {}
-        if resumed is not None:
-            self._restore(resumed)
-        elif init is not None:
-            self.wrapper.load_state_dict(init["model"], strict=False)
-        elif pre is not None and self.rank == 0:
-            ft.apply(pre, cfg, self.tasks)
-        elif self.rank == 0:
-            startup.compute_statistics(cfg, self.tasks, self.wrapper)
-        self.wrapper.to(self.device)
-        if self.distributed:
-            dist.broadcast_state(self.wrapper)  # statistics computed once, on rank 0
-        self._make_optimizer(resumed)
-
-    def _resolve_sel(self, data, state, skip: bool) -> None:
-        """sel from a checkpoint, or from the neighbor statistics of rank 0."""
-        if state is not None:
-            startup.sel_from_checkpoint(self.cfg, state)
-            return
-        if self.rank == 0:
-            startup.resolve_sel(self.cfg, data, skip)
-        if self.distributed:
-            found = {k: (b.model.descriptor.sel, data[k].min_nbor_dist)
-                     for k, b in self.cfg.branches.items()}
-            for k, (sel, dmin) in dist.broadcast_object(found).items():
-                self.cfg.branches[k].model.descriptor.sel = sel
-                data[k].min_nbor_dist = dmin
-
-    def _make_optimizer(self, resumed) -> None:
-        opt = self.cfg.optimizer
+        opt = cfg.optimizer
         cls = torch.optim.AdamW if opt.type == "AdamW" else torch.optim.Adam
-        self.params = unique_parameters(self.wrapper)
-        self.optimizer = cls(self.params, lr=self.lr(self.start_step) * self.lr_scale,
+        self.params = unique_parameters(wrapper)
+        self.optimizer = cls(self.params, lr=self.lr(0) * self.lr_scale,
                              betas=(opt.adam_beta1, opt.adam_beta2), weight_decay=opt.weight_decay)
-        if resumed is not None and "optimizer" in resumed:
-            self.optimizer.load_state_dict(resumed["optimizer"])
 
     # ---------------------------------------------------------------- resume
-    def _restore(self, state: dict) -> None:
-        self.wrapper.load_state_dict(state["model"])
+    def restore(self, state: dict) -> None:
+        """Continue where a checkpoint's run stopped: optimizer, step, branch draws, data
+        streams and the torch RNG (the weights are loaded before the parts are wired)."""
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
         extra = state.get("dpx", {})
         # DeePMD-kit stores the index of the last step taken and takes it again on restart;
         # dpx checkpoints also say which step comes next, so a restart continues exactly
         self.start_step = int(extra.get("next_step", self.wrapper.train_infos["step"]))
         if "task_rng" in extra:
             self.sampler.load_state_dict(extra["task_rng"])
-        for key, s in extra.get("samplers", {}).items():
-            if key in self.tasks:
-                self.tasks[key].data.load_state_dict(s)
+        for name, s in extra.get("samplers", {}).items():
+            if name in self.branches:
+                self.branches[name].data.load_state_dict(s)
         if "torch_rng" in extra:
             torch.set_rng_state(extra["torch_rng"])
         log.info("restarting from step %d", self.start_step)
@@ -134,19 +75,18 @@ class Trainer:
         self.wrapper.train_infos = {"lr": lr, "step": step}
         return {"model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "dpx": {"next_step": next_step, "task_rng": self.sampler.state_dict(),
-                        "samplers": {k: t.data.state_dict() for k, t in self.tasks.items()},
+                        "samplers": {k: b.data.state_dict() for k, b in self.branches.items()},
                         "torch_rng": torch.get_rng_state()}}
 
     # ---------------------------------------------------------------- the loop
-    def step(self, key: str, lr: float) -> dict:
-        task = self.tasks[key]
-        batch = task.data.next_train(self.device)
+    def step(self, name: str, lr: float) -> dict:
+        branch = self.branches[name]
+        batch = branch.data.next_train(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * self.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
-        with ops.coords_constant_in_second_order():
-            pred = task.model(batch["coord"], batch["atype"], batch["box"])
-        loss, more = task.loss(pred, batch, lr)
+        pred = branch.model(batch["coord"], batch["atype"], batch["box"])
+        loss, more = branch.loss(pred, batch, lr)
         # only the weights: autograd then skips every term that leads to the coordinates
         # alone (the second derivatives of the embedding in s, the env-mat hvp)
         loss.backward(inputs=self.params)
@@ -161,26 +101,26 @@ class Trainer:
 
     def run(self) -> None:
         t = self.cfg.training
-        lcurve = LCurve(t.disp_file, {k: (task.loss.display_keys(), task.data.has_validation)
-                                      for k, task in self.tasks.items()},
+        lcurve = LCurve(t.disp_file, {k: (b.loss.display_keys(), b.data.has_validation)
+                                      for k, b in self.branches.items()},
                         self.cfg.multi_task, append=self.start_step > 0) if self.rank == 0 else None
         progress = Progress(self.start_step, self.num_steps)
-        interval = {k: [] for k in self.keys}  # display values of this interval's steps
+        interval = {k: [] for k in self.names}  # display values of this interval's steps
         log.info("training %d steps from step %d on %s", self.num_steps, self.start_step,
                  self.device)
         # mode switches walk every module of every branch: once per display, not per step
         self.wrapper.train()
         for s in range(self.start_step, self.num_steps):
             lr = self.lr(s)
-            key = self.sampler.draw()
-            interval[key].append(self.step(key, lr))
+            name = self.sampler.draw()
+            interval[name].append(self.step(name, lr))
             display_step = s + 1
             if lcurve is not None and (display_step % t.disp_freq == 0 or display_step == 1):
                 values = self.evaluate(interval, lr)
                 lcurve.write(display_step, values, lr)
                 progress.report(display_step, lr, {k: len(v) for k, v in interval.items()},
                                 {k: {m: v[1] for m, v in vals.items()} for k, vals in values.items()})
-                interval = {k: [] for k in self.keys}
+                interval = {k: [] for k in self.names}
                 self.wrapper.train()
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
@@ -201,26 +141,27 @@ class Trainer:
         atom count (§9.2)."""
         out = {}
         self.wrapper.eval()
-        for key, task in self.tasks.items():
-            steps = interval[key]
+        for name, branch in self.branches.items():
+            steps = interval[name]
             if steps:
-                self.last_trn[key] = (_mean(steps) if self.cfg.training.disp_avg else steps[-1])
-            elif key not in self.last_trn:
-                self.last_trn[key] = self._eval_batch(task, task.data.next_train(self.device), lr)
-            trn = self.last_trn[key]
+                self.last_trn[name] = (_mean(steps) if self.cfg.training.disp_avg else steps[-1])
+            elif name not in self.last_trn:
+                batch = branch.data.next_train(self.device)
+                self.last_trn[name] = self._eval_batch(branch, batch, lr)
+            trn = self.last_trn[name]
             val = {}
-            if task.data.has_validation:
-                vals = [(self._eval_batch(task, b, lr), b["atype"].shape[1])
-                        for b in task.data.valid_batches(self.device)]
+            if branch.data.has_validation:
+                vals = [(self._eval_batch(branch, b, lr), b["atype"].shape[1])
+                        for b in branch.data.valid_batches(self.device)]
                 total = sum(n for _, n in vals)
                 val = {m: sum(v[m] * n for v, n in vals) / total for m in vals[0][0]}
-            out[key] = {m: (val.get(m, math.nan), trn[m]) for m in trn}
+            out[name] = {m: (val.get(m, math.nan), trn[m]) for m in trn}
         return out
 
-    def _eval_batch(self, task: Task, batch: dict, lr: float) -> dict:
-        pred = task.model(batch["coord"], batch["atype"], batch["box"])
+    def _eval_batch(self, branch: BranchRun, batch: dict, lr: float) -> dict:
+        pred = branch.model(batch["coord"], batch["atype"], batch["box"])
         pred = {k: v.detach() for k, v in pred.items()}
-        _, more = task.loss(pred, batch, lr)
+        _, more = branch.loss(pred, batch, lr)
         return more
 
 

@@ -1,0 +1,67 @@
+"""Models out of files: a checkpoint branch (dpx's or DeePMD-kit's, rebuilt from its stored
+model parameters, weights loaded) or a frozen TorchScript file (dpx's or DeePMD-kit's)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from dpx.io import checkpoint, params
+from dpx.model.energy import EnergyModel
+
+log = logging.getLogger(__name__)
+
+
+class FrozenModel:
+    """A frozen (TorchScript .pth) model, dpx's or DeePMD-kit's, called like EnergyModel."""
+
+    def __init__(self, module):
+        self.module = module
+        self.type_map = list(module.get_type_map())
+
+    def __call__(self, coord, atype, box=None, do_atomic_virial: bool = False):
+        return self.module(coord, atype, box, do_atomic_virial=do_atomic_virial)
+
+
+def is_frozen(path) -> bool:
+    """A frozen (TorchScript) file, told by its suffix as DeePMD-kit tells it."""
+    return Path(path).suffix == ".pth"
+
+
+def load_frozen(path) -> FrozenModel:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frozen model {path} does not exist")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu",
+                                _extra_files={"data_modifier.pth": ""})
+    except RuntimeError as e:
+        raise ValueError(f"{path} is not a loadable TorchScript model: {e}") from None
+    return FrozenModel(module.eval())
+
+
+def model_from_state(state: dict, branch: str | None, path) -> tuple[EnergyModel, str]:
+    """(model in eval mode, branch name) of one branch of a loaded checkpoint dict."""
+    stored = params.model_params(state, path)
+    key = params.select_branch(stored, branch, path)
+    model = EnergyModel(params.model_config(params.branches(stored)[key],
+                                            f"{path}:model_params"))
+    missing, unexpected = model.load_state_dict(params.branch_tensors(state, key), strict=False)
+    if missing:
+        raise ValueError(f"{path}: branch {key} lacks tensors {missing[:5]}...")
+    if unexpected:
+        log.debug("ignored tensors in %s: %s", path, unexpected)
+    return model.eval(), key
+
+
+def load_model(path, branch: str | None = None) -> tuple[EnergyModel | FrozenModel, dict]:
+    """(model in eval mode, the checkpoint's stored model parameters) of branch `branch`; a
+    frozen .pth file gives (FrozenModel, {}) and has no branches."""
+    if is_frozen(path):
+        if branch not in (None, params.DEFAULT):
+            raise ValueError(f"{path} is a frozen model; it has no branch '{branch}'")
+        return load_frozen(path), {}
+    state = checkpoint.load(path)
+    model, _ = model_from_state(state, branch, path)
+    return model, params.model_params(state, path)

@@ -1,0 +1,85 @@
+"""The model parameters a checkpoint stores (`model._extra_state.model_params`: the input's
+model section with every default filled in and sel resolved) and its branches.
+
+A single-task checkpoint has one branch, "Default"; a multi-task one has `model_dict` with a
+branch per key (and `shared_dict`). Every reader of a checkpoint goes through here.
+"""
+from __future__ import annotations
+
+from dpx.config import ModelConfig
+from dpx.config.schema import parse
+
+DEFAULT = "Default"
+
+# keys DeePMD-kit's normalizer writes into model_params that do not change the model
+_IGNORED = {"descriptor": {"ntypes", "type_map", "spin", "stripped_type_embedding",
+                           "tebd_input_mode", "use_econf_tebd", "use_tebd_bias", "type_one_side_"},
+            "fitting_net": {"ntypes", "dim_descrpt", "mixed_types", "layer_name", "var_name",
+                            "default_fparam", "dim_out", "exclude_types", "type_map",
+                            "remove_vaccum_contribution"},
+            "model": {"srtab_add_bias", "spin", "use_srtab", "model_branch_alias",
+                      "smin_alpha", "sw_rmin", "sw_rmax", "compress", "hessian_mode",
+                      "data_bias_nsample", "pair_exclude_types_", "enable_hessian"}}
+
+
+def model_params(state: dict, path) -> dict:
+    """The stored model parameters of a loaded checkpoint dict."""
+    params = state["model"].get("_extra_state", {}).get("model_params")
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: the checkpoint has no _extra_state.model_params (the model "
+                         f"section it was trained with), so its model cannot be rebuilt")
+    return params
+
+
+def train_infos(state: dict) -> dict:
+    """{lr, step} of the last step taken (step is 0-based, DeePMD-kit's layout)."""
+    return dict(state["model"].get("_extra_state", {}).get("train_infos", {}))
+
+
+def is_multi_task(params: dict) -> bool:
+    return "model_dict" in params
+
+
+def branches(params: dict) -> dict[str, dict]:
+    """{branch name: its model section}."""
+    return params["model_dict"] if is_multi_task(params) else {DEFAULT: params}
+
+
+def aliases(params: dict) -> dict[str, str]:
+    """{name or model_branch_alias: branch name}."""
+    out = {k: k for k in branches(params)}
+    for k, b in branches(params).items():
+        for alias in b.get("model_branch_alias", []) if isinstance(b, dict) else []:
+            out.setdefault(alias, k)
+    return out
+
+
+def select_branch(params: dict, branch: str | None, path) -> str:
+    """The branch a --head/--model-branch value names; a multi-task file needs one."""
+    names = list(branches(params))
+    if is_multi_task(params):
+        if branch is None:
+            raise ValueError(f"{path} is a multi-task checkpoint: choose a branch with --head "
+                             f"({', '.join(names)})")
+        found = aliases(params).get(branch)
+        if found is None:
+            raise ValueError(f"{path} has no branch '{branch}' (branches: {', '.join(names)})")
+        return found
+    if branch not in (None, DEFAULT):
+        raise ValueError(f"{path} is a single-task checkpoint; it has no branch '{branch}'")
+    return DEFAULT
+
+
+def model_config(section: dict, where: str) -> ModelConfig:
+    """ModelConfig of one branch's stored section, tolerating DeePMD-kit's bookkeeping keys."""
+    p = {k: v for k, v in section.items() if k not in _IGNORED["model"]}
+    for part in ("descriptor", "fitting_net"):
+        if isinstance(p.get(part), dict):
+            p[part] = {k: v for k, v in p[part].items() if k not in _IGNORED[part]}
+    return parse(ModelConfig, p, where)
+
+
+def branch_tensors(state: dict, branch: str) -> dict:
+    """The state-dict entries of one branch, keys relative to its model."""
+    prefix = f"model.{branch}."
+    return {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}

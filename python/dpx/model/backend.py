@@ -1,0 +1,88 @@
+"""Where a model's environment matrix and se_e2_a reductions come from, chosen when the model
+is built (ModelOptions):
+
+- "ops": dpx's compiled op library (C++/CUDA kernels with their autograd chains), the
+  training path;
+- "reference": their pure-PyTorch twins (dpx.ops.reference), which TorchScript compiles into
+  a frozen file that runs where dpx is not installed (a stock LAMMPS).
+
+Both backends are modules with the same methods, so a model holding either one scripts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dpx.ops import _library, reference
+
+DTYPES = {"default": torch.float64, "float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How a model is built, beyond what the input says.
+
+    backend: "ops" or "reference" (ops fall back to reference where the library is absent).
+    coords_second_order: forces keep their graph to the coordinates (False in training: a
+        force loss needs d(force)/d(weights) only, and the env-mat hvp is skipped).
+    narrow_padding: the se_e2_a descriptor drops the trailing slot columns that no atom of
+        the call fills and adds their (constant) padding term analytically; it costs a
+        device synchronization per call, so only the frozen model does it.
+    """
+    backend: str = "ops"
+    coords_second_order: bool = True
+    narrow_padding: bool = False
+
+    def __post_init__(self):
+        if self.backend not in ("ops", "reference"):
+            raise ValueError(f"backend must be 'ops' or 'reference', got {self.backend!r}")
+
+
+DEFAULT = ModelOptions()
+TRAINING = ModelOptions(coords_second_order=False)
+EXPORT = ModelOptions(backend="reference", narrow_padding=True)
+
+
+class OpsBackend(nn.Module):
+    """dpx's op library (torch.ops.dpx), called without the argument checks of the public
+    functions in dpx.ops: the model builds every argument itself."""
+
+    def __init__(self, coords_second_order: bool = True):
+        super().__init__()
+        self.coords_second_order = coords_second_order
+
+    def env_mat(self, ext_coord: torch.Tensor, nlist: torch.Tensor, atype: torch.Tensor,
+                davg: torch.Tensor, dstd: torch.Tensor, rcut: float, rcut_smth: float,
+                protection: float) -> torch.Tensor:
+        return torch.ops.dpx.env_mat_se_a(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth,
+                                          protection, self.coords_second_order)
+
+    def reduce(self, em: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return torch.ops.dpx.se_a_reduce(em, g)
+
+    def gram(self, t: torch.Tensor, axis_neuron: int) -> torch.Tensor:
+        return torch.ops.dpx.se_a_gram(t, t, axis_neuron)
+
+
+class ReferenceBackend(nn.Module):
+    """The pure-PyTorch twins of the ops; plain autograd gives every derivative."""
+
+    def env_mat(self, ext_coord: torch.Tensor, nlist: torch.Tensor, atype: torch.Tensor,
+                davg: torch.Tensor, dstd: torch.Tensor, rcut: float, rcut_smth: float,
+                protection: float) -> torch.Tensor:
+        return reference.env_mat_se_a(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth,
+                                      protection)
+
+    def reduce(self, em: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return reference.se_a_reduce(em, g)
+
+    def gram(self, t: torch.Tensor, axis_neuron: int) -> torch.Tensor:
+        return reference.se_a_gram(t, t, axis_neuron)
+
+
+def make_backend(options: ModelOptions) -> nn.Module:
+    if options.backend == "ops" and _library.LOADED:
+        return OpsBackend(options.coords_second_order)
+    return ReferenceBackend()

@@ -1,0 +1,208 @@
+"""The se_e2_a (DeepPot-SE) descriptor (deepmd-compat §3).
+
+Module layout mirrors DeePMD-kit's so state-dict keys match: DescrptSeA holds the block `sea`
+(DescrptBlockSeA) with buffers `mean` (davg) and `stddev` (dstd), the embedding nets in
+`filter_layers`, and the (empty) compression slots.
+
+For center i and neighbor slot j with normalized row R_ij = (s, x, y, z) (section t of the
+typed list holds neighbors of type t):
+  G_ij = net(t_i, t_j)(s_ij)                               [M1]
+  T_i = (1/nnei) sum_j R_ij (x) G_ij                       [4, M1]
+  D_i[m, n] = sum_a T_i[a, m] T_i[a, n],  n < axis_neuron   -> M1 * axis_neuron
+A padded slot's row is the constant (-davg/dstd, 0, 0, 0) of its center type, so its G is one
+row per (center type, neighbor type); the nets run on the filled slots only (at water density
+about a third of the slots are padding).
+"""
+from __future__ import annotations
+
+import torch
+
+from dpx.config import SeAConfig
+from dpx.model.backend import ModelOptions
+from dpx.model.descriptor.base import Descriptor, EnvMatBlock
+
+
+class DescrptBlockSeA(EnvMatBlock):
+    def __init__(self, cfg: SeAConfig, ntypes: int, options: ModelOptions):
+        super().__init__(cfg, ntypes, ncol=4, ndim=1 if cfg.type_one_side else 2,
+                         options=options)
+        self.axis_neuron, self.type_one_side = cfg.axis_neuron, cfg.type_one_side
+        self.m1 = cfg.neuron[-1]
+        self.narrow = options.narrow_padding
+
+    def get_dim_out(self) -> int:
+        return self.m1 * self.axis_neuron
+
+    def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+                atype: torch.Tensor) -> torch.Tensor:
+        """D [nf, nloc, M1 * axis_neuron] of centers of type atype [nf, nloc] (>= 0)."""
+        nf, nloc = nlist.shape[0], nlist.shape[1]
+        ext_coord = ext_coord.to(self.mean.dtype)
+        sparse = self.slot_constant_stats()
+        widths = self.sel
+        if self.narrow and sparse:
+            nlist, widths = self._narrow(nlist)
+        width = nlist.shape[2]
+        # with sparse (slot-constant) stats the first `width` slots' stats are every slot's
+        em, filled = self.env_mat(ext_coord, ext_atype, nlist, atype, self.mean[:, :width],
+                                  self.stddev[:, :width])
+        if not sparse:
+            t = self.backend.reduce(em, self._embed_dense(em, atype))
+        else:
+            g, table = self._embed(em, atype, filled, widths)
+            if width == self.nnei:
+                t = self.backend.reduce(em, g)
+            else:  # T over all sel slots: the cut-off columns are padding rows
+                pad = self._cut_padding(table, widths, atype)
+                t = pad / self.nnei
+                if width > 0:
+                    t = t + self.backend.reduce(em, g) * (width / self.nnei)
+        d = self.backend.gram(t, self.axis_neuron)
+        return d.reshape(nf, nloc, -1)
+
+    def _narrow(self, nlist: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """The typed list without the trailing columns of each section that no atom fills
+        (about a quarter of sel at water density), and each section's kept width."""
+        sections: list[torch.Tensor] = []
+        widths: list[int] = []
+        for t, sel in enumerate(self.sel):
+            sec = nlist[..., self.sec[t]:self.sec[t] + sel]
+            rank = torch.arange(1, sel + 1, device=nlist.device)
+            w = int(((sec >= 0) * rank).max()) if sec.numel() > 0 else 0
+            sections.append(sec[..., :w])
+            widths.append(w)
+        return torch.cat(sections, dim=-1), widths
+
+    def _padding_table(self) -> torch.Tensor:
+        """[ntypes * ntypes, M1]: row ti * ntypes + t is the embedding a padded slot of
+        neighbor type t of a center of type ti gets, net(ti, t)(-davg/dstd of ti)."""
+        ntypes = self.ntypes
+        s_pad = (-self.mean[:, 0, 0] / self.stddev[:, 0, 0]).unsqueeze(-1)  # [ntypes, 1]
+        rows: list[torch.Tensor] = []
+        keys: list[int] = []
+        for k, net in enumerate(self.filter_layers.networks):
+            if self.type_one_side:
+                rows.append(net(s_pad))
+                keys.extend([ti * ntypes + k for ti in range(ntypes)])
+            else:
+                ti, t = k % ntypes, k // ntypes
+                rows.append(net(s_pad[ti:ti + 1]))
+                keys.append(ti * ntypes + t)
+        order = torch.argsort(torch.tensor(keys, device=s_pad.device))
+        return torch.cat(rows).index_select(0, order)
+
+    def _embed(self, em: torch.Tensor, atype: torch.Tensor, filled: torch.Tensor,
+               widths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G [nf, nloc, width, M1], padding table): the nets on the filled slots; every other
+        slot takes its padding row. One gather assembles G: its backward is one scatter-add
+        into the (smaller) sources."""
+        nf, nloc, width = filled.shape[0], filled.shape[1], filled.shape[2]
+        ntypes = self.ntypes
+        table = self._padding_table()
+        flat_type = atype.reshape(-1)
+        filled = filled.reshape(nf * nloc, width)
+        s = em[..., 0].reshape(-1, 1)
+        starts = [0]
+        for w in widths:
+            starts.append(starts[-1] + w)
+        nb_type = torch.repeat_interleave(torch.arange(ntypes, device=em.device),
+                                          torch.tensor(widths, device=em.device))
+        where = (flat_type[:, None] * ntypes + nb_type[None, :]).reshape(-1)
+        sources: list[torch.Tensor] = [table]
+        positions: list[torch.Tensor] = []
+        offset = ntypes * ntypes
+        for k, net in enumerate(self.filter_layers.networks):
+            if self.type_one_side:
+                t = k
+                rows = filled
+            else:
+                t = k // ntypes
+                rows = filled & (flat_type == k % ntypes)[:, None]
+            idx = torch.nonzero(rows[:, starts[t]:starts[t + 1]])
+            if idx.shape[0] > 0:
+                pos = idx[:, 0] * width + starts[t] + idx[:, 1]
+                sources.append(net(s.index_select(0, pos)))
+                positions.append(pos)
+                offset += pos.shape[0]
+        if len(positions) > 0:
+            pos = torch.cat(positions)
+            rows_of = torch.arange(ntypes * ntypes, offset, device=em.device)
+            where = where.index_copy(0, pos, rows_of)
+        g = torch.cat(sources).index_select(0, where)
+        return g.view(nf, nloc, width, -1), table
+
+    def _cut_padding(self, table: torch.Tensor, widths: list[int],
+                     atype: torch.Tensor) -> torch.Tensor:
+        """[nf, nloc, 4, M1]: the sum over the cut-off slots, (sel[t] - width[t]) padding
+        rows of each neighbor type, R_pad (x) G_pad of the center type."""
+        ntypes = self.ntypes
+        missing = torch.tensor([self.sel[t] - widths[t] for t in range(ntypes)],
+                               dtype=table.dtype, device=table.device)
+        g_sum = (missing[None, :, None] * table.view(ntypes, ntypes, -1)).sum(dim=1)
+        em_pad = -self.mean[:, 0, :] / self.stddev[:, 0, :]  # [ntypes, 4]
+        per_type = em_pad[:, :, None] * g_sum[:, None, :]     # [ntypes, 4, M1]
+        return per_type[atype]
+
+    def _embed_dense(self, em: torch.Tensor, atype: torch.Tensor) -> torch.Tensor:
+        """G [nf, nloc, nnei, M1] with every slot through its net: any davg/dstd layout."""
+        nf, nloc, nnei = em.shape[0], em.shape[1], em.shape[2]
+        ntypes = self.ntypes
+        s = em[..., :1].reshape(nf * nloc, nnei, 1)
+        flat_type = atype.reshape(-1)
+        centers = [torch.nonzero(flat_type == ti).flatten() for ti in range(ntypes)]
+        parts: list[torch.Tensor] = []  # k -> G of the net's (centers, section)
+        for k, net in enumerate(self.filter_layers.networks):
+            t = k if self.type_one_side else k // ntypes
+            x = s[:, self.sec[t]:self.sec[t + 1]]
+            parts.append(net(x if self.type_one_side else x.index_select(0, centers[k % ntypes])))
+        if self.type_one_side:
+            return torch.cat(parts, dim=1).view(nf, nloc, nnei, -1)
+        g = s.new_zeros(nf * nloc, nnei, self.m1)
+        for ti in range(ntypes):
+            g_ti = torch.cat([parts[ti + t * ntypes] for t in range(ntypes)], dim=1)
+            g = g.index_copy(0, centers[ti], g_ti)
+        return g.view(nf, nloc, nnei, -1)
+
+
+class DescrptSeA(Descriptor):
+    """DeePMD-kit's wrapper module: the block under the name `sea`; the interface delegates
+    to it."""
+
+    def __init__(self, cfg: SeAConfig, ntypes: int, options: ModelOptions):
+        super().__init__()
+        self.sea = DescrptBlockSeA(cfg, ntypes, options)
+
+    def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
+                atype: torch.Tensor) -> torch.Tensor:
+        return self.sea(ext_coord, ext_atype, nlist, atype)
+
+    def get_rcut(self) -> float:
+        return self.sea.get_rcut()
+
+    def get_sel(self) -> list[int]:
+        return self.sea.get_sel()
+
+    def get_dim_out(self) -> int:
+        return self.sea.get_dim_out()
+
+    def compute_stats(self, frames, pair_excluded=None):
+        return self.sea.compute_stats(frames, pair_excluded)
+
+    def set_stats(self, sums) -> None:
+        self.sea.set_stats(sums)
+
+    def stat_names(self) -> list[str]:
+        return self.sea.stat_names()
+
+    def stat_hash_key(self) -> dict:
+        return self.sea.stat_hash_key()
+
+    def shared_with(self, base: Descriptor, level: int) -> Descriptor:
+        if type(base) is not type(self):
+            raise ValueError(f"a {type(self).__name__} cannot share the parameters of a "
+                             f"{type(base).__name__}")
+        shared = self.sea.shared_with(base.sea, level)
+        return base if shared is base.sea else self
+
+    def transfer_from(self, src: Descriptor, index: list[int]) -> None:
+        self.sea.transfer_from(src.sea, index)
