@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from dpx.config import SeAConfig
+from dpx.config.descriptor import SeAConfig
 from dpx.model.backend import ModelOptions
 from dpx.model.descriptor.base import Descriptor, EnvMatBlock
 
@@ -167,6 +167,7 @@ class DescrptBlockSeA(EnvMatBlock):
 class DescrptSeA(Descriptor):
     """DeePMD-kit's wrapper module: the block under the name `sea`; the interface delegates
     to it."""
+    CONFIG = SeAConfig
 
     def __init__(self, cfg: SeAConfig, ntypes: int, options: ModelOptions):
         super().__init__()
