@@ -1,4 +1,5 @@
-"""A frozen dpx branch in a stock DeePMD-kit LAMMPS (`pair_style deepmd model.pth`, issue 5).
+"""A frozen dpx branch in a stock DeePMD-kit LAMMPS (`pair_style deepmd model.pth`, issue 5),
+for each descriptor dpx implements (se_e2_a, se_e2_r).
 
 A small model is trained for a few seconds on the bundled synthetic data, frozen (by dpx, and by
 DeePMD-kit's `dp --pt freeze` of the same checkpoint: the oracle), and run in the `lmp` of
@@ -71,6 +72,11 @@ TRAIN = {
     "training": {"training_data": {"systems": ["data/train"], "batch_size": 1},
                  "numb_steps": 1000, "seed": 10, "disp_freq": 500, "save_freq": 1000},
 }
+DESCRIPTORS = {
+    "se_e2_a": TRAIN["model"]["descriptor"],
+    "se_e2_r": {"type": "se_e2_r", "sel": [20, 40], "rcut_smth": 0.5, "rcut": 4.0,
+                "neuron": [8, 16], "resnet_dt": False, "seed": 1},
+}
 
 
 def _run(cmd, cwd, env=None) -> subprocess.CompletedProcess:
@@ -99,10 +105,11 @@ def dp() -> Path:
     return ORACLE.parent / "dp"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, lmp) -> Path:
+@pytest.fixture(scope="module", params=list(DESCRIPTORS))
+def trained(request, tmp_path_factory, lmp) -> Path:
     """A folder with data/ (synthetic, Morse labels), md96/ (one 96-atom frame, the LAMMPS
-    structure), md96.lmp and model.ckpt-1000.pt (dpx, 1000 steps, ~15 s)."""
+    structure), md96.lmp and model.ckpt-1000.pt (dpx, 1000 steps, ~15 s) of one descriptor."""
+    import copy
     import json
 
     from dpx.data import synthetic
@@ -114,7 +121,9 @@ def trained(tmp_path_factory, lmp) -> Path:
     atype, arrays = synthetic.make_frames(32, 1, np.random.default_rng(7), synthetic.morse_labels)
     synthetic.write_system(work / "md96", atype, synthetic.TYPE_MAP, arrays)
     write_lammps_data(work / "md96.lmp", work / "md96", TYPE_MAP)
-    (work / "input.json").write_text(json.dumps(TRAIN))
+    cfg = copy.deepcopy(TRAIN)
+    cfg["model"]["descriptor"] = DESCRIPTORS[request.param]
+    (work / "input.json").write_text(json.dumps(cfg))
     _run([Path(sys.executable).parent / "dpx", "train", "input.json"], work)
     return work
 

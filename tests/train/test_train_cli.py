@@ -102,3 +102,29 @@ def test_bad_input_is_a_clear_error(dataset, run_dir, capsys, change, message):
     assert main(["train", str(write(run_dir / "in.json", cfg))]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_se_r_example_end_to_end(dataset, run_dir, capsys):
+    """examples/small_water/input_se_r.json (network shrunk): train, restart, freeze, test,
+    show from the command line."""
+    import json
+
+    from tests.train.conftest import EXAMPLE
+    cfg = json.loads((EXAMPLE / "input_se_r.json").read_text())
+    cfg["model"]["fitting_net"]["neuron"] = [8, 8]
+    t = cfg["training"]
+    t["training_data"]["systems"] = [str(dataset / "train")]
+    t["validation_data"]["systems"] = [str(dataset / "valid")]
+    t.update(numb_steps=4, disp_freq=2, save_freq=2)
+    inp = write(run_dir / "se_r.json", cfg)
+    assert main(["train", str(inp)]) == 0
+    assert (run_dir / "se_r" / "model.ckpt-4.pt").exists()
+    t["numb_steps"] = 6
+    assert main(["train", str(write(run_dir / "se_r6.json", cfg)), "--restart",
+                 "se_r/model.ckpt-4.pt"]) == 0
+    assert main(["freeze", "-c", "se_r", "-o", "se_r.pth"]) == 0
+    capsys.readouterr()
+    assert main(["test", "-m", "se_r.pth", "-s", str(dataset / "valid")]) == 0
+    assert main(["show", "se_r/model.ckpt.pt"]) == 0
+    err = capsys.readouterr().err
+    assert "Force  RMSE" in err and 'type="se_e2_r"' in err and "training step: 6" in err

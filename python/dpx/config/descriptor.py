@@ -102,3 +102,11 @@ class SeAConfig(DescriptorConfig):
                                         f"got {self.axis_neuron}")
 
 
+@dataclass
+class SeRConfig(DescriptorConfig):
+    """se_e2_r: the radial part of se_e2_a only, one embedding net per neighbor type.
+    `type_one_side` is accepted as DeePMD-kit accepts it; its PyTorch backend, whose numbers
+    dpx matches, builds one net per neighbor type whatever the key says."""
+    type: str = "se_e2_r"
+    type_one_side: bool = False
+    TYPES = ("se_e2_r", "se_r")

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dpx.model.backend import ModelOptions
 from dpx.model.descriptor.base import Descriptor, EnvMatBlock
 from dpx.model.descriptor.se_a import DescrptSeA
+from dpx.model.descriptor.se_r import DescrptSeR
 
-REGISTRY: dict[type, type[Descriptor]] = {cls.CONFIG: cls for cls in (DescrptSeA,)}
+REGISTRY: dict[type, type[Descriptor]] = {cls.CONFIG: cls for cls in (DescrptSeA, DescrptSeR)}
 
 
 def build(cfg, ntypes: int, options: ModelOptions) -> Descriptor:
