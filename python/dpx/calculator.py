@@ -19,6 +19,7 @@ class DPX(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model: str, head: str | None = None, **kwargs):
+        """head: the branch of a multi-task checkpoint (DeePMD-kit's calculator names it so)."""
         super().__init__(**kwargs)
         self.model = load_model(model, head)[0]
         self.type_map = list(self.model.type_map)  # EnergyModel and FrozenModel both have it

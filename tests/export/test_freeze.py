@@ -80,12 +80,12 @@ def test_multitask_needs_head(tmp_path, capsys):
     assert main(["freeze", "-c", str(ckpt), "-o", str(tmp_path / "m.pth")]) == 2
     err = capsys.readouterr().err
     assert "dpx freeze: error:" in err and "water_1, water_2" in err
-    out = freeze(ckpt, tmp_path / "m.pth", head="water_2")
+    out = freeze(ckpt, tmp_path / "m.pth", branch="water_2")
     coord, atype, box = random_frame(natoms=12)
     ref = branches["water_2"](coord, atype, box)
     assert_close(torch.jit.load(str(out))(coord, atype, box)["energy"], ref["energy"])
     with pytest.raises(ValueError, match="no branch 'nope'"):
-        freeze(ckpt, tmp_path / "m.pth", head="nope")
+        freeze(ckpt, tmp_path / "m.pth", branch="nope")
 
 
 def test_bad_paths(single, tmp_path, capsys):

@@ -10,11 +10,11 @@ def add_parser(sub) -> None:
                    help="checkpoint file, or a folder whose `checkpoint` file names it")
     p.add_argument("-o", "--output", default="frozen_model.pth",
                    help="output file (suffix forced to .pth)")
-    p.add_argument("--head", "--model-branch", dest="head", default=None,
+    p.add_argument("--head", "--model-branch", dest="branch", default=None,
                    help="branch of a multi-task checkpoint")
 
 
 def run(args) -> int:
     from dpx.export import freeze
-    freeze(args.checkpoint, args.output, args.head)
+    freeze(args.checkpoint, args.output, args.branch)
     return 0

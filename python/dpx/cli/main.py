@@ -29,7 +29,7 @@ def setup_logging(level: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpx", description="Fast DeePMD-kit-compatible training "
-                                "of se_e2_a deep potentials.")
+                                "of se_e2_a and se_e2_r deep potentials.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():

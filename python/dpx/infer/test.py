@@ -108,8 +108,8 @@ def write_detail(prefix: str, system, pred: dict) -> None:
 
 
 def run_test(model_path: str, system_path: str, numb_test: int, detail: str | None,
-             head: str | None) -> int:
-    model, _ = load_model(model_path, head)
+             branch: str | None) -> int:
+    model, _ = load_model(model_path, branch)
     systems = load_systems(system_path, type_map=model.type_map, sort_atoms=False,
                            key="--system")
     all_errs = []

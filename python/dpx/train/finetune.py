@@ -66,44 +66,45 @@ def prepare(cfg: Config, path: str, model_branch: str | None,
 # ---------------------------------------------------------------- rules (§12.1)
 def build_rules(cfg: Config, params: dict, model_branch: str | None, path) -> dict[str, Rule]:
     if not cfg.multi_task:
-        head = model_branch or cfg.branches["Default"].model.finetune_head or ""
-        return {"Default": single_rule("Default", head, params, path)}
+        source = model_branch or cfg.branches["Default"].model.finetune_head or ""
+        return {"Default": single_rule("Default", source, params, path)}
     if model_branch:
         raise ValueError(f"--model-branch {model_branch}: a multi-task input chooses the "
                          f"pretrained branch of each of its branches with "
                          f"model/model_dict/<branch>/finetune_head")
     pretrained = branches_of(params)
     rules = {}
-    for key, branch in cfg.branches.items():
-        head = branch.model.finetune_head
-        if head is None and key in pretrained:
-            rules[key] = Rule(key, key, resuming=True)
+    for name, branch in cfg.branches.items():
+        source = branch.model.finetune_head
+        if source is None and name in pretrained:
+            rules[name] = Rule(name, name, resuming=True)
         else:
-            rules[key] = single_rule(key, head or RANDOM, params, path,
-                                     f"model/model_dict/{key}/finetune_head")
+            rules[name] = single_rule(name, source or RANDOM, params, path,
+                                      f"model/model_dict/{name}/finetune_head")
     return rules
 
 
-def single_rule(key: str, head: str, params: dict, path, where="--model-branch") -> Rule:
-    """Single-task source: "" or Default copies its fitting, RANDOM starts a fresh one.
-    Multi-task source: a branch name (or alias) copies that branch; "" or RANDOM takes the
-    descriptor of the first branch and a fresh fitting."""
+def single_rule(name: str, source: str, params: dict, path, where="--model-branch") -> Rule:
+    """The rule of new branch `name` from pretrained branch `source`. Single-task source: ""
+    or Default copies its fitting, RANDOM starts a fresh one. Multi-task source: a branch
+    name (or alias) copies that branch; "" or RANDOM takes the descriptor of the first branch
+    and a fresh fitting."""
     if "model_dict" not in params:
-        if head not in ("", "Default", RANDOM):
-            raise ValueError(f"{where} '{head}': {path} is a single-task checkpoint (its only "
+        if source not in ("", "Default", RANDOM):
+            raise ValueError(f"{where} '{source}': {path} is a single-task checkpoint (its only "
                              f"branch is 'Default'; or RANDOM for a fresh fitting net)")
-        return Rule(key, "Default", random_fitting=head == RANDOM)
+        return Rule(name, "Default", random_fitting=source == RANDOM)
     branches = params["model_dict"]
-    if head in ("", RANDOM):
+    if source in ("", RANDOM):
         first = next(iter(branches))
         log.warning("%s: the fitting net starts fresh (bias set by statistics); the descriptor "
-                    "comes from branch '%s' of %s", key, first, path)
-        return Rule(key, first, random_fitting=True)
+                    "comes from branch '%s' of %s", name, first, path)
+        return Rule(name, first, random_fitting=True)
     aliases = branch_aliases(params)
-    if head not in aliases:
-        raise ValueError(f"{where} '{head}': {path} has no such branch (branches: "
+    if source not in aliases:
+        raise ValueError(f"{where} '{source}': {path} has no such branch (branches: "
                          f"{', '.join(branches)}; or RANDOM for a fresh fitting net)")
-    return Rule(key, aliases[head])
+    return Rule(name, aliases[source])
 
 
 # ---------------------------------------------------------------- config alignment
