@@ -128,3 +128,15 @@ def test_se_r_example_end_to_end(dataset, run_dir, capsys):
     assert main(["show", "se_r/model.ckpt.pt"]) == 0
     err = capsys.readouterr().err
     assert "Force  RMSE" in err and 'type="se_e2_r"' in err and "training step: 6" in err
+
+
+def test_the_users_config_is_not_changed(dataset, run_dir):
+    """sel 'auto' is resolved into the run's copy of the input (ResolvedConfig); the Config
+    the caller passed keeps what the user wrote."""
+    from dpx.config import parse_input
+    from dpx.train.startup import build_trainer
+    cfg = parse_input(small_input(dataset), base_dir=run_dir)
+    assert cfg.branches["Default"].model.descriptor.sel == "auto"
+    trainer = build_trainer(cfg)
+    assert cfg.branches["Default"].model.descriptor.sel == "auto"
+    assert isinstance(trainer.cfg.branches["Default"].model.descriptor.sel, list)

@@ -30,10 +30,16 @@ class ModelOptions:
     narrow_padding: the se_e2_a descriptor drops the trailing slot columns that no atom of
         the call fills and adds their (constant) padding term analytically; it costs a
         device synchronization per call, so only the frozen model does it.
+    in_place_assembly: se_e2_a writes the filled slots' embeddings into a copy of the
+        padding rows in place, which saves a copy when the graph is differentiated once
+        (forces: 7 % of a frozen call at 192 atoms); training differentiates it again, and
+        there one gather from the concatenated rows is faster (its backward is one
+        scatter-add into the smaller sources).
     """
     backend: str = "ops"
     coords_second_order: bool = True
     narrow_padding: bool = False
+    in_place_assembly: bool = False
 
     def __post_init__(self):
         if self.backend not in ("ops", "reference"):
@@ -42,7 +48,7 @@ class ModelOptions:
 
 DEFAULT = ModelOptions()
 TRAINING = ModelOptions(coords_second_order=False)
-EXPORT = ModelOptions(backend="reference", narrow_padding=True)
+EXPORT = ModelOptions(backend="reference", narrow_padding=True, in_place_assembly=True)
 
 
 class OpsBackend(nn.Module):

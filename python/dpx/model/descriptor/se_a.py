@@ -29,6 +29,7 @@ class DescrptBlockSeA(EnvMatBlock):
         self.axis_neuron, self.type_one_side = cfg.axis_neuron, cfg.type_one_side
         self.m1 = cfg.neuron[-1]
         self.narrow = options.narrow_padding
+        self.in_place = options.in_place_assembly
 
     def get_dim_out(self) -> int:
         return self.m1 * self.axis_neuron
@@ -94,8 +95,8 @@ class DescrptBlockSeA(EnvMatBlock):
     def _embed(self, em: torch.Tensor, atype: torch.Tensor, filled: torch.Tensor,
                widths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(G [nf, nloc, width, M1], padding table): the nets on the filled slots; every other
-        slot takes its padding row. One gather assembles G: its backward is one scatter-add
-        into the (smaller) sources."""
+        slot takes its padding row. G is one gather from the concatenated rows (training) or
+        the padding rows with the filled ones copied in place (ModelOptions.in_place_assembly)."""
         nf, nloc, width = filled.shape[0], filled.shape[1], filled.shape[2]
         ntypes = self.ntypes
         table = self._padding_table()
@@ -124,6 +125,11 @@ class DescrptBlockSeA(EnvMatBlock):
                 sources.append(net(s.index_select(0, pos)))
                 positions.append(pos)
                 offset += pos.shape[0]
+        if self.in_place:
+            g = table.index_select(0, where)
+            if len(positions) > 0:
+                g.index_copy_(0, torch.cat(positions), torch.cat(sources[1:]))
+            return g.view(nf, nloc, width, -1), table
         if len(positions) > 0:
             pos = torch.cat(positions)
             rows_of = torch.arange(ntypes * ntypes, offset, device=em.device)
