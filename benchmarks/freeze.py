@@ -81,10 +81,12 @@ def time_calls(models: dict, inputs, repeats: int) -> dict:
     for _ in range(3):
         for m in models.values():
             m.forward_lower(*inputs)
-    for _ in range(repeats):
-        for name, m in models.items():
+    names = list(models)
+    for r in range(repeats):
+        # who goes first rotates, so that no model always follows the same one
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            m.forward_lower(*inputs)
+            models[name].forward_lower(*inputs)
             times[name].append(time.perf_counter() - t0)
     return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
@@ -96,6 +98,8 @@ def main() -> None:
     p.add_argument("--nmol", type=int, default=64)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--dpx-ref-python", default=None, help="python of another dpx build (e.g. "
+                   "before a change): its freeze of the same checkpoint is timed as dpx-ref")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,7 +112,12 @@ def main() -> None:
                     "dpx.pth"], cwd=work, check=True, capture_output=True)
     subprocess.run([args.dp, "--pt", "freeze", "-c", str(ckpt), "-o", "deepmd.pth"], cwd=work,
                    check=True, capture_output=True)
-    models = {name: torch.jit.load(str(work / f"{name}.pth")) for name in ("deepmd", "dpx")}
+    names = ["deepmd", "dpx"]
+    if args.dpx_ref_python:
+        subprocess.run([args.dpx_ref_python, "-m", "dpx.cli.main", "freeze", "-c", str(ckpt),
+                        "-o", "dpx-ref.pth"], cwd=work, check=True, capture_output=True)
+        names.append("dpx-ref")
+    models = {name: torch.jit.load(str(work / f"{name}.pth")) for name in names}
     inputs = lammps_like_input(work, models["dpx"].get_rcut())
     out = {name: m.forward_lower(*inputs) for name, m in models.items()}
     de = float((out["dpx"]["energy"] - out["deepmd"]["energy"]).detach().abs().max())
@@ -119,8 +128,12 @@ def main() -> None:
           f"threads {torch.get_num_threads()}, torch {torch.__version__}")
     for k, stat in enumerate(("median", "min")):
         dp_t, dpx_t = t["deepmd"][k], t["dpx"][k]
+        ref = ""
+        if "dpx-ref" in t:
+            ref_t = t["dpx-ref"][k]
+            ref = f"   dpx-ref {ref_t * 1e3:8.2f} ms (ratio {dp_t / ref_t:.2f}x)"
         print(f"forward_lower {stat:6s}  DeePMD-kit {dp_t * 1e3:8.2f} ms   "
-              f"dpx {dpx_t * 1e3:8.2f} ms   ratio {dp_t / dpx_t:.2f}x")
+              f"dpx {dpx_t * 1e3:8.2f} ms   ratio {dp_t / dpx_t:.2f}x{ref}")
     print(f"max |dE| {de:.1e}  max |dF| {df:.1e}")
 
 

@@ -100,13 +100,20 @@ def run_lammps(lmp: Path, folder: Path, env: dict) -> dict:
             "cpu_pct": float(cpu.group(1)) if cpu else float("nan")}
 
 
-def freeze_both(ckpt: Path, lammps_python: Path, work: Path, head: str | None) -> dict:
+def freeze_both(ckpt: Path, lammps_python: Path, work: Path, head: str | None,
+                ref_python: str | None = None) -> dict:
     from dpx.export import freeze
 
     work.mkdir(parents=True, exist_ok=True)
     models = {"dpx": work / "dpx.pth", "deepmd": work / "deepmd.pth"}
     if not models["dpx"].exists():
-        freeze(ckpt, models["dpx"], head=head)
+        freeze(ckpt, models["dpx"], branch=head)
+    if ref_python:  # another dpx build's freeze of the same checkpoint (e.g. before a change)
+        models["dpx-ref"] = work / "dpx-ref.pth"
+        if not models["dpx-ref"].exists():
+            subprocess.run([ref_python, "-m", "dpx.cli.main", "freeze", "-c", str(ckpt), "-o",
+                            str(models["dpx-ref"])] + (["--head", head] if head else []),
+                           check=True, capture_output=True)
     if not models["deepmd"].exists():
         cmd = [str(lammps_python.parent / "dp"), "--pt", "freeze", "-c", str(ckpt),
                "-o", str(models["deepmd"])] + (["--head", head] if head else [])
@@ -130,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=["small", "large"], default=None)
     p.add_argument("--workdir", type=Path, default=Path("md_bench"))
+    p.add_argument("--dpx-ref-python", default=None, help="python of another dpx build: its "
+                   "frozen model runs in the same rotation as dpx-ref")
     args = p.parse_args(argv)
 
     import logging
@@ -140,7 +149,8 @@ def main(argv=None) -> int:
     if not lmp.exists():
         sys.exit(f"{lmp} not found: make it with tests/oracle/install_lammps.sh")
     work = args.workdir.resolve()
-    models = freeze_both(args.ckpt.resolve(), args.lammps_python, work, args.head)
+    models = freeze_both(args.ckpt.resolve(), args.lammps_python, work, args.head,
+                         args.dpx_ref_python)
     env = lmp_env(args.lammps_python, args.threads)
     sizes = {"small": ((1, 1, 1), args.steps[0]), "large": (tuple(args.replicate), args.steps[1])}
     if args.only:
@@ -148,9 +158,10 @@ def main(argv=None) -> int:
     rows = []
     for name, (reps, steps) in sizes.items():
         data = write_lammps_data(work / f"{name}.lmp", args.system, ["O", "H"], replicate=reps)
-        results = {"dpx": [], "deepmd": []}
+        results = {code: [] for code in models}
         for r in range(args.repeats):
-            order = ["dpx", "deepmd"] if r % 2 == 0 else ["deepmd", "dpx"]
+            codes = list(models)
+            order = codes[r % len(codes):] + codes[:r % len(codes)]  # who goes first rotates
             for code in order:
                 folder = work / f"{name}_{code}_{r}"
                 folder.mkdir(parents=True, exist_ok=True)
@@ -173,7 +184,11 @@ def main(argv=None) -> int:
     for name, atoms, steps, med, rss, allr in rows:
         print(f"| {name} | {atoms} | {steps} | {med['dpx']:.4g} | {med['deepmd']:.4g} | "
               f"**{med['dpx'] / med['deepmd']:.2f}x** | {rss['dpx']:.0f} / {rss['deepmd']:.0f} |")
-        print(f"  all runs: dpx {allr['dpx']}, DeePMD-kit {allr['deepmd']}")
+        print("  all runs: " + ", ".join(f"{c} {v}" for c, v in allr.items()))
+        if "dpx-ref" in med:
+            print(f"  dpx-ref: {med['dpx-ref']:.4g} timesteps/s, "
+                  f"{med['dpx-ref'] / med['deepmd']:.2f}x DeePMD-kit, peak RSS "
+                  f"{rss['dpx-ref']:.0f} MB; dpx / dpx-ref {med['dpx'] / med['dpx-ref']:.2f}x")
     return 0
 
 

@@ -8,6 +8,7 @@ their validation passes), start-up time (launch to the first lcurve line), and p
     python benchmarks/train_step.py --example single   # ../shared/examples/single_task
     python benchmarks/train_step.py --example multi    # ../shared/examples/multi_task
     python benchmarks/train_step.py --steps 300 --dp /path/to/venv/bin/dp
+    python benchmarks/train_step.py --dpx-ref /path/to/other/venv/bin/dpx   # + another build
 
 The water data comes from ../shared/water (not shipped with dpx).
 """
@@ -58,29 +59,45 @@ def main() -> None:
     p.add_argument("--disp", type=int, default=10)
     p.add_argument("--dp", default=DEFAULT_DP, help="DeePMD-kit's dp executable")
     p.add_argument("--dpx", default=shutil.which("dpx") or str(Path(sys.executable).parent / "dpx"))
+    p.add_argument("--dpx-ref", default=None, help="another dpx build's dpx (e.g. before a "
+                   "change), timed in the same run as dpx-ref")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of all tools, interleaved")
     p.add_argument("--keep", action="store_true", help="keep the run folders")
     args = p.parse_args()
     if not EXAMPLES[args.example].exists():
         sys.exit(f"{EXAMPLES[args.example]} not found: the benchmark needs ../shared")
-    results = {}
     base = Path(tempfile.mkdtemp(prefix="dpx-bench-"))
-    for name, cmd in (("dpx", [args.dpx, "train", "input.json"]),
-                      ("dp", [args.dp, "--pt", "train", "input.json"])):
-        folder = base / name
-        folder.mkdir()
-        prepare(args.example, args.steps, args.disp, folder)
-        results[name] = run_training(cmd, folder, folder / "log.txt")
+    tools = [("dpx", [args.dpx, "train", "input.json"]),
+             ("dp", [args.dp, "--pt", "train", "input.json"])]
+    if args.dpx_ref:
+        tools.insert(1, ("dpx-ref", [args.dpx_ref, "train", "input.json"]))
+    runs = {name: [] for name, _ in tools}
+    for k in range(args.repeats):
+        for name, cmd in tools:
+            folder = base / f"{name}-{k}"
+            folder.mkdir()
+            prepare(args.example, args.steps, args.disp, folder)
+            runs[name].append(run_training(cmd, folder, folder / "log.txt"))
+    # per tool, the round with the median step time
+    results = {name: sorted(r, key=lambda x: x["s_per_step"])[len(r) // 2]
+               for name, r in runs.items()}
     print(f"# {args.example} example, {args.steps} steps, disp_freq {args.disp}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"{time.strftime('%Y-%m-%d')}")
-    print(f"{'':6s} {'s/step':>9s} {'start-up s':>11s} {'peak RSS MB':>12s} {'wall s':>8s}")
+    print(f"{'':7s} {'s/step':>9s} {'start-up s':>11s} {'peak RSS MB':>12s} {'wall s':>8s}"
+          f"   s/step of each round")
     for name, r in results.items():
-        print(f"{name:6s} {r['s_per_step']:9.4f} {r['startup']:11.1f} {r['peak_rss_mb']:12.0f} "
-              f"{r['wall']:8.1f}")
+        rounds = " ".join(f"{x['s_per_step']:.4f}" for x in runs[name])
+        print(f"{name:7s} {r['s_per_step']:9.4f} {r['startup']:11.1f} {r['peak_rss_mb']:12.0f} "
+              f"{r['wall']:8.1f}   {rounds}")
     d, x = results["dp"], results["dpx"]
     print(f"ratio dp/dpx: step {d['s_per_step'] / x['s_per_step']:.2f}x faster, "
           f"start-up {d['startup'] / x['startup']:.2f}x, "
           f"memory {x['peak_rss_mb'] / d['peak_rss_mb']:.2f} of dp's")
+    if args.dpx_ref:
+        ref = results["dpx-ref"]
+        print(f"ratio dp/dpx-ref: step {d['s_per_step'] / ref['s_per_step']:.2f}x; "
+              f"dpx-ref/dpx: step {ref['s_per_step'] / x['s_per_step']:.2f}x")
     if args.keep:
         print(f"run folders kept in {base}")
     else:
