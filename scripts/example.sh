@@ -8,5 +8,5 @@ bash "$root/scripts/install.sh"
 venv="${DPX_VENV:-$root/.venv}"
 cd "$root/examples/small_water"
 "$venv/bin/python" ../make_data.py data
-"$venv/bin/dpx" train input.json
+"$venv/bin/dpx" train input.json --overwrite  # the example replaces its own last run
 "$venv/bin/dpx" test -m model.ckpt.pt -s data/valid -d detail

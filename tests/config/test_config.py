@@ -72,6 +72,7 @@ def test_defaults_are_filled_in():
      r"model/fitting_net/activation_function: unknown activation"),
     ("model/type_map", ["O", "O"], r"model/type_map: must be a non-empty list of distinct"),
     ("learning_rate/start_lr", 0, r"learning_rate/start_lr: must be > 0"),
+    ("learning_rate/stop_lr", 1.0, r"learning_rate/stop_lr: gives stop_lr = 1 above start_lr"),
     ("loss/loss_func", "l4", r"loss/loss_func"),
     ("training/training_data", KeyError, r"training/training_data: missing"),
     ("training/numb_steps", KeyError, r"training/numb_steps: missing"),

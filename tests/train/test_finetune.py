@@ -27,7 +27,8 @@ def finetune(dataset, run_dir, ckpt, branch=None, mutate=None, **kw):
     cfg = small_input(dataset, steps=0)
     if mutate:
         mutate(cfg)
-    return build_trainer(parse_input(cfg, base_dir=run_dir), Finetune(str(ckpt), branch, **kw))
+    return build_trainer(parse_input(cfg, base_dir=run_dir), Finetune(str(ckpt), branch, **kw),
+                         overwrite=True)
 
 
 def weights(model, skip=("out_bias", "out_std")):

@@ -55,13 +55,13 @@ def test_init_model_and_stat_file(dataset, run_dir):
     assert (run_dir / "stats.h5").exists()
     first = params_of(run_dir / "model.ckpt-2.pt")
     # the cached statistics give the same davg/dstd and bias on a second run
-    cfg["training"]["save_ckpt"] = "again"
+    cfg["training"].update(save_ckpt="again", disp_file="lcurve_again.out")
     assert main(["train", str(write(run_dir / "in2.json", cfg))]) == 0
     again = params_of(run_dir / "again-2.pt")
     for k in first:
         if k.endswith(("mean", "stddev", "out_bias")):
             assert torch.equal(first[k], again[k]), k
-    cfg["training"]["save_ckpt"] = "init"
+    cfg["training"].update(save_ckpt="init", disp_file="lcurve_init.out")
     assert main(["train", str(write(run_dir / "in3.json", cfg)),
                  "--init-model", "model.ckpt-2.pt"]) == 0
 

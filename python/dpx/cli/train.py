@@ -18,24 +18,33 @@ def add_parser(sub) -> None:
     resume.add_argument("-i", "--init-model", help="start from this checkpoint's weights")
     resume.add_argument("-t", "--finetune", help="finetune from this checkpoint")
     p.add_argument("--model-branch", "--head", dest="model_branch", default=None,
-                   help="branch of a multi-task checkpoint to finetune from (or RANDOM)")
+                   help="branch of a multi-task checkpoint to finetune from (or RANDOM), or "
+                        "to --init-model a single-task input from")
     p.add_argument("--use-pretrain-script", action="store_true",
                    help="with --finetune: take the descriptor and fitting net sections from "
                         "the pretrained model instead of the input")
     p.add_argument("--skip-neighbor-stat", action="store_true",
                    help="skip the neighbor statistics (sel must be given as a list)")
     p.add_argument("-o", "--output", default="out.json", help="normalized input written here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="a new run may replace an earlier run's lcurve.out and checkpoints in "
+                        "its folder (without it, that is refused)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 
 def run(args) -> int:
-    from dpx.train.startup import build_trainer, start_mode, stored_model_params
+    from dpx.train.startup import build_trainer, normalized_input, start_mode
     cfg = load_input(args.input)
     mode = start_mode(args.restart, args.init_model, args.finetune, args.model_branch,
                       args.use_pretrain_script, args.skip_neighbor_stat)
-    trainer = build_trainer(cfg, mode, args.device)
+    trainer = build_trainer(cfg, mode, args.device, overwrite=args.overwrite)
     if trainer.rank == 0:
-        with open(args.output, "w") as f:
-            json.dump({"model": stored_model_params(trainer.cfg)}, f, indent=2)
+        try:
+            with open(args.output, "w") as f:
+                json.dump(normalized_input(trainer.cfg), f, indent=2, default=str)
+        except OSError as e:
+            trainer.files.unlock()
+            raise ValueError(f"cannot write the normalized input to {args.output}: "
+                             f"{e.strerror}") from None
     trainer.run()
     return 0

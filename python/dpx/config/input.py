@@ -109,6 +109,11 @@ class LearningRateConfig:
             fail(f"{path}/stop_lr_ratio", "give stop_lr or stop_lr_ratio, not both")
         if self.stop_lr is None:
             self.stop_lr = self.start_lr * self.stop_lr_ratio if self.stop_lr_ratio else 5e-8
+        if self.stop_lr > self.start_lr:
+            key = "stop_lr_ratio" if self.stop_lr_ratio is not None else "stop_lr"
+            fail(f"{path}/{key}", f"gives stop_lr = {self.stop_lr:g} above start_lr = "
+                                  f"{self.start_lr:g}; the exponential decay would hold the "
+                                  f"rate at stop_lr for the whole run")
         if self.decay_steps < 1:
             fail(f"{path}/decay_steps", f"must be >= 1, got {self.decay_steps}")
         if self.scale_by_worker not in ("linear", "sqrt", "none"):

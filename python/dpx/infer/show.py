@@ -24,7 +24,10 @@ def read(path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], dict]:
     state = checkpoint.load(path)
     stored = params.model_params(state, path)
     tensors = {b: params.branch_tensors(state, b) for b in params.branches(stored)}
-    return stored, tensors, params.train_infos(state)
+    infos = params.train_infos(state)
+    if "next_step" in state.get("dpx", {}):  # dpx's count of steps taken
+        infos["steps_taken"] = int(state["dpx"]["next_step"])
+    return stored, tensors, infos
 
 
 def count_parameters(tensors: dict[str, dict[str, torch.Tensor]]) -> tuple[int, dict[str, int]]:
@@ -70,9 +73,10 @@ def run_show(path: str) -> int:
     if kind == "multi-task":
         log.info("model branches: %s", ", ".join(branches))
     if infos:
-        # train_infos.step is the 0-based index of the last step taken (DeePMD-kit's layout)
-        log.info("training step: %d (lr %.3e)", int(infos.get("step", -1)) + 1,
-                 float(infos.get("lr", 0.0)))
+        # train_infos.step is the 0-based index of the last step taken (DeePMD-kit's layout;
+        # 0 also after no step at all); dpx checkpoints also count the steps taken
+        steps = infos.get("steps_taken", int(infos.get("step", -1)) + 1)
+        log.info("training step: %d (lr %.3e)", steps, float(infos.get("lr", 0.0)))
     shared, own = count_parameters(tensors)
     for name, p in branches.items():
         prefix = f"[{name}] " if multi else ""

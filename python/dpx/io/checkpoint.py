@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
 from pathlib import Path
 
 import torch
@@ -35,36 +34,47 @@ def atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def save(state: dict, save_ckpt: str, step: int, max_keep: int) -> Path:
-    """Write <save_ckpt>-<step>.pt, point <save_ckpt>.pt and the `checkpoint` file at it, and
-    keep only the newest max_keep numbered checkpoints."""
+def file_name(save_ckpt: str, step: int) -> Path:
     stem = Path(save_ckpt)
-    folder = stem.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem.name}-{step}.pt"
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-    link = folder / f"{stem.name}.pt"
-    tmp_link = folder / f".{stem.name}.pt.tmp{os.getpid()}"
-    if tmp_link.is_symlink() or tmp_link.exists():
-        tmp_link.unlink()
-    os.symlink(path.name, tmp_link)
-    os.replace(tmp_link, link)
-    # `dp freeze -c DIR` reads DIR/checkpoint, so it lives beside the files it names
-    atomic_write(folder / "checkpoint", lambda tmp: Path(tmp).write_text(path.name))
-    _prune(folder, stem.name, step, max_keep)
+    return stem.parent / f"{stem.name}-{step}.pt"
+
+
+def save(state: dict, save_ckpt: str, step: int) -> Path:
+    """Write <save_ckpt>-<step>.pt and point <save_ckpt>.pt and the `checkpoint` file at it.
+    A write that fails (a full disk, a folder that is a file) is an error that says what
+    could not be written where and why; the previous checkpoint, its link and the pointer
+    stay as they were, and no temporary file is left."""
+    path = file_name(save_ckpt, step)
+    folder, name = path.parent, Path(save_ckpt).name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        link = folder / f"{name}.pt"
+        tmp_link = folder / f".{name}.pt.tmp{os.getpid()}"
+        if tmp_link.is_symlink() or tmp_link.exists():
+            tmp_link.unlink()
+        os.symlink(path.name, tmp_link)
+        os.replace(tmp_link, link)
+        # `dp freeze -c DIR` reads DIR/checkpoint, so it lives beside the files it names
+        atomic_write(folder / "checkpoint", lambda tmp: Path(tmp).write_text(path.name))
+    except OSError as e:
+        raise WriteError(f"cannot write checkpoint {path}: {e.strerror or e} (the previous "
+                         f"checkpoint is kept)") from None
     log.info("saved checkpoint %s", path)
     return path
 
 
-def _prune(folder: Path, name: str, step: int, max_keep: int) -> None:
-    pattern = re.compile(re.escape(name) + r"-(\d+)\.pt$")
-    found = sorted((int(m.group(1)), p) for p in folder.iterdir()
-                   if (m := pattern.match(p.name)))
-    # a file from a later step belongs to an abandoned future of a restarted run
-    stale = [p for s, p in found if s > step]
-    kept = [p for s, p in found if s <= step]
-    for p in stale + kept[:-max_keep]:
-        p.unlink()
+class WriteError(ValueError):
+    """A file of the run could not be written; the message says which, where and why."""
+
+
+def prune(save_ckpt: str, written: list[str], max_keep: int) -> list[str]:
+    """Delete the oldest of the checkpoint files this run wrote (`written`, oldest first)
+    beyond the newest max_keep; return those kept. Files of other runs are not touched."""
+    folder = Path(save_ckpt).parent
+    for name in written[:-max_keep]:
+        (folder / name).unlink(missing_ok=True)
+    return written[-max_keep:]
 
 
 def resolve(path: str | Path) -> Path:

@@ -5,6 +5,8 @@ import logging
 import math
 import time
 
+from dpx.io.checkpoint import WriteError
+
 log = logging.getLogger(__name__)
 
 
@@ -14,8 +16,11 @@ class LCurve:
 
     def __init__(self, path: str, branches: dict[str, tuple[list[str], bool]], multi_task: bool,
                  append: bool):
-        self.branches, self.multi = branches, multi_task
-        self.file = open(path, "a" if append else "w", buffering=1)
+        self.branches, self.multi, self.path = branches, multi_task, path
+        try:
+            self.file = open(path, "a" if append else "w", buffering=1)
+        except OSError as e:
+            raise WriteError(f"cannot write {path}: {e.strerror}") from None
         self.header_written = append
 
     def _names(self):
@@ -25,6 +30,12 @@ class LCurve:
                 yield key, m, has_val, suffix
 
     def write(self, step: int, values: dict[str, dict[str, tuple[float, float]]], lr: float):
+        try:
+            self._write(step, values, lr)
+        except OSError as e:
+            raise WriteError(f"cannot write {self.path}: {e.strerror}") from None
+
+    def _write(self, step: int, values: dict[str, dict[str, tuple[float, float]]], lr: float):
         if not self.header_written:
             head = "# {:5s}".format("step")
             for _, m, has_val, sfx in self._names():

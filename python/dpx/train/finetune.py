@@ -109,17 +109,24 @@ def single_rule(name: str, source: str, params: dict, path, where="--model-branc
 
 # ---------------------------------------------------------------- config alignment
 def align_branch(cfg: Config, rule: Rule, source: dict, path,
-                 use_pretrain_script: bool = False) -> None:
+                 use_pretrain_script: bool = False, strict: bool = False,
+                 what: str = "the pretrained model") -> None:
     """Type index map, sel from the pretrained branch (per type, following the type map),
-    and the shape-defining keys checked; exclusions translated and checked."""
+    and the shape-defining keys checked; exclusions translated and checked. strict (for
+    --init-model): the keys that change the function must match too, and the type map must
+    hold the same elements."""
     model = cfg.branches[rule.branch].model
     where = "model" if not cfg.multi_task else f"model/model_dict/{rule.branch}"
     src = model_config(source, f"{path}:model_params")
     missing = [t for t in model.type_map if t not in src.type_map]
     if missing:
-        raise ValueError(f"{where}/type_map: element(s) {missing} are not in the pretrained "
-                         f"model ({path}, branch {rule.source}: type_map {src.type_map}); "
-                         f"the pretrained model has no weights for them")
+        raise ValueError(f"{where}/type_map: element(s) {missing} are not in {what} "
+                         f"({path}, branch {rule.source}: type_map {src.type_map}); "
+                         f"it has no weights for them")
+    if strict and sorted(model.type_map) != sorted(src.type_map):
+        raise ValueError(f"{where}/type_map: {model.type_map} lacks element(s) "
+                         f"{sorted(set(src.type_map) - set(model.type_map))} of {what} "
+                         f"({path}: {src.type_map}); start from a subset with --finetune")
     rule.index = [src.type_map.index(t) for t in model.type_map]
     if rule.index != list(range(len(src.type_map))):
         log.info("%s: type_map %s remapped from the pretrained %s", rule.branch,
@@ -129,13 +136,13 @@ def align_branch(cfg: Config, rule: Rule, source: dict, path,
     sel = [src.descriptor.sel[i] for i in rule.index]
     given = model.descriptor.sel
     if isinstance(given, list) and given != sel:
-        raise ValueError(f"{where}/descriptor/sel: {given} differs from the pretrained model's "
+        raise ValueError(f"{where}/descriptor/sel: {given} differs from {what}'s "
                          f"{sel} (type_map {model.type_map}); use {sel} or 'auto'")
     model.descriptor.sel = sel
-    _compare(f"{where}/descriptor", model.descriptor, src.descriptor, path)
+    _compare(f"{where}/descriptor", model.descriptor, src.descriptor, path, strict, what)
     if not rule.random_fitting:
-        _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, path)
-    _check_exclusions(where, model, src, rule.index, path)
+        _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, path, strict, what)
+    _check_exclusions(where, model, src, rule.index, path, what)
 
 
 def _take_pretrained_sections(model, src, rule: Rule) -> None:
@@ -157,22 +164,28 @@ def _take_pretrained_sections(model, src, rule: Rule) -> None:
              parts, rule.source)
 
 
-def _compare(where: str, mine, theirs, path) -> None:
+def _compare(where: str, mine, theirs, path, strict: bool = False,
+             what: str = "the pretrained model") -> None:
     """The keys a section's config class names as fixing the weights' shapes must match (the
-    type first); those that change only the function may differ, with a warning."""
+    type first); those that change only the function may differ, with a warning (an error
+    when strict)."""
     shape_keys = ("type",) + tuple(k for k in type(mine).SHAPE_KEYS if k != "type")
     for key in shape_keys:
         if getattr(mine, key) != getattr(theirs, key):
-            raise ValueError(f"{where}/{key}: {getattr(mine, key)} differs from the pretrained "
-                             f"model's {getattr(theirs, key)} ({path}); the weights cannot be "
-                             f"loaded")
+            raise ValueError(f"{where}/{key}: {getattr(mine, key)} differs from {what}'s "
+                             f"{getattr(theirs, key)} ({path}); the weights cannot be loaded")
     for key in type(mine).FUNCTION_KEYS:
         if getattr(mine, key) != getattr(theirs, key):
-            log.warning("%s/%s: %s differs from the pretrained model's %s", where, key,
-                        getattr(mine, key), getattr(theirs, key))
+            if strict:
+                raise ValueError(f"{where}/{key}: {getattr(mine, key)} differs from {what}'s "
+                                 f"{getattr(theirs, key)} ({path}); its weights compute another "
+                                 f"function with it (--finetune allows the change)")
+            log.warning("%s/%s: %s differs from %s's %s", where, key,
+                        getattr(mine, key), what, getattr(theirs, key))
 
 
-def _check_exclusions(where: str, model, src, index: list[int], path) -> None:
+def _check_exclusions(where: str, model, src, index: list[int], path,
+                      what: str = "the pretrained model") -> None:
     """Exclusions are part of what the pretrained weights compute: the input must give the
     pretrained ones, written in its own type indices (pairs of dropped types vanish)."""
     def pairs(xs):
@@ -184,12 +197,12 @@ def _check_exclusions(where: str, model, src, index: list[int], path) -> None:
             ("pair_exclude_types", model.pair_exclude_types, src.pair_exclude_types)):
         want = pairs([inv[a], inv[b]] for a, b in theirs if a in inv and b in inv)
         if pairs(mine) != want:
-            raise ValueError(f"{where}/{key}: {mine} differs from the pretrained model's "
+            raise ValueError(f"{where}/{key}: {mine} differs from {what}'s "
                              f"{theirs} ({path}); in this type_map that is {want}")
     want = sorted(inv[t] for t in src.atom_exclude_types if t in inv)
     if sorted(model.atom_exclude_types) != want:
         raise ValueError(f"{where}/atom_exclude_types: {model.atom_exclude_types} differs from "
-                         f"the pretrained model's {src.atom_exclude_types} ({path}); in this "
+                         f"{what}'s {src.atom_exclude_types} ({path}); in this "
                          f"type_map that is {want}")
 
 

@@ -1,10 +1,12 @@
 """How a run starts, as explicit stages:
 
 1. the start mode, a value: Fresh, Restart, InitModel or Finetune (start_mode);
-2. the input resolved against the data (resolve): a copy of the user's Config in which every
-   sel is a list (from the neighbor statistics, the checkpoint or the pretrained model) and
-   finetune's model sections are aligned, plus the data's min_nbor_dist per branch; the
-   user's Config is never changed;
+2. the input resolved against the checkpoint (resolve_from_checkpoint, before any data is
+   read: a restart must continue the same model, --init-model must load exactly, see
+   dpx.train.resume) or the data (resolve_from_data): a copy of the user's Config in which
+   every sel is a list and finetune's model sections are aligned, plus the data's
+   min_nbor_dist per branch; the user's Config is never changed. The run's files are locked
+   here, and a new run refuses to replace an earlier run's files (dpx.train.run_files);
 3. the parts: one model (on dpx's ops, TRAINING options), loss and data per branch, shared
    parts aliased in one ModelWrapper (build_trainer);
 4. the initial state by mode: statistics from the data (Fresh, with the stat-file cache),
@@ -28,13 +30,16 @@ import torch
 from dpx import loss as losses
 from dpx import ops
 from dpx.config import Config
-from dpx.io import checkpoint, params
+from dpx.io import checkpoint, is_frozen
+from dpx.io.load import model_from_state
 from dpx.model import TRAINING, EnergyModel
 from dpx.model.network import mix_entropy
 from dpx.train import dist
 from dpx.train import finetune as ft
+from dpx.train import resume
 from dpx.train.branches import BranchRun
 from dpx.train.data import BranchData
+from dpx.train.run_files import RunFiles
 from dpx.train.stat_file import StatFile
 from dpx.train.trainer import Trainer
 from dpx.train.wrapper import ModelWrapper
@@ -57,8 +62,10 @@ class Restart:
 
 @dataclass(frozen=True)
 class InitModel:
-    """Start from a checkpoint's weights (and statistics), step 0, a fresh optimizer."""
+    """Start from a checkpoint's weights (and statistics), step 0, a fresh optimizer; branch:
+    the checkpoint branch a single-task input starts from (multi-task checkpoints)."""
     path: str
+    branch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,13 +89,14 @@ def start_mode(restart: str | None = None, init_model: str | None = None,
     if len(given) > 1:
         raise ValueError(f"{' and '.join(given)} exclude each other: --restart continues a run, "
                          f"--init-model and --finetune start a new one from a checkpoint")
-    if (model_branch is not None or use_pretrain_script) and finetune is None:
-        raise ValueError("--model-branch and --use-pretrain-script go with --finetune "
-                         "CHECKPOINT")
+    if model_branch is not None and not (finetune or init_model):
+        raise ValueError("--model-branch goes with --finetune or --init-model CHECKPOINT")
+    if use_pretrain_script and finetune is None:
+        raise ValueError("--use-pretrain-script goes with --finetune CHECKPOINT")
     if restart:
         return Restart(restart)
     if init_model:
-        return InitModel(init_model)
+        return InitModel(init_model, model_branch)
     if finetune:
         return Finetune(finetune, model_branch, use_pretrain_script)
     return Fresh(skip_neighbor_stat)
@@ -97,32 +105,40 @@ def start_mode(restart: str | None = None, init_model: str | None = None,
 # ---------------------------------------------------------------- 2. resolve
 @dataclass
 class ResolvedConfig:
-    """The input resolved against the data: `config` is a copy of the user's Config with every
-    sel a list; min_nbor_dist is the data's shortest pair distance per branch (-1: unknown,
-    e.g. when it comes with the checkpoint)."""
+    """The input resolved against the checkpoint or the data: `config` is a copy of the
+    user's Config with every sel a list; min_nbor_dist is the data's shortest pair distance
+    per branch (-1: unknown, e.g. when it comes with the checkpoint)."""
     config: Config
     min_nbor_dist: dict[str, float]
 
 
-def resolve(cfg: Config, mode: StartMode, data: dict[str, BranchData],
-            state: dict | None, distributed: bool, rank: int) -> tuple[ResolvedConfig,
-                                                                       ft.Pretrained | None]:
+def resolve_from_checkpoint(cfg: Config, mode: StartMode, state: dict | None):
+    """The resolved copy of the input for a start from a checkpoint, checked against it
+    before any data is read: (ResolvedConfig, what the initial state needs: finetune's
+    Pretrained or init-model's rules, or None)."""
     resolved = ResolvedConfig(copy.deepcopy(cfg), {k: -1.0 for k in cfg.branches})
-    pretrained = None
+    if isinstance(mode, Restart):
+        resume.check_restart(resolved.config, state, mode.path)
+        return resolved, None
+    if isinstance(mode, InitModel):
+        return resolved, resume.init_model_rules(resolved.config, state, mode.path, mode.branch)
     if isinstance(mode, Finetune):
-        pretrained = ft.prepare(resolved.config, mode.path, mode.branch, mode.use_pretrain_script)
-    elif state is not None:
-        sel_from_checkpoint(resolved.config, state, mode.path)
-    else:
-        if rank == 0:
-            resolve_sel(resolved, data, mode.skip_neighbor_stat)
-        if distributed:
-            found = {k: (b.model.descriptor.sel, resolved.min_nbor_dist[k])
-                     for k, b in resolved.config.branches.items()}
-            for k, (sel, dmin) in dist.broadcast_object(found).items():
-                resolved.config.branches[k].model.descriptor.sel = sel
-                resolved.min_nbor_dist[k] = dmin
-    return resolved, pretrained
+        return resolved, ft.prepare(resolved.config, mode.path, mode.branch,
+                                    mode.use_pretrain_script)
+    return resolved, None
+
+
+def resolve_from_data(resolved: ResolvedConfig, mode: Fresh, data: dict[str, BranchData],
+                      distributed: bool, rank: int) -> None:
+    """sel and min_nbor_dist from the neighbor statistics of rank 0, on every rank."""
+    if rank == 0:
+        resolve_sel(resolved, data, mode.skip_neighbor_stat)
+    if distributed:
+        found = {k: (b.model.descriptor.sel, resolved.min_nbor_dist[k])
+                 for k, b in resolved.config.branches.items()}
+        for k, (sel, dmin) in dist.broadcast_object(found).items():
+            resolved.config.branches[k].model.descriptor.sel = sel
+            resolved.min_nbor_dist[k] = dmin
 
 
 def neighbor_counts(systems, rcut: float, ntypes: int) -> tuple[np.ndarray, float]:
@@ -182,16 +198,29 @@ def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: boo
             resolved.min_nbor_dist[k] = dmin
 
 
-def sel_from_checkpoint(cfg: Config, state: dict, path) -> None:
-    """sel from the checkpoint's model parameters (a restart must build the same shapes)."""
-    stored = params.branches(params.model_params(state, path))
-    for name, branch in cfg.branches.items():
-        section = stored.get(name, {}).get("descriptor", {})
-        if isinstance(section, dict) and isinstance(section.get("sel"), list):
-            branch.model.descriptor.sel = list(section["sel"])
-        elif isinstance(branch.model.descriptor.sel, str):
-            raise ValueError(f"{path}: cannot resolve sel 'auto' of branch {name} from the "
-                             f"checkpoint (it has no such branch)")
+def normalized_input(cfg: Config) -> dict:
+    """The whole input as the run uses it (out.json): every default filled in, sel resolved,
+    multi-task references expanded."""
+    def plain(section):
+        return _drop_none(dataclasses.asdict(section))
+    out = {"model": stored_model_params(cfg), "learning_rate": plain(cfg.learning_rate),
+           "optimizer": plain(cfg.optimizer)}
+    training = plain(cfg.training)
+    if cfg.multi_task:
+        out["loss_dict"] = {k: plain(b.loss) for k, b in cfg.branches.items()}
+        training["data_dict"] = {k: plain(b.data) for k, b in cfg.branches.items()}
+    else:
+        out["loss"] = plain(cfg.branches["Default"].loss)
+    out["training"] = training
+    return out
+
+
+def _drop_none(x):
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list):
+        return [_drop_none(v) for v in x]
+    return x
 
 
 def stored_model_params(cfg: Config) -> dict:
@@ -208,17 +237,52 @@ def stored_model_params(cfg: Config) -> dict:
 
 
 # ---------------------------------------------------------------- 3. parts
-def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = None) -> Trainer:
-    """The stages above, in order, and the Trainer that wires their results."""
+def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = None,
+                  overwrite: bool = False) -> Trainer:
+    """The stages above, in order, and the Trainer that wires their results. A new run
+    (not --restart) refuses to replace an earlier run's files unless overwrite."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rank, world = dist.world()
     distributed = dist.init(device)
     seed = cfg.training.seed
     if seed is not None:
         torch.manual_seed(mix_entropy([rank, seed % 2 ** 32]))
-    state = checkpoint.load(mode.path) if isinstance(mode, (Restart, InitModel)) else None
-    data = {k: BranchData(b, cfg, seed, rank, world) for k, b in cfg.branches.items()}
-    resolved, pretrained = resolve(cfg, mode, data, state, distributed, rank)
+    state = read_checkpoint(mode)
+    resolved, source = resolve_from_checkpoint(cfg, mode, state)
+    files = RunFiles(cfg.training.save_ckpt, cfg.training.disp_file)
+    if rank == 0:
+        files.make_folders()
+        files.lock()
+    try:
+        if rank == 0:
+            files.remove_temporaries()
+            if not isinstance(mode, Restart) and not overwrite:
+                files.refuse_overwrite()
+        data = {k: BranchData(b, cfg, seed, rank, world) for k, b in cfg.branches.items()}
+        if isinstance(mode, Fresh):
+            resolve_from_data(resolved, mode, data, distributed, rank)
+        trainer = _wire(resolved, mode, state, source, data, device, rank, world, distributed)
+    except BaseException:
+        files.unlock()
+        raise
+    trainer.files = files
+    return trainer
+
+
+def read_checkpoint(mode: StartMode) -> dict | None:
+    """The checkpoint dict of --restart / --init-model (a frozen file is refused)."""
+    if not isinstance(mode, (Restart, InitModel)):
+        return None
+    option = "--restart" if isinstance(mode, Restart) else "--init-model"
+    if is_frozen(mode.path):
+        raise ValueError(f"{option} {mode.path}: a frozen model (.pth) holds no training state; "
+                         f"{option} takes a checkpoint (.pt) or a folder with a 'checkpoint' "
+                         f"file")
+    return checkpoint.load(mode.path)
+
+
+def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device, rank,
+          world, distributed) -> Trainer:
     run_cfg = resolved.config
     branches = {k: BranchRun(k, EnergyModel(b.model, TRAINING),
                              losses.build(b.loss, run_cfg.learning_rate.start_lr), data[k])
@@ -227,11 +291,15 @@ def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = N
                            stored_model_params(run_cfg))
     wrapper.share(run_cfg.links)
     if isinstance(mode, Restart):
-        wrapper.load_state_dict(state["model"])
+        _load_strict(wrapper, state, mode.path)
     elif isinstance(mode, InitModel):
-        wrapper.load_state_dict(state["model"], strict=False)
+        for name, rule in source.items():
+            src, _ = model_from_state(state, rule.source, mode.path)
+            ft.transfer(src, branches[name].model, rule.index, random_fitting=False)
+        log.info("weights and statistics from %s: %s", mode.path,
+                 ", ".join(f"{r.branch} <- {r.source}" for r in source.values()))
     elif rank == 0 and isinstance(mode, Finetune):
-        ft.apply(pretrained, run_cfg, branches)
+        ft.apply(source, run_cfg, branches)
     elif rank == 0:
         compute_statistics(resolved, branches)
     wrapper.to(device)
@@ -241,6 +309,16 @@ def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = N
     if isinstance(mode, Restart):
         trainer.restore(state)
     return trainer
+
+
+def _load_strict(wrapper: ModelWrapper, state: dict, path) -> None:
+    """Every tensor of the run from the checkpoint, nothing missing, nothing left over."""
+    try:
+        wrapper.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1:2] or [str(e)]
+        raise ValueError(f"--restart {path}: its tensors do not fit the model of the input: "
+                         f"{first[0].strip()}") from None
 
 
 # ---------------------------------------------------------------- 4. statistics
@@ -263,7 +341,7 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun])
         model_cfg = cfg.branches[name].model
         am = run.model.atomic_model
         cache = StatFile.open(cfg.branches[name].data.stat_file, am.descriptor,
-                              model_cfg.type_map, cfg.base_dir)
+                              model_cfg.type_map, cfg.base_dir, _provenance(run, model_cfg))
         sums = cache.load_env_stats(am.descriptor.stat_names()) if cache else None
         if sums is None:
             excluded = am.pair_excluded if am.has_pair_exclusion else None
@@ -280,6 +358,13 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun])
     for descriptor, sums in merged.values():
         descriptor.set_stats(sums)
     log.info("data statistics in %.1f s", time.perf_counter() - t0)
+
+
+def _provenance(run: BranchRun, model_cfg) -> dict:
+    """What a branch's statistics are computed from (recorded in its stat file)."""
+    systems = run.data.train_systems
+    return {"systems": [s.name for s in systems], "nframes": [s.nframes for s in systems],
+            "data_stat_nbatch": model_cfg.data_stat_nbatch}
 
 
 def _set_bias(name, run: BranchRun, model_cfg, cache, frames_of) -> None:

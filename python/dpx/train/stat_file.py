@@ -4,8 +4,13 @@ that a second run skips the statistics pass.
 Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...}
 and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy}; a folder of .npy files, or an HDF5
 file when the name ends in .h5/.hdf5. The descriptor names its sums (stat_names) and what its
-hash covers (stat_hash_key). (Like DeePMD-kit, the cache is keyed by the descriptor, not the
-data: delete it when the data change.)
+hash covers (stat_hash_key).
+
+DeePMD-kit keys the cache by the descriptor only, so statistics of other data would be reused
+without a word. dpx also records what they were computed from (<type map>/dpx_provenance: the
+systems, their frame counts, data_stat_nbatch): a cache made from other data is recomputed
+(and rewritten) with a warning that says what differs; a cache without the record (DeePMD-
+kit's, or an older dpx's) is used, and the log says so.
 """
 from __future__ import annotations
 
@@ -22,12 +27,16 @@ log = logging.getLogger(__name__)
 
 
 class StatFile:
-    def __init__(self, path: Path, type_map: str, digest: str):
+    def __init__(self, path: Path, type_map: str, digest: str, provenance: dict | None = None):
         self.path, self.type_map, self.digest = path, type_map, digest
         self.h5 = path.suffix in (".h5", ".hdf5")
+        self.provenance = provenance
+        self.stale = False
 
     @classmethod
-    def open(cls, stat_file, descriptor, type_map: list[str], base_dir) -> StatFile | None:
+    def open(cls, stat_file, descriptor, type_map: list[str], base_dir,
+             provenance: dict | None = None) -> StatFile | None:
+        """The cache of one branch; provenance: what this run's statistics come from."""
         if not stat_file:
             return None
         # DeePMD-kit's key, so that stat files move between the two
@@ -36,7 +45,27 @@ class StatFile:
         path = Path(stat_file)
         if not path.is_absolute():
             path = Path(base_dir) / path if not Path(stat_file).exists() else path
-        return cls(path, " ".join(type_map), digest)
+        cache = cls(path, " ".join(type_map), digest, provenance)
+        cache._check_provenance()
+        return cache
+
+    def _check_provenance(self) -> None:
+        if self.provenance is None or not self.path.exists():
+            return
+        stored = self._read("dpx_provenance")
+        if stored is None:
+            if self._read("bias_atom_energy") is not None:
+                log.info("%s holds no record of the data its statistics came from (made by "
+                         "DeePMD-kit or an older dpx); using them: delete it if the data "
+                         "changed", self.path)
+            return
+        recorded = json.loads(bytes(np.asarray(stored, dtype=np.uint8)).decode())
+        if recorded != self.provenance:
+            diff = [k for k in self.provenance if recorded.get(k) != self.provenance[k]]
+            log.warning("%s was made from other data (%s differ: it has %s); recomputing the "
+                        "statistics from this run's data and rewriting it", self.path,
+                        ", ".join(diff), {k: recorded.get(k) for k in diff})
+            self.stale = True
 
     def _key(self, name: str) -> str:
         if name.startswith(("r_", "a_")):
@@ -55,8 +84,20 @@ class StatFile:
         return np.load(p) if p.exists() else None
 
     def _write(self, arrays: dict) -> None:
+        if self.provenance is not None:
+            text = json.dumps(self.provenance, sort_keys=True).encode()
+            # bytes as uint8: both npy (without pickle) and HDF5 store them as they are
+            arrays = dict(arrays, dpx_provenance=np.frombuffer(text, dtype=np.uint8))
+        try:
+            self._write_arrays(arrays)
+        except OSError as e:
+            raise ValueError(f"cannot write the stat file {self.path}: "
+                             f"{e.strerror or e}") from None
+
+    def _write_arrays(self, arrays: dict) -> None:
         if self.h5:
             import h5py
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with h5py.File(self.path, "a") as f:
                 for name, a in arrays.items():
                     key = self._key(name)
@@ -70,7 +111,10 @@ class StatFile:
             np.save(p, a)
 
     def load_env_stats(self, names: list[str]) -> dict[str, StatItem] | None:
-        """The descriptor sums `names`, or None unless the file has every one of them."""
+        """The descriptor sums `names`, or None unless the file has every one of them (and
+        was made from this run's data, when it says)."""
+        if self.stale:
+            return None
         arrays = {n: self._read(n) for n in names}
         if any(a is None for a in arrays.values()):
             return None
@@ -81,6 +125,8 @@ class StatFile:
         self._write({n: s.to_array() for n, s in sums.items()})
 
     def load_bias(self):
+        if self.stale:
+            return None
         bias, std = self._read("bias_atom_energy"), self._read("std_atom_energy")
         if bias is None or std is None:
             return None

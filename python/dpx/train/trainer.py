@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,7 @@ from dpx.train import dist
 from dpx.train.branches import BranchRun, BranchSampler
 from dpx.train.display import LCurve, Progress
 from dpx.train.lr import ExpDecayLR
+from dpx.train.run_files import RunFiles, truncate_lcurve
 from dpx.train.wrapper import ModelWrapper, unique_parameters
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, branches: dict[str, BranchRun], wrapper: ModelWrapper,
                  device: torch.device, rank: int = 0, world: int = 1,
-                 distributed: bool = False):
+                 distributed: bool = False, files: RunFiles | None = None):
         self.cfg, self.branches, self.wrapper, self.device = cfg, branches, wrapper, device
+        self.files = files
+        self.written: list[str] = []  # this run's checkpoint files, oldest first (pruning)
         self.rank, self.world, self.distributed = rank, world, distributed
         data = {k: b.data for k, b in branches.items()}
         self.num_steps = branch_util.num_steps(cfg, data)
@@ -69,6 +73,7 @@ class Trainer:
                 self.branches[name].data.load_state_dict(s)
         if "torch_rng" in extra:
             torch.set_rng_state(extra["torch_rng"])
+        self.written = list(extra.get("written", []))
         log.info("restarting from step %d", self.start_step)
 
     def _state(self, step: int, lr: float, next_step: int) -> dict:
@@ -76,7 +81,16 @@ class Trainer:
         return {"model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "dpx": {"next_step": next_step, "task_rng": self.sampler.state_dict(),
                         "samplers": {k: b.data.state_dict() for k, b in self.branches.items()},
-                        "torch_rng": torch.get_rng_state()}}
+                        "torch_rng": torch.get_rng_state(), "written": list(self.written)}}
+
+    def save(self, step: int, lr: float, next_step: int) -> None:
+        """Checkpoint <save_ckpt>-<next_step>.pt, then prune the oldest files this run wrote
+        beyond max_ckpt_keep."""
+        t = self.cfg.training
+        name = checkpoint.file_name(t.save_ckpt, next_step).name
+        self.written = [w for w in self.written if w != name] + [name]
+        checkpoint.save(self._state(step, lr, next_step), t.save_ckpt, next_step)
+        self.written = checkpoint.prune(t.save_ckpt, self.written, t.max_ckpt_keep)
 
     # ---------------------------------------------------------------- the loop
     def step(self, name: str, lr: float) -> dict:
@@ -100,7 +114,16 @@ class Trainer:
         return more
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.files is not None:
+                self.files.unlock()
+
+    def _run(self) -> None:
         t = self.cfg.training
+        if self.rank == 0 and self.start_step > 0:
+            truncate_lcurve(Path(t.disp_file), self.start_step)
         lcurve = LCurve(t.disp_file, {k: (b.loss.display_keys(), b.data.has_validation)
                                       for k, b in self.branches.items()},
                         self.cfg.multi_task, append=self.start_step > 0) if self.rank == 0 else None
@@ -124,10 +147,11 @@ class Trainer:
                 self.wrapper.train()
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
-                checkpoint.save(self._state(s, lr, s + 1), t.save_ckpt, display_step,
-                                t.max_ckpt_keep)
+                self.save(s, lr, display_step)
         if self.num_steps == 0 and self.rank == 0:
-            checkpoint.save(self._state(0, self.lr(0), 0), t.save_ckpt, 0, t.max_ckpt_keep)
+            # no step: the initial model's errors, and its checkpoint
+            lcurve.write(0, self.evaluate({k: [] for k in self.names}, self.lr(0)), self.lr(0))
+            self.save(0, self.lr(0), 0)
         if lcurve is not None:
             lcurve.close()
         log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,

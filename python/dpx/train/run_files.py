@@ -1,0 +1,163 @@
+"""The files a run writes, kept apart from other runs': a lock per output folder (a second run
+in the same folder is refused while the first lives; a lock whose process is gone is stale
+and removed), the check that a new run does not silently replace an earlier run's files,
+and the removal of temporary files that a killed write left behind.
+
+Which checkpoints a run prunes is the list of files it wrote itself (Trainer.written, stored
+in each checkpoint so that a restart continues it); files of other runs are never deleted.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # io.checkpoint.atomic_write's names
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunFiles:
+    """The output paths of one run: <save_ckpt>-<step>.pt, <save_ckpt>.pt, `checkpoint` and
+    disp_file (lcurve.out)."""
+
+    def __init__(self, save_ckpt: str, disp_file: str):
+        self.stem = Path(save_ckpt)
+        self.disp = Path(disp_file)
+        self.folders = sorted({self.stem.parent.resolve(), self.disp.parent.resolve()})
+        self.locks: list[Path] = []
+
+    def make_folders(self) -> None:
+        """Create the output folders now, so that a path that cannot be written is an error
+        before any work, not after the first interval."""
+        for folder in self.folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ValueError(f"cannot write the run's files in {folder}: a part of that path "
+                                 f"is a file, not a folder") from None
+            except OSError as e:
+                raise ValueError(f"cannot create the folder {folder}: {e.strerror}") from None
+            if not os.access(folder, os.W_OK):
+                raise ValueError(f"cannot write the run's files in {folder}: no permission")
+
+    # ------------------------------------------------------------ lock
+    def lock(self) -> None:
+        """One lock file per output folder, holding the pid and host of the run."""
+        for folder in self.folders:
+            path = folder / f".{self.stem.name}.lock"
+            self._take(path)
+            self.locks.append(path)
+        atexit.register(self.unlock)
+
+    def _take(self, path: Path) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._check_holder(path)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return
+        raise ValueError(f"{path}: could not take the run lock")
+
+    def _check_holder(self, path: Path) -> None:
+        """Refuse if a live run holds the lock; remove it if its process is gone."""
+        try:
+            holder = json.loads(path.read_text())
+        except (OSError, ValueError):
+            holder = {}
+        pid, host = int(holder.get("pid", -1)), holder.get("host")
+        same_host = host == socket.gethostname()
+        if pid == os.getpid() and same_host:
+            path.unlink(missing_ok=True)  # this process's earlier run in the folder
+        elif same_host and pid > 0 and not _alive(pid):
+            log.warning("removed the stale lock %s of run pid %d (that process is gone)",
+                        path, pid)
+            path.unlink(missing_ok=True)
+        elif same_host or host is None:
+            started = time.strftime("%Y-%m-%d %H:%M:%S",
+                                    time.localtime(float(holder.get("started", 0))))
+            raise ValueError(f"{path.parent}: another run (pid {pid}, started {started}) is "
+                             f"writing its checkpoints and {self.disp.name} here; wait for it, "
+                             f"or give this run another folder (training/save_ckpt, "
+                             f"training/disp_file)")
+        else:
+            raise ValueError(f"{path.parent}: a run on host {host} (pid {pid}) holds {path}; "
+                             f"if it is gone, delete that file")
+
+    def unlock(self) -> None:
+        for path in self.locks:
+            try:
+                if json.loads(path.read_text()).get("pid") == os.getpid():
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
+        self.locks = []
+
+    # ------------------------------------------------------------ earlier runs, leftovers
+    def earlier_run(self) -> list[Path]:
+        """An earlier run's files that this run would write over: lcurve.out, numbered
+        checkpoints of the same name and their link. (The folder's `checkpoint` pointer names
+        the newest checkpoint of whichever run wrote last; it is not a result.)"""
+        folder = self.stem.parent
+        pattern = re.compile(re.escape(self.stem.name) + r"-\d+\.pt$")
+        found = [p for p in folder.iterdir() if pattern.match(p.name)] if folder.is_dir() else []
+        found.sort(key=lambda p: int(p.name[len(self.stem.name) + 1:-3]))
+        for p in (self.disp, folder / f"{self.stem.name}.pt"):
+            if p.exists() and (p.is_symlink() or p.stat().st_size > 0):
+                found.append(p)
+        return found
+
+    def refuse_overwrite(self) -> None:
+        found = self.earlier_run()
+        if not found:
+            return
+        names = ", ".join(p.name for p in found[:6]) + (f" and {len(found) - 6} more"
+                                                         if len(found) > 6 else "")
+        raise ValueError(f"{self.stem.parent.resolve()} holds an earlier run's files ({names}); "
+                         f"a new run would replace them. Continue that run with --restart, "
+                         f"train in another folder, or pass --overwrite to replace them")
+
+    def remove_temporaries(self) -> None:
+        """Temporary files of a write that was killed (their process is gone)."""
+        for folder in self.folders:
+            for p in folder.iterdir():
+                m = _TEMPORARY.match(p.name)
+                if m and not _alive(int(m.group(1))):
+                    log.warning("removed %s, left by a write that was interrupted", p)
+                    p.unlink(missing_ok=True)
+
+
+def truncate_lcurve(path: Path, last_step: int) -> None:
+    """lcurve.out as it was at `last_step`: the rows of later steps (written after the
+    checkpoint a restart continues, before the run stopped) removed, so that the file reads
+    as one uninterrupted run."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines
+            if line.startswith("#") or not line.strip() or int(line.split()[0]) <= last_step]
+    if len(kept) != len(lines):
+        log.info("%s: removed %d rows after step %d (the restart repeats those steps)", path,
+                 len(lines) - len(kept), last_step)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)

@@ -1,0 +1,298 @@
+"""Fault injection (issue 13): whatever happens to a run, nothing it wrote before is lost, and
+a restart continues it as if nothing had happened.
+
+- kill -9 at seeded random moments of training, and inside a checkpoint write: every
+  checkpoint on disk loads, the link and the `checkpoint` pointer name a complete one, and a
+  restart from it ends with the parameters and lcurve.out of an uninterrupted run;
+- a full disk: a clear error, the previous checkpoint kept, no temporary file left;
+- output paths that cannot be written (a folder that is a file), an HDF5 stat file in a
+  missing folder;
+- two runs in one folder: the second is refused while the first lives; a dead run's lock is
+  stale and removed; a run never prunes another run's checkpoints;
+- (a rank of a torchrun job dies: tests/dist/test_ddp.py checks that the checkpoints
+  written before still load.)
+"""
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dpx.cli.main import main
+from dpx.io import checkpoint
+from tests.train.conftest import small_input, write
+
+STEPS = 40
+KILL_SEEDS = range(6)
+
+
+def dpx(*args) -> list[str]:
+    return [sys.executable, "-m", "dpx.cli.main", *map(str, args)]
+
+
+def run_input(dataset, folder: Path, steps=STEPS, **training) -> Path:
+    cfg = small_input(dataset, steps=steps, disp_freq=1, save_freq=5, max_ckpt_keep=100,
+                      **training)
+    return write(folder / "in.json", cfg)
+
+
+def weights(path) -> dict:
+    sd = torch.load(path, weights_only=True)["model"]
+    return {k: v for k, v in sd.items() if k != "_extra_state"}
+
+
+def assert_intact(folder: Path) -> list[Path]:
+    """Every numbered checkpoint loads; the link and the pointer name a complete one."""
+    files = sorted(folder.glob("model.ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[-1]))
+    for f in files:
+        checkpoint.load(f)
+    link = folder / "model.ckpt.pt"
+    if link.is_symlink() or link.exists():
+        assert link.resolve() in [f.resolve() for f in files]
+        assert (folder / "checkpoint").read_text().strip() == link.resolve().name
+    return files
+
+
+def lcurve_rows(path: Path) -> list[str]:
+    return [r for r in path.read_text().splitlines() if r and not r.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, tmp_path_factory):
+    """An uninterrupted run: (its final weights, its lcurve.out rows)."""
+    folder = tmp_path_factory.mktemp("reference")
+    subprocess.run(dpx("train", run_input(dataset, folder)), cwd=folder, check=True,
+                   capture_output=True)
+    return weights(folder / f"model.ckpt-{STEPS}.pt"), lcurve_rows(folder / "lcurve.out")
+
+
+def resume_and_compare(dataset, folder: Path, reference) -> None:
+    """Restart from what the interrupted run left (or start over when it left no
+    checkpoint) and end where the uninterrupted run ended, bit for bit."""
+    inp = run_input(dataset, folder)
+    if (folder / "model.ckpt.pt").exists():
+        args = ["train", inp, "--restart", "model.ckpt.pt"]
+    else:
+        args = ["train", inp, "--overwrite"]
+    res = subprocess.run(dpx(*args), cwd=folder, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    final, rows = reference
+    got = weights(folder / f"model.ckpt-{STEPS}.pt")
+    for k, v in final.items():
+        assert torch.equal(got[k], v), k
+    assert lcurve_rows(folder / "lcurve.out") == rows  # one uninterrupted run, no repeats
+    assert not [p for p in folder.iterdir() if ".tmp" in p.name]
+    assert not (folder / ".model.ckpt.lock").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", KILL_SEEDS)
+def test_kill_9_during_training(dataset, tmp_path, reference, seed):
+    rng = random.Random(seed)
+    rows_before_kill = rng.randint(1, STEPS - 2)
+    proc = subprocess.Popen(dpx("train", run_input(dataset, tmp_path)), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lcurve = tmp_path / "lcurve.out"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if lcurve.exists() and len(lcurve_rows(lcurve)) >= rows_before_kill:
+            time.sleep(rng.uniform(0.0, 0.05))
+            break
+        time.sleep(0.002)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert_intact(tmp_path)
+    resume_and_compare(dataset, tmp_path, reference)
+
+
+DYING_SAVE = """
+import os, signal, sys
+import torch
+from dpx.cli.main import main
+original, calls = torch.save, [0]
+def dying_save(obj, f, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == int(os.environ["DIE_AT_SAVE"]):
+        with open(f, "wb") as out:   # half of a checkpoint, then the end of the process
+            out.write(b"PK\\x03\\x04 partial")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(obj, f, *args, **kwargs)
+torch.save = dying_save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("die_at", [1, 3])
+def test_kill_9_inside_a_checkpoint_write(dataset, tmp_path, reference, die_at):
+    res = subprocess.run([sys.executable, "-c", DYING_SAVE, "train",
+                          str(run_input(dataset, tmp_path))], cwd=tmp_path,
+                         env=dict(os.environ, DIE_AT_SAVE=str(die_at)), capture_output=True)
+    assert res.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert left == [f".model.ckpt-{5 * die_at}.pt.tmp{left[0].rsplit('tmp', 1)[1]}"]
+    files = assert_intact(tmp_path)
+    assert [f.name for f in files] == [f"model.ckpt-{5 * k}.pt" for k in range(1, die_at)]
+    resume_and_compare(dataset, tmp_path, reference)
+
+
+def test_full_disk_keeps_the_previous_checkpoint(dataset, run_dir, monkeypatch, capsys):
+    original, calls = torch.save, [0]
+
+    def full_disk(obj, f, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 2:
+            with open(f, "wb") as out:
+                out.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert main(["train", str(run_input(dataset, run_dir, steps=12))]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write checkpoint {Path('model.ckpt-10.pt')}: No space left on device " \
+           f"(the previous checkpoint is kept)" in err
+    files = assert_intact(run_dir)
+    assert [f.name for f in files] == ["model.ckpt-5.pt"]
+    assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]
+    assert not (run_dir / ".model.ckpt.lock").exists()
+
+
+def test_paths_that_cannot_be_written(dataset, run_dir, capsys):
+    (run_dir / "afile").write_text("not a folder")
+    inp = run_input(dataset, run_dir, steps=2, save_ckpt="afile/model.ckpt")
+    assert main(["train", str(inp)]) == 2
+    assert "a part of that path is a file, not a folder" in capsys.readouterr().err
+    # an HDF5 stat file in a folder that does not exist yet: made
+    inp = run_input(dataset, run_dir, steps=2, stat_file="stats/sub/stat.h5")
+    assert main(["train", str(inp)]) == 0
+    assert (run_dir / "stats" / "sub" / "stat.h5").exists()
+
+
+@pytest.mark.slow
+def test_a_second_run_in_the_folder_is_refused(dataset, run_dir, capsys):
+    first = subprocess.Popen(dpx("train", run_input(dataset, run_dir, steps=100000)),
+                             cwd=run_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "model.ckpt-5.pt").exists():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.05)
+        inp = write(run_dir / "second.json", small_input(dataset, steps=2))
+        assert main(["train", str(inp), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"another run (pid {first.pid}, started" in err
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert_intact(run_dir)
+    # its lock is stale now: a restart removes it and continues
+    assert main(["train", str(run_input(dataset, run_dir, steps=12)), "--restart",
+                 "model.ckpt.pt"]) == 0
+    assert "removed the stale lock" in capsys.readouterr().err
+
+
+def test_a_run_prunes_only_its_own_checkpoints(dataset, run_dir):
+    (run_dir / "other").mkdir()
+    assert main(["train", str(run_input(dataset, run_dir / "other", steps=5,
+                                        save_ckpt=str(run_dir / "model.ckpt"),
+                                        disp_file=str(run_dir / "other" / "lcurve.out")))]) == 0
+    other = run_dir / "model.ckpt-5.pt"
+    for step in (100, 101, 102):  # another run's results under the same name
+        (run_dir / f"model.ckpt-{step}.pt").write_bytes(other.read_bytes())
+    cfg = small_input(dataset, steps=6, save_freq=1, max_ckpt_keep=3)
+    assert main(["train", str(write(run_dir / "in.json", cfg)), "--overwrite"]) == 0
+    names = sorted(p.name for p in run_dir.glob("model.ckpt-*.pt"))
+    assert names == sorted(["model.ckpt-4.pt", "model.ckpt-5.pt", "model.ckpt-6.pt",
+                            "model.ckpt-100.pt", "model.ckpt-101.pt", "model.ckpt-102.pt"])
+    # a restart continues the run's own list: 4..7 pruned, 100..102 kept
+    cfg["training"]["numb_steps"] = 10
+    assert main(["train", str(write(run_dir / "in.json", cfg)), "--restart",
+                 "model.ckpt-6.pt"]) == 0
+    names = sorted(p.name for p in run_dir.glob("model.ckpt-*.pt"))
+    assert names == sorted(["model.ckpt-8.pt", "model.ckpt-9.pt", "model.ckpt-10.pt",
+                            "model.ckpt-100.pt", "model.ckpt-101.pt", "model.ckpt-102.pt"])
+
+
+def test_a_new_run_does_not_replace_an_earlier_one_unasked(dataset, run_dir, capsys):
+    inp = run_input(dataset, run_dir, steps=5)
+    assert main(["train", str(inp)]) == 0
+    before = (run_dir / "lcurve.out").read_text()
+    assert main(["train", str(inp)]) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier run's files (model.ckpt-5.pt, lcurve.out, model.ckpt.pt)" in err
+    assert "--restart" in err and "--overwrite" in err
+    assert (run_dir / "lcurve.out").read_text() == before
+    assert main(["train", str(inp), "--overwrite"]) == 0
+
+
+def test_restart_truncates_the_rows_after_its_checkpoint(dataset, run_dir, reference):
+    """The rows written between the last checkpoint and a crash are not repeated."""
+    inp = run_input(dataset, run_dir, steps=STEPS)
+    assert main(["train", str(inp)]) == 0
+    for step in range(30, STEPS + 1, 5):  # as if the run had died just before step 30's save
+        (run_dir / f"model.ckpt-{step}.pt").unlink()
+    assert main(["train", str(inp), "--restart", "model.ckpt-25.pt"]) == 0
+    rows = lcurve_rows(run_dir / "lcurve.out")
+    steps = [int(r.split()[0]) for r in rows]
+    assert steps == sorted(set(steps))
+    assert rows == reference[1]
+
+
+def test_numb_steps_0(dataset, run_dir, capsys):
+    inp = run_input(dataset, run_dir, steps=0)
+    assert main(["train", str(inp)]) == 0
+    rows = lcurve_rows(run_dir / "lcurve.out")
+    assert len(rows) == 1 and rows[0].split()[0] == "0"
+    capsys.readouterr()
+    assert main(["show", "model.ckpt-0.pt"]) == 0
+    assert "training step: 0 " in capsys.readouterr().err
+
+
+def test_out_json_is_the_whole_input(dataset, run_dir):
+    import json
+
+    from dpx.config import parse_input
+    inp = run_input(dataset, run_dir, steps=2)
+    assert main(["train", str(inp)]) == 0
+    out = json.loads((run_dir / "out.json").read_text())
+    assert set(out) == {"model", "learning_rate", "optimizer", "loss", "training"}
+    assert out["learning_rate"]["decay_steps"] == 50 and out["loss"]["start_pref_f"] == 1000
+    assert isinstance(out["model"]["descriptor"]["sel"], list)
+    assert out["training"]["training_data"]["systems"]
+    parse_input(out, base_dir=run_dir)  # it reads back
+
+
+def test_stat_file_of_other_data_is_recomputed(dataset, run_dir, capsys):
+    cfg = small_input(dataset, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    other = small_input(dataset, steps=0, stat_file="stat", save_ckpt="b/model.ckpt",
+                        disp_file="b/lcurve.out")
+    other["training"]["training_data"]["systems"] = [str(dataset / "valid")]
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "b.json", other))]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"stat was made from other data \(systems, nframes differ", err), err
+    fresh = dict(other, training=dict(other["training"], save_ckpt="c/model.ckpt",
+                                      disp_file="c/lcurve.out"))
+    fresh["training"].pop("stat_file")
+    assert main(["train", str(write(run_dir / "c.json", fresh))]) == 0
+    b, c = weights(run_dir / "b" / "model.ckpt-0.pt"), weights(run_dir / "c" / "model.ckpt-0.pt")
+    for k in b:
+        if k.endswith(("mean", "stddev", "out_bias")):
+            assert torch.equal(b[k], c[k]), k
+    # the same data again: the cache is used, and the log says where it came from
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "b.json", other)), "--overwrite"]) == 0
+    assert "descriptor statistics read from" in capsys.readouterr().err
