@@ -117,6 +117,8 @@ def main() -> None:
         subprocess.run([args.dpx_ref_python, "-m", "dpx.cli.main", "freeze", "-c", str(ckpt),
                         "-o", "dpx-ref.pth"], cwd=work, check=True, capture_output=True)
         names.append("dpx-ref")
+    from dpx.io import deepmd_ops
+    deepmd_ops.ensure()  # DeePMD-kit's file names its op library's ops (unused uncompressed)
     models = {name: torch.jit.load(str(work / f"{name}.pth")) for name in names}
     inputs = lammps_like_input(work, models["dpx"].get_rcut())
     out = {name: m.forward_lower(*inputs) for name, m in models.items()}

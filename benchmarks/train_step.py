@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EXAMPLES = {"single": SHARED / "examples" / "single_task" / "input.json",
             "multi": SHARED / "examples" / "multi_task" / "input.json"}
-DEFAULT_DP = os.environ.get("DPX_DP", str(ROOT / ".venv-deepmd" / "bin" / "dp"))
+# DeePMD-kit as users install it (tests/oracle/install_lammps.sh); DPX_DP or --dp for another
+DEFAULT_DP = os.environ.get("DPX_DP", str(ROOT / ".venv-lammps" / "bin" / "dp"))
 
 
 def prepare(example: str, steps: int, disp: int, folder: Path) -> Path:

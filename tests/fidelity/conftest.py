@@ -1,5 +1,6 @@
-"""DeePMD-kit 3.2.0 as the oracle: it runs in its own venv (tests/oracle/install_deepmd.sh),
-called as a subprocess through tests/oracle/deepmd_runner.py; dpx's venv never imports it."""
+"""DeePMD-kit 3.2.0 as the oracle, installed as users install it (tests/oracle/install_lammps.sh):
+it runs in its own venv, called as a subprocess through tests/oracle/deepmd_runner.py; dpx's
+venv never imports it."""
 import copy
 import json
 import os
@@ -12,7 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "tests" / "oracle" / "deepmd_runner.py"
-ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON", ROOT / ".venv-deepmd" / "bin" / "python"))
+# DeePMD-kit as users install it (deepmd-kit[torch,lmp] 3.2.0: torch 2.11, its op library,
+# vesin-torch), the LAMMPS venv of tests/oracle/install_lammps.sh
+ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON", ROOT / ".venv-lammps" / "bin" / "python"))
 QUIET = {"OMP_NUM_THREADS": "2", "DP_INTRA_OP_PARALLELISM_THREADS": "2",
          "DP_INTER_OP_PARALLELISM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -88,7 +91,7 @@ def dp(*args, cwd) -> subprocess.CompletedProcess:
 def oracle_python() -> Path:
     if not ORACLE.exists():
         pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
-                    f"(tests/oracle/install_deepmd.sh makes it; CI does)")
+                    f"(tests/oracle/install_lammps.sh makes it; CI does)")
     return ORACLE
 
 
@@ -100,9 +103,14 @@ def toy_data(tmp_path_factory, oracle_python) -> Path:
     return out
 
 
-def deepmd_eval(model: Path, system: Path, head: str | None = None) -> dict:
-    out = model.parent / f"eval_{model.stem}_{head}_{system.name}.npz"
-    args = ["eval", "--model", model, "--system", system, "--out", out]
+def deepmd_eval(model: Path, system: Path, head: str | None = None,
+                nlist_backend: str = "auto", evaluator: str = "eval",
+                no_jit: bool = False) -> dict:
+    """DeePMD-kit's DeepPot (evaluator "eval") or ASE calculator ("ase") on a system; its
+    neighbor list is vesin's in a stock install (auto) or its own (native)."""
+    out = model.parent / f"{evaluator}_{model.stem}_{head}_{system.name}_{nlist_backend}.npz"
+    args = [evaluator, "--model", model, "--system", system, "--out", out,
+            "--nlist-backend", nlist_backend] + (["--no-jit"] if no_jit else [])
     if head:
         args += ["--head", head]
     oracle(RUNNER, *args)

@@ -161,3 +161,60 @@ def test_dpx_test_equals_dp_test(dpx_single, toy_data, tmp_path, capsys):
         a = np.loadtxt(tmp_path / f"dpx{suffix}")
         b = np.loadtxt(tmp_path / f"dp{suffix}")
         assert np.abs(a - b).max() <= TOL * np.abs(b).max(), suffix
+
+
+@pytest.fixture(scope="module", params=[[-3.0, None], [-3.0]], ids=["O_given", "list_short"])
+def atom_ener_input(request, toy_data):
+    """fitting_net/atom_ener: the given types' networks lose their zero-descriptor output
+    (and, as DeePMD-kit does it, the types past the end of a short list)."""
+    cfg = single_input(toy_data)
+    cfg["model"]["fitting_net"]["atom_ener"] = request.param
+    return cfg
+
+
+def test_atom_ener_both_ways(atom_ener_input, toy_data, tmp_path):
+    (tmp_path / "dp").mkdir()
+    dp("--pt", "train", write_json(tmp_path / "dp" / "input.json", atom_ener_input),
+       cwd=tmp_path / "dp")
+    cfg = dict(atom_ener_input, training=dict(atom_ener_input["training"],
+                                              save_ckpt=str(tmp_path / "model.ckpt"),
+                                              disp_file=str(tmp_path / "lcurve.out")))
+    assert main(["train", str(write_json(tmp_path / "in.json", cfg)),
+                 "-o", str(tmp_path / "out.json")]) == 0
+    for ckpt in (tmp_path / "dp" / "model.ckpt-3.pt", tmp_path / "model.ckpt-3.pt"):
+        # DeePMD-kit 3.2.0's own scripted model of such a checkpoint raises ("a view of a leaf
+        # Variable ... in-place"): its Python model is the oracle
+        assert_same(dpx_eval(ckpt, toy_data / "sys_b"),
+                    deepmd_eval(ckpt, toy_data / "sys_b", no_jit=True))
+    assert main(["freeze", "-c", str(tmp_path / "model.ckpt-3.pt"), "-o",
+                 str(tmp_path / "f.pth")]) == 0
+    assert_same(deepmd_eval(tmp_path / "f.pth", toy_data / "sys_b"),
+                dpx_eval(tmp_path / "model.ckpt-3.pt", toy_data / "sys_b"))
+
+
+def test_mixed_type_system_equals_dp_test(dpx_single, toy_data, tmp_path, capsys):
+    """deepmd/npy/mixed data (each frame's types in real_atom_types.npy): dpx test gives the
+    errors dp test gives (dpx reads one system per composition; the averages are the same)."""
+    src = toy_data / "sys_b"
+    mixed = tmp_path / "mixed"
+    (mixed / "set.000").mkdir(parents=True)
+    atype = np.loadtxt(src / "type.raw", dtype=int)
+    names = (src / "type_map.raw").read_text().split()
+    nf = np.load(src / "set.000" / "coord.npy").shape[0]
+    real = np.tile(atype, (nf, 1))
+    real[1::2, :3] = 1 - real[1::2, :3]  # every other frame: the first three atoms swapped
+    (mixed / "type.raw").write_text(" ".join("0" for _ in atype) + "\n")
+    (mixed / "type_map.raw").write_text("\n".join(names) + "\n")
+    for f in (src / "set.000").glob("*.npy"):
+        (mixed / "set.000" / f.name).write_bytes(f.read_bytes())
+    np.save(mixed / "set.000" / "real_atom_types.npy", real)
+    res = dp("--pt", "test", "-m", dpx_single, "-s", mixed, cwd=tmp_path)
+    capsys.readouterr()
+    assert main(["test", "-m", str(dpx_single), "-s", str(mixed)]) == 0
+    ours = capsys.readouterr().err
+    average = ours[ours.index("weighted average"):]
+    theirs = _metrics(res.stdout + res.stderr)
+    mine = _metrics(average)
+    assert "Energy RMSE" in theirs and "Force RMSE" in theirs
+    for name in ("Energy RMSE", "Energy MAE", "Force RMSE", "Virial RMSE"):
+        assert mine[name] == pytest.approx(theirs[name], rel=1e-6), name

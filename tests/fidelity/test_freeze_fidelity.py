@@ -28,11 +28,59 @@ def assert_same(a: np.ndarray, b: np.ndarray, key: str, tol: float = TOL):
     assert np.abs(a - b).max() <= tol * scale, (key, np.abs(a - b).max(), scale)
 
 
+@pytest.mark.parametrize("nlist_backend", ["vesin", "native"])
 @pytest.mark.parametrize("system", ["sys_a", "sys_b"])
-def test_deeppot_loads_dpx_frozen_model(frozen_pair, toy_data, system):
-    ours, theirs = (deepmd_eval(p, toy_data / system) for p in frozen_pair)
+def test_deeppot_loads_dpx_frozen_model(frozen_pair, toy_data, system, nlist_backend):
+    """Both of DeepPot's paths: with vesin (a stock install's default) it builds the list and
+    calls forward_common_lower; natively it calls forward."""
+    ours, theirs = (deepmd_eval(p, toy_data / system, nlist_backend=nlist_backend)
+                    for p in frozen_pair)
     for key in ("energy", "force", "virial", "atom_energy", "atom_virial"):  # per atom
         assert_same(ours[key], theirs[key], key)
+
+
+def test_deepmd_ase_calculator_on_dpx_frozen_model(frozen_pair, toy_data):
+    """DeePMD-kit's ASE calculator on dpx's frozen file equals dpx's calculator on it and
+    DeePMD-kit's calculator on its own freeze."""
+    pytest.importorskip("ase")
+    from ase import Atoms
+
+    from dpx.calculator import DPX
+    ours, theirs = (deepmd_eval(p, toy_data / "sys_b", evaluator="ase") for p in frozen_pair)
+    for key in ("energy", "force", "stress"):
+        assert_same(ours[key], theirs[key], key)
+    system = toy_data / "sys_b"
+    coord = np.load(system / "set.000" / "coord.npy")[0].reshape(-1, 3)
+    box = np.load(system / "set.000" / "box.npy")[0].reshape(3, 3)
+    names = (system / "type_map.raw").read_text().split()
+    atype = np.loadtxt(system / "type.raw", dtype=int)
+    atoms = Atoms([names[t] for t in atype], positions=coord, cell=box, pbc=True)
+    atoms.calc = DPX(str(frozen_pair[0]))
+    assert_same(np.array(atoms.get_potential_energy()), ours["energy"][0], "energy")
+    assert_same(atoms.get_forces(), ours["force"][0], "force")
+    assert_same(atoms.get_stress(), ours["stress"][0], "stress")
+
+
+def test_dpx_reads_deepmd_frozen_and_refuses_compressed(frozen_pair, toy_data, tmp_path, capsys):
+    """DeePMD-kit's frozen file names its op library's ops: dpx loads it without them and
+    gives DeepPot's numbers; a compressed one needs them, and dpx says what to do instead."""
+    from dpx.data import load_systems
+    from dpx.infer.evaluate import evaluate
+    from dpx.io import load_model
+    theirs = frozen_pair[1]
+    model, _ = load_model(theirs)
+    (system,) = load_systems(str(toy_data / "sys_b"), type_map=model.type_map, sort_atoms=False)
+    ours = evaluate(model, system.coord, system.atype, system.box, atomic_virial=True)
+    ref = deepmd_eval(theirs, toy_data / "sys_b")
+    for key in ("energy", "force", "virial", "atom_energy", "atom_virial"):
+        assert_same(ours[key], ref[key], key)
+    dp("--pt", "compress", "-i", theirs, "-o", tmp_path / "compressed.pth", cwd=tmp_path)
+    capsys.readouterr()
+    assert main(["test", "-m", str(tmp_path / "compressed.pth"), "-s",
+                 str(toy_data / "sys_b")]) == 2
+    err = capsys.readouterr().err
+    assert "is a compressed DeePMD-kit model (`dp compress`)" in err
+    assert "the frozen file from before compression or its checkpoint" in err
 
 
 def test_dp_test_equals_dpx_test(frozen_pair, toy_data, tmp_path):
@@ -71,7 +119,7 @@ def test_freezes_deepmd_checkpoint(dp_single, toy_data, tmp_path):  # noqa: F811
 
 def test_runner_sees_same_interface(frozen_pair):
     """The methods DeePMD-kit's DeepEval and DeepPotPT call answer like DeePMD-kit's model."""
-    code = ("import sys, torch\n"
+    code = ("import sys, torch, deepmd.pt  # its op library: its frozen file names the ops\n"
             "a, b = (torch.jit.load(p) for p in sys.argv[1:3])\n"
             "for name in ['get_rcut', 'get_type_map', 'get_ntypes', 'get_dim_fparam',\n"
             "             'get_dim_aparam', 'is_aparam_nall', 'has_message_passing', 'get_sel',\n"

@@ -72,7 +72,7 @@ def test_deepmd_loads_dpx_frozen_se_r(dpx_se_r, toy_data, tmp_path):
     ours = deepmd_eval(tmp_path / "dpx.pth", toy_data / "sys_b")
     assert_same(ours, deepmd_eval(dpx_se_r, toy_data / "sys_b"))
     assert_same(ours, deepmd_eval(tmp_path / "dp.pth", toy_data / "sys_b"))
-    code = ("import sys, torch\n"
+    code = ("import sys, torch, deepmd.pt  # its op library: its frozen file names the ops\n"
             "a, b = (torch.jit.load(p) for p in sys.argv[1:3])\n"
             "assert set(a.state_dict()) == set(b.state_dict())\n"
             "assert a.get_sel() == b.get_sel() and a.get_rcut() == b.get_rcut()\n")

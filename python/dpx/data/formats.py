@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from dpx.data.system import System, expand_systems, make_system, read_system, resolve_path
+from dpx.data.system import System, expand_systems, make_system, read_systems, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
 
     def read(path: str) -> list[System]:
         if fmt in NATIVE:
-            return [read_system(path, type_map, sort_atoms)]
+            return read_systems(path, type_map, sort_atoms)
         return load_dpdata(path, fmt, type_map, sort_atoms)
 
     workers = max(1, min(threads or 1, len(paths)))

@@ -176,8 +176,21 @@ def read_system(path: str, type_map: list[str] | None = None,
 
     type_map: the model's element names; atom types are remapped to it through
     `type_map.raw`. sort_atoms: stable-sort atoms by type (training); False keeps the file
-    order (`dp test`).
+    order (`dp test`). A mixed-type system holds several; read it with read_systems.
     """
+    systems = read_systems(path, type_map, sort_atoms)
+    if len(systems) != 1:
+        raise ValueError(f"{path} is a mixed-type system with frames of {len(systems)} "
+                         f"compositions; read_systems gives one System per composition")
+    return systems[0]
+
+
+def read_systems(path: str, type_map: list[str] | None = None,
+                 sort_atoms: bool = True) -> list[System]:
+    """The systems of a folder or `file.h5#/group`: one, or for a mixed-type system
+    (deepmd/npy/mixed: set.*/real_atom_types.npy gives each frame's types, type.raw is a
+    placeholder) one per composition, in the order compositions first appear (a System has
+    one type per atom; every frame keeps its own types)."""
     h5 = split_h5(path)
     if h5 is None:
         return _read(_DirNode(Path(path)), type_map, sort_atoms)
@@ -185,7 +198,7 @@ def read_system(path: str, type_map: list[str] | None = None,
         return _read(_H5Node(h5file, h5[0], h5[1]), type_map, sort_atoms)
 
 
-def _read(node, type_map, sort_atoms) -> System:
+def _read(node, type_map, sort_atoms) -> list[System]:
     if not node.has("type.raw"):
         raise FileNotFoundError(f"{node.where('type.raw')} is missing: a system folder needs "
                                 "type.raw (one integer type per atom)")
@@ -200,9 +213,50 @@ def _read(node, type_map, sort_atoms) -> System:
     coord = np.concatenate([p["coord"] for p in parts])
     box = None if nopbc else np.concatenate([p["box"] for p in parts])
     labels, find = _concat_labels(node, sets, parts, atype.size)
-    return make_system(node.where(), atype, coord, box, labels, find, names=names,
-                       type_map=type_map, sort_atoms=sort_atoms,
-                       set_nframes=[p["nf"] for p in parts])
+    mixed = [node.has(f"{s}/real_atom_types.npy") for s in sets]
+    if any(mixed):
+        return _split_mixed(node, sets, parts, mixed, coord, box, labels, find, names,
+                            type_map, sort_atoms)
+    return [make_system(node.where(), atype, coord, box, labels, find, names=names,
+                        type_map=type_map, sort_atoms=sort_atoms,
+                        set_nframes=[p["nf"] for p in parts])]
+
+
+def _split_mixed(node, sets, parts, mixed, coord, box, labels, find, names, type_map,
+                 sort_atoms) -> list[System]:
+    """A mixed-type system as one System per composition (each frame's real_atom_types)."""
+    if not all(mixed):
+        missing = next(s for s, m in zip(sets, mixed) if not m)
+        raise FileNotFoundError(f"{node.where(missing)}/real_atom_types.npy is missing: the "
+                                f"other sets of this mixed-type system have one")
+    if names is None:
+        raise FileNotFoundError(f"{node.where('type_map.raw')} is missing: a mixed-type system "
+                                f"names its elements there (real_atom_types.npy indexes it)")
+    natoms = coord.shape[1] // 3
+    real = np.concatenate([_checked(node, f"{s}/real_atom_types.npy",
+                                    node.array(f"{s}/real_atom_types.npy"), p["nf"], natoms,
+                                    f"{s}/coord.npy") for s, p in zip(sets, parts)])
+    real = real.astype(np.int64)
+    if real.min() < 0:
+        raise ValueError(f"{node.where()}: real_atom_types.npy holds virtual atoms (type < 0); "
+                         f"dpx reads mixed-type systems of real atoms only")
+    kinds, first, inverse = np.unique(real, axis=0, return_index=True, return_inverse=True)
+    out = []
+    for k in np.argsort(first):  # compositions in the order they first appear
+        idx = np.nonzero(inverse.reshape(-1) == k)[0]
+        out.append(make_system(
+            f"{node.where()}[{_formula(kinds[k], names)}]", kinds[k], coord[idx],
+            None if box is None else box[idx], {key: v[idx] for key, v in labels.items()},
+            {key: v[idx] for key, v in find.items()}, names=names, type_map=type_map,
+            sort_atoms=sort_atoms, set_nframes=[len(idx)]))
+    log.info("%s: mixed-type system, %d frames of %d compositions read as %d systems",
+             node.where(), len(real), len(out), len(out))
+    return out
+
+
+def _formula(types: np.ndarray, names: list[str]) -> str:
+    counts = np.bincount(types, minlength=len(names))
+    return "".join(f"{names[t]}{n}" for t, n in enumerate(counts) if n)
 
 
 def _read_types(node) -> np.ndarray:

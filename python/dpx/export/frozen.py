@@ -66,6 +66,37 @@ class FrozenEnergyModel(EnergyModel):
         return _cast_back(self._evaluate(coord, extended_atype, nlist, do_atomic_virial),
                           input_dtype)
 
+    @torch.jit.export
+    def forward_common_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
+                             nlist: torch.Tensor, mapping: Optional[torch.Tensor] = None,
+                             fparam: Optional[torch.Tensor] = None,
+                             aparam: Optional[torch.Tensor] = None,
+                             do_atomic_virial: bool = False,
+                             comm_dict: Optional[dict[str, torch.Tensor]] = None,
+                             extra_nlist_sort: bool = False,
+                             extended_coord_corr: Optional[torch.Tensor] = None,
+                             charge_spin: Optional[torch.Tensor] = None
+                             ) -> dict[str, torch.Tensor]:
+        """forward_lower in DeePMD-kit's internal names and shapes, which its Python
+        evaluator (DeepPot, `dp test`, its ASE calculator) calls when it builds the neighbor
+        list itself (vesin): energy [nf, nloc, 1], energy_redu [nf, 1], energy_derv_r
+        [nf, nall, 1, 3] (the force), energy_derv_c [nf, nall, 1, 9] (the per-atom virial),
+        energy_derv_c_redu [nf, 1, 9], mask [nf, nloc]. The list is formatted here whatever
+        extra_nlist_sort says (the selection is the same)."""
+        low = self.forward_lower(extended_coord, extended_atype, nlist, mapping, fparam, aparam,
+                                 do_atomic_virial, comm_dict, charge_spin)
+        nf = nlist.shape[0]
+        if do_atomic_virial:
+            ext_virial = low["extended_virial"]
+        else:  # DeePMD-kit's evaluator drops it unasked; F (x) r without the correction
+            force = low["extended_force"]
+            coord = extended_coord.reshape(nf, -1, 3).to(force.dtype)
+            ext_virial = (force[..., :, None] * coord[..., None, :]).reshape(nf, -1, 9)
+        return {"energy": low["atom_energy"], "energy_redu": low["energy"],
+                "energy_derv_r": low["extended_force"].unsqueeze(-2),
+                "energy_derv_c": ext_virial.unsqueeze(-2),
+                "energy_derv_c_redu": low["virial"].view(nf, 1, 9), "mask": low["mask"]}
+
     def forward(self, coord: torch.Tensor, atype: torch.Tensor, box: Optional[torch.Tensor] = None,
                 fparam: Optional[torch.Tensor] = None, aparam: Optional[torch.Tensor] = None,
                 do_atomic_virial: bool = False,

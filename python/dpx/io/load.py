@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dpx.io import checkpoint, params
+from dpx.io import checkpoint, deepmd_ops, params
 from dpx.model.energy import EnergyModel
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,31 @@ def is_frozen(path) -> bool:
 
 
 def load_frozen(path) -> FrozenModel:
+    """A frozen file, dpx's or DeePMD-kit's (whose files name DeePMD-kit's custom ops: see
+    deepmd_ops); a compressed DeePMD-kit file is refused unless its op library is here."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"frozen model {path} does not exist")
+
+    def load():
+        return torch.jit.load(str(path), map_location="cpu",
+                              _extra_files={"data_modifier.pth": ""})
     try:
-        module = torch.jit.load(str(path), map_location="cpu",
-                                _extra_files={"data_modifier.pth": ""})
+        try:
+            module = load()
+        except RuntimeError as e:
+            if "Unknown builtin op: deepmd::" not in str(e):
+                raise
+            deepmd_ops.ensure()
+            module = load()
     except RuntimeError as e:
-        raise ValueError(f"{path} is not a loadable TorchScript model: {e}") from None
+        raise ValueError(f"{path} is not a loadable TorchScript model: "
+                         f"{str(e).strip().splitlines()[0]}") from None
+    if deepmd_ops.STUBBED and deepmd_ops.is_compressed(module):
+        raise ValueError(f"{path} is a compressed DeePMD-kit model (`dp compress`): its "
+                         f"tabulated embedding nets need DeePMD-kit's op library, which is not "
+                         f"installed here. Test the frozen file from before compression or its "
+                         f"checkpoint with dpx, or this file with `dp --pt test`")
     return FrozenModel(module.eval())
 
 

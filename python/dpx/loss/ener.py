@@ -1,5 +1,7 @@
 """The `ener` loss (deepmd-compat §7): energy, force, virial, atomic-energy and
-prefactor-force terms with prefactors interpolated by the learning rate."""
+prefactor-force terms with prefactors interpolated by the learning rate. With relative_f,
+the force error of each atom is divided by |F_label| + relative_f (in the loss and in the
+displayed rmse_f), as DeePMD-kit does."""
 from __future__ import annotations
 
 import math
@@ -52,12 +54,14 @@ class EnergyLoss:
         more["rmse"] = math.sqrt(max(float(loss.detach()), 0.0))
         return loss, more
 
-    @staticmethod
-    def _error(t, pred, label, natoms):
+    def _error(self, t, pred, label, natoms):
         if t == "e":
             return pred["energy"].reshape(-1) - label["energy"].reshape(-1)
         if t in ("f", "pf"):
-            return (label["force"] - pred["force"]).reshape(pred["force"].shape[0], -1)
+            diff = label["force"] - pred["force"]
+            if self.cfg.relative_f is not None:  # each atom's error relative to its force
+                diff = diff / (label["force"].norm(dim=-1, keepdim=True) + self.cfg.relative_f)
+            return diff.reshape(pred["force"].shape[0], -1)
         if t == "v":
             return (pred["virial"] - label["virial"]).reshape(-1, 9)
         return (pred["atom_energy"] - label["atom_ener"].reshape(pred["atom_energy"].shape)) \

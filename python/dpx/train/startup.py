@@ -34,9 +34,8 @@ from dpx.io import checkpoint, is_frozen
 from dpx.io.load import model_from_state
 from dpx.model import TRAINING, EnergyModel
 from dpx.model.network import mix_entropy
-from dpx.train import dist
+from dpx.train import dist, resume
 from dpx.train import finetune as ft
-from dpx.train import resume
 from dpx.train.branches import BranchRun
 from dpx.train.data import BranchData
 from dpx.train.run_files import RunFiles

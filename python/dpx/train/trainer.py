@@ -20,7 +20,7 @@ from dpx.train import branches as branch_util
 from dpx.train import dist
 from dpx.train.branches import BranchRun, BranchSampler
 from dpx.train.display import LCurve, Progress
-from dpx.train.lr import ExpDecayLR
+from dpx.train.lr import LearningRate
 from dpx.train.run_files import RunFiles, truncate_lcurve
 from dpx.train.wrapper import ModelWrapper, unique_parameters
 
@@ -42,7 +42,7 @@ class Trainer:
         self.rank, self.world, self.distributed = rank, world, distributed
         data = {k: b.data for k, b in branches.items()}
         self.num_steps = branch_util.num_steps(cfg, data)
-        self.lr = ExpDecayLR(cfg.learning_rate, self.num_steps)
+        self.lr = LearningRate(cfg.learning_rate, self.num_steps)
         self.lr_scale = dist.lr_scale(cfg.learning_rate.scale_by_worker, world)
         self.names = list(branches)
         same = cfg.training.task_sampling == "same_on_all_ranks"

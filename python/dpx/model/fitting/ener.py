@@ -1,6 +1,11 @@
 """Energy fitting ("ener"): one FittingNet per atom type (the se_e2_* descriptors are not
 mixed-type), deepmd-compat §5. e_i = net(t_i)(D_i) + bias_atom_e[t_i]; the model adds
-out_bias[t_i], sums over atoms and differentiates the sum to forces and virials."""
+out_bias[t_i], sums over atoms and differentiates the sum to forces and virials.
+
+With `atom_ener` (a value per type, or null), DeePMD-kit removes the "vacuum contribution":
+e_i = net(t_i)(D_i) - net(t_i)(0) + bias_atom_e[t_i], for the types whose entry is given and,
+as DeePMD-kit does it, for the types beyond the end of the list; the values themselves are
+not used (preset_out_bias sets biases)."""
 from __future__ import annotations
 
 import torch
@@ -24,6 +29,9 @@ class EnergyFittingNet(Fitting):
         nets = [FittingNet(dim_descrpt, 1, cfg.neuron, cfg.activation_function, cfg.resnet_dt,
                            dtype, child_seed(cfg.seed, t)) for t in range(ntypes)]
         self.filter_layers = NetworkCollection(1, ntypes, nets)
+        given = [e is not None for e in cfg.atom_ener]
+        self.has_vacuum = any(given)
+        self.subtract_vacuum = [t >= len(given) or given[t] for t in range(ntypes)]
         # kept for DeePMD-kit's serialization; always zero in PyTorch training (§5.2)
         self.register_buffer("bias_atom_e", torch.zeros(ntypes, 1, dtype=dtype))
         if not cfg.trainable:
@@ -39,10 +47,14 @@ class EnergyFittingNet(Fitting):
         x = descriptor.to(self.bias_atom_e.dtype).reshape(nf * nloc, dim)
         flat_type = atype.reshape(-1)
         out = x.new_zeros(nf * nloc, 1)
+        zero = x.new_zeros(1, dim)
         for t, net in enumerate(self.filter_layers.networks):
             rows = torch.nonzero(flat_type == t).flatten()
             if rows.shape[0] > 0:
-                out = out.index_copy(0, rows, net(x.index_select(0, rows)) + self.bias_atom_e[t])
+                e = net(x.index_select(0, rows)) + self.bias_atom_e[t]
+                if self.has_vacuum and self.subtract_vacuum[t]:
+                    e = e - net(zero)
+                out = out.index_copy(0, rows, e)
         return out.reshape(nf, nloc, 1)
 
     # ------------------------------------------------------------ statistics

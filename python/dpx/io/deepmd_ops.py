@@ -1,0 +1,76 @@
+"""DeePMD-kit's custom op names, so that its frozen files load here.
+
+DeePMD-kit's se_e2_a and se_e2_r modules call their compression ops
+(deepmd::tabulate_fusion_se_a, ...) on a branch that an uncompressed model never takes, but
+TorchScript resolves every op a file names when it loads it. Where DeePMD-kit is installed
+and its op library loads, that library provides them; elsewhere dpx defines the names with
+DeePMD-kit's schemas and kernels that refuse to run (a compressed model would need them).
+dpx defines them only when a file needs them and DeePMD-kit's library is absent, so loading
+DeePMD-kit into the same process later is not a double registration of a live library.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# DeePMD-kit 3.2.0's op schemas, as its library declares them (positional arguments)
+SCHEMAS = {
+    "tabulate_fusion_se_a": "(Tensor table, Tensor table_info, Tensor em_x, Tensor em, "
+                            "int last_layer_size) -> Tensor[]",
+    "tabulate_fusion_se_r": "(Tensor table, Tensor table_info, Tensor em, "
+                            "int last_layer_size) -> Tensor[]",
+    "tabulate_fusion_se_t": "(Tensor table, Tensor table_info, Tensor em_x, Tensor em, "
+                            "int last_layer_size) -> Tensor[]",
+    "tabulate_fusion_se_t_tebd": "(Tensor table, Tensor table_info, Tensor em_x, Tensor em, "
+                                 "int last_layer_size) -> Tensor[]",
+    "tabulate_fusion_se_atten": "(Tensor table, Tensor table_info, Tensor em_x, Tensor em, "
+                                "Tensor two_embed, int last_layer_size, bool is_sorted) "
+                                "-> Tensor[]",
+}
+_LIBRARY = None  # the stub library, kept alive while the process runs
+STUBBED = False
+
+
+def _present() -> bool:
+    try:
+        torch.ops.deepmd.tabulate_fusion_se_a  # noqa: B018
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _refuse(*args, **kwargs):
+    raise RuntimeError("this is a compressed DeePMD-kit model: its tabulated embedding nets "
+                       "need DeePMD-kit's op library, which is not installed here; evaluate "
+                       "the frozen file from before `dp compress`, or its checkpoint")
+
+
+def ensure() -> None:
+    """Make deepmd::tabulate_fusion_* resolvable (DeePMD-kit's library, or refusing stubs)."""
+    global _LIBRARY, STUBBED
+    if _present():
+        return
+    try:  # DeePMD-kit's own library, when it is installed for this torch
+        import deepmd.pt.cxx_op  # noqa: F401
+    except Exception:  # absent, or built for another torch
+        pass
+    if _present():
+        return
+    _LIBRARY = torch.library.Library("deepmd", "FRAGMENT")
+    for name, schema in SCHEMAS.items():
+        _LIBRARY.define(name + schema)
+        _LIBRARY.impl(name, _refuse, "CompositeExplicitAutograd")
+    STUBBED = True
+    log.debug("DeePMD-kit's op library is not installed: its op names refuse to run here")
+
+
+def is_compressed(module) -> bool:
+    """A DeePMD-kit frozen model with tabulated embedding nets (`dp compress`)."""
+    descriptor = getattr(getattr(module, "atomic_model", None), "descriptor", None)
+    for part in (getattr(descriptor, "sea", None), descriptor):
+        if part is not None and bool(getattr(part, "compress", False)):
+            return True
+    return False
