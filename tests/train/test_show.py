@@ -1,5 +1,7 @@
 """`dpx show` on single- and multi-task checkpoints: the parameter counts are checked against
 counts made from the key names (descriptor tensors shared, fitting tensors per branch)."""
+import torch
+
 from dpx.cli.main import main
 from dpx.infer.show import count_parameters, read
 from dpx.io import load_model
@@ -48,3 +50,30 @@ def test_show_single_task_and_folder(dataset, run_dir, capsys):
 def test_show_missing_file(run_dir, capsys):
     assert main(["show", "nope.pt"]) == 2
     assert "nope.pt does not exist" in capsys.readouterr().err
+
+
+def test_aliases_select_branches_everywhere(dataset, run_dir, capsys):
+    """model_branch_alias (and case-insensitive names, as DeePMD-kit resolves them) select a
+    branch in test, freeze, finetune, the calculator; show lists them and the info."""
+    cfg = multi_input(dataset, steps=2)
+    cfg["model"]["model_dict"]["small"]["model_branch_alias"] = ["S", "tiny"]
+    cfg["model"]["model_dict"]["small"]["info"] = {"functional": "PBE"}
+    assert main(["train", str(write(run_dir / "in.json", cfg))]) == 0
+    ckpt = str(run_dir / "model.ckpt-2.pt")
+    small, _ = load_model(ckpt, "small")
+    for name in ("S", "tiny", "SMALL"):
+        model, _ = load_model(ckpt, name)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                      small.state_dict().values()))
+    assert main(["freeze", "-c", ckpt, "-o", "tiny.pth", "--head", "tiny"]) == 0
+    assert main(["test", "-m", ckpt, "--head", "S", "-s", str(dataset / "valid")]) == 0
+    capsys.readouterr()
+    assert main(["show", ckpt]) == 0
+    err = capsys.readouterr().err
+    assert "model branches: small (alias S, tiny), large" in err
+    assert '[small] info: {"functional": "PBE"}' in err
+    assert main(["test", "-m", ckpt, "--head", "nope", "-s", str(dataset / "valid")]) == 2
+    assert "branches: small (alias S, tiny), large" in capsys.readouterr().err
+    cfg["model"]["model_dict"]["large"]["model_branch_alias"] = ["tiny"]
+    assert main(["train", str(write(run_dir / "bad.json", cfg)), "--overwrite"]) == 2
+    assert "model_branch_alias: 'tiny' already names branch 'small'" in capsys.readouterr().err

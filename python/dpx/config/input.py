@@ -207,8 +207,15 @@ class TrainingConfig:
     data_dict: dict[str, BranchDataConfig] | None = None
     num_epoch_dict: dict[str, float] | None = None
     task_sampling: str = "per_rank"
+    # profiling / enable_profiler: torch.profiler over steps 2-19 (DeePMD-kit's schedule), a
+    # Chrome trace in profiling_file, or TensorBoard traces in tensorboard_log_dir
     profiling: bool = False
+    profiling_file: str = "timeline.json"
+    enable_profiler: bool = False
     tensorboard: bool = False
+    tensorboard_log_dir: str = "log"
+    tensorboard_freq: int = 1
+    zero_stage: int = 0
     ALIASES = {"stop_batch": "numb_steps", "num_steps": "numb_steps",
                "num_epoch": "numb_epoch", "numb_epochs": "numb_epoch"}
 
@@ -223,6 +230,10 @@ class TrainingConfig:
         if self.task_sampling not in ("per_rank", "same_on_all_ranks"):
             fail(f"{path}/task_sampling", f"must be 'per_rank' or 'same_on_all_ranks', "
                                           f"got '{self.task_sampling}'")
-        if self.tensorboard or self.profiling:
-            fail(f"{path}/{'tensorboard' if self.tensorboard else 'profiling'}",
-                 "is not supported by dpx; remove it")
+        if self.tensorboard:
+            fail(f"{path}/tensorboard", "is not supported by dpx (lcurve.out has the same "
+                                        "curves); remove it or set it to false")
+        if self.zero_stage != 0:
+            fail(f"{path}/zero_stage", f"dpx's data-parallel training keeps a full copy of the "
+                                       f"model and optimizer on every rank (stage 0); got "
+                                       f"{self.zero_stage}")

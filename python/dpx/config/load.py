@@ -136,6 +136,7 @@ def _multi_task(data, model, training) -> Config:
     branches = {k: Branch(k, parse(ModelConfig, expanded[k], f"model/model_dict/{k}"),
                           parse(LossConfig, losses[k], f"loss_dict/{k}"), data_dict[k])
                 for k in keys}
+    _check_aliases(branches)
     type_maps = {tuple(b.model.type_map) for b in branches.values()}
     if len(type_maps) != 1:
         fail("model/model_dict", "all branches must use one type_map (share it through "
@@ -143,6 +144,18 @@ def _multi_task(data, model, training) -> Config:
     params = {"shared_dict": copy.deepcopy(model.get("shared_dict", {})), "model_dict": expanded}
     return Config(branches, None, None, training, multi_task=True, links=links,
                   model_params=params)
+
+
+def _check_aliases(branches: dict) -> None:
+    """model_branch_alias names are unique and name no other branch (they select branches in
+    --head / --model-branch)."""
+    seen = {k: k for k in branches}
+    for key, branch in branches.items():
+        for alias in branch.model.model_branch_alias:
+            if alias in seen and seen[alias] != key:
+                fail(f"model/model_dict/{key}/model_branch_alias", f"'{alias}' already names "
+                                                                   f"branch '{seen[alias]}'")
+            seen[alias] = key
 
 
 def _check_weights(training, keys):

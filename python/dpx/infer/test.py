@@ -91,12 +91,13 @@ def write_detail(prefix: str, system, pred: dict) -> None:
         ".f.out": (np.c_[system.labels["force"][:n].reshape(-1, 3), pred["force"].reshape(-1, 3)],
                    ": data_fx data_fy data_fz pred_fx pred_fy pred_fz"),
     }
+    # the virial files for open boundaries too, as dp test writes them; stress needs a cell
+    comps = [a + b for a in "xyz" for b in "xyz"]
+    vhead = ": " + " ".join([f"data_v{c}" for c in comps] + [f"pred_v{c}" for c in comps])
+    label_v = system.labels["virial"][:n]
+    rows[".v.out"] = (np.c_[label_v, pred["virial"]], vhead)
+    rows[".v_peratom.out"] = (rows[".v.out"][0] / natoms, vhead)
     if system.box is not None:
-        comps = [a + b for a in "xyz" for b in "xyz"]
-        vhead = ": " + " ".join([f"data_v{c}" for c in comps] + [f"pred_v{c}" for c in comps])
-        label_v = system.labels["virial"][:n]
-        rows[".v.out"] = (np.c_[label_v, pred["virial"]], vhead)
-        rows[".v_peratom.out"] = (rows[".v.out"][0] / natoms, vhead)
         vol = _volume(system.box[:n])[:, None]
         rows[".s.out"] = (np.c_[-label_v / vol, -pred["virial"] / vol],
                           " (eV/Å³)" + vhead.replace("_v", "_s"))

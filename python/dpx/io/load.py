@@ -2,6 +2,7 @@
 model parameters, weights loaded) or a frozen TorchScript file (dpx's or DeePMD-kit's)."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,6 +23,12 @@ class FrozenModel:
 
     def __call__(self, coord, atype, box=None, do_atomic_virial: bool = False):
         return self.module(coord, atype, box, do_atomic_virial=do_atomic_virial)
+
+    def params(self) -> dict:
+        """The model section it was frozen from (model_def_script), {} if it has none."""
+        script = self.module.get_model_def_script() if hasattr(
+            self.module, "get_model_def_script") else ""
+        return json.loads(script) if script else {}
 
 
 def is_frozen(path) -> bool:

@@ -55,19 +55,35 @@ def aliases(params: dict) -> dict[str, str]:
 
 
 def select_branch(params: dict, branch: str | None, path) -> str:
-    """The branch a --head/--model-branch value names; a multi-task file needs one."""
-    names = list(branches(params))
+    """The branch a --head/--model-branch value names, as DeePMD-kit resolves it: a name or a
+    model_branch_alias, case-insensitively when nothing matches exactly; a multi-task file
+    needs one, unless a branch is aliased "Default"."""
     if is_multi_task(params):
+        known = aliases(params)
+        if branch is None and "Default" in known:
+            return known["Default"]
         if branch is None:
             raise ValueError(f"{path} is a multi-task checkpoint: choose a branch with --head "
-                             f"({', '.join(names)})")
-        found = aliases(params).get(branch)
+                             f"({describe(params)})")
+        found = known.get(branch)
         if found is None:
-            raise ValueError(f"{path} has no branch '{branch}' (branches: {', '.join(names)})")
+            matches = [v for k, v in known.items() if k.lower() == branch.lower()]
+            found = matches[0] if matches else None
+        if found is None:
+            raise ValueError(f"{path} has no branch '{branch}' (branches: {describe(params)})")
         return found
     if branch not in (None, DEFAULT):
         raise ValueError(f"{path} is a single-task checkpoint; it has no branch '{branch}'")
     return DEFAULT
+
+
+def describe(params: dict) -> str:
+    """Branch names with their aliases, for messages: "water_1 (alias w1), water_2"."""
+    out = []
+    for name, section in branches(params).items():
+        alias = section.get("model_branch_alias", []) if isinstance(section, dict) else []
+        out.append(name + (f" (alias {', '.join(alias)})" if alias else ""))
+    return ", ".join(out)
 
 
 def model_config(section: dict, where: str) -> ModelConfig:

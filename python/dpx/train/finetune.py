@@ -14,15 +14,13 @@ import copy
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from dpx.config import Config
 from dpx.io import checkpoint, load_model
-from dpx.io.params import aliases as branch_aliases
 from dpx.io.params import branches as branches_of
-from dpx.io.params import model_config, model_params
-from dpx.model import stat
+from dpx.io.params import describe, model_config, model_params, select_branch
+from dpx.model.bias import adjust_bias
 from dpx.model.energy import EnergyModel
 
 log = logging.getLogger(__name__)
@@ -100,11 +98,11 @@ def single_rule(name: str, source: str, params: dict, path, where="--model-branc
         log.warning("%s: the fitting net starts fresh (bias set by statistics); the descriptor "
                     "comes from branch '%s' of %s", name, first, path)
         return Rule(name, first, random_fitting=True)
-    aliases = branch_aliases(params)
-    if source not in aliases:
+    try:
+        return Rule(name, select_branch(params, source, path))
+    except ValueError:
         raise ValueError(f"{where} '{source}': {path} has no such branch (branches: "
-                         f"{', '.join(branches)}; or RANDOM for a fresh fitting net)")
-    return Rule(name, aliases[source])
+                         f"{describe(params)}; or RANDOM for a fresh fitting net)") from None
 
 
 # ---------------------------------------------------------------- config alignment
@@ -215,45 +213,6 @@ def transfer(src: EnergyModel, dst: EnergyModel, index: list[int], random_fittin
     dst.min_nbor_dist.copy_(src.min_nbor_dist)
 
 
-# ---------------------------------------------------------------- bias (§12.3)
-def predicted_energies(model: EnergyModel, frames: list[dict]) -> np.ndarray:
-    """The model's frame energies [Nf, 1] on the statistics frames that carry an energy
-    label, in the order of stat.type_counts."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for sample in frames:
-        if not float(sample.get("find_energy", 1.0)):
-            continue
-        res = model(sample["coord"], sample["atype"].long(), sample.get("box"))
-        out.append(res["energy"].detach().double().reshape(-1, 1).cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 1))
-
-
-def adjust_bias(model: EnergyModel, branch, frames: list[dict], change: bool) -> None:
-    """change: out_bias += the fitting's bias fit of (E - E_pred) (change-by-statistic, so
-    adjusting twice changes nothing the second time); else out_bias = its fit of E
-    (set-by-statistic)."""
-    am = model.atomic_model
-    ntypes = len(branch.model.type_map)
-    predicted = predicted_energies(model, frames) if change else None
-    preset = (branch.model.preset_out_bias or {}).get("energy")
-    bias, std = am.fitting_net.fit_bias(frames, ntypes, predicted, preset,
-                                        branch.model.atom_exclude_types)
-    old = am.out_bias[0, :, 0].cpu().numpy().copy()
-    new = old + bias if change else bias
-    am.set_out_stat(new, std)
-    energy, counts = stat.type_counts(frames, ntypes)
-    if len(energy):
-        target = energy - predicted if change else energy
-        resid = target - counts @ bias.reshape(-1, 1)
-        rmse = float(np.sqrt(np.mean((resid[:, 0] / counts.sum(1)) ** 2)))
-        log.info("RMSE of energy per atom after linear regression is: %s in the unit of "
-                 "energy.", rmse)
-    log.info("Change output bias of %s from %s to %s.", branch.model.type_map, old, new)
-
-
 def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
     """Weights from the pretrained branches, then each branch's bias from its new data
     (resuming branches keep theirs). branches: {name: BranchRun}."""
@@ -269,5 +228,5 @@ def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
             continue
         branch = cfg.branches[name]
         frames = branches[name].data.stat_frames(branch.model.data_stat_nbatch)
-        adjust_bias(branches[name].model, branch, frames, change=not rule.random_fitting)
+        adjust_bias(branches[name].model, branch.model, frames, change=not rule.random_fitting)
 

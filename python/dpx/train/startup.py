@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from dpx import loss as losses
-from dpx import ops
 from dpx.config import Config
 from dpx.io import checkpoint, is_frozen
 from dpx.io.load import model_from_state
 from dpx.model import TRAINING, EnergyModel
 from dpx.model.network import mix_entropy
+from dpx.nlist.stat import neighbor_counts
 from dpx.train import dist, resume
 from dpx.train import finetune as ft
 from dpx.train.branches import BranchRun
@@ -138,21 +138,6 @@ def resolve_from_data(resolved: ResolvedConfig, mode: Fresh, data: dict[str, Bra
         for k, (sel, dmin) in dist.broadcast_object(found).items():
             resolved.config.branches[k].model.descriptor.sel = sel
             resolved.min_nbor_dist[k] = dmin
-
-
-def neighbor_counts(systems, rcut: float, ntypes: int) -> tuple[np.ndarray, float]:
-    """Per-type maximum neighbor count within rcut over all frames, and the minimum pair
-    distance (deepmd-compat §2, update_sel)."""
-    counts, dmin = np.zeros(ntypes, dtype=np.int64), math.inf
-    for sys in systems:
-        for lo in range(0, sys.nframes, 64):
-            coord = torch.from_numpy(sys.coord[lo:lo + 64])
-            atype = torch.from_numpy(sys.atype).expand(coord.shape[0], -1)
-            box = None if sys.box is None else torch.from_numpy(sys.box[lo:lo + 64])
-            nl = ops.neighbor_list(coord, atype, box, rcut, [0] * ntypes)
-            counts = np.maximum(counts, nl.nnei_max.max(dim=0).values.numpy())
-            dmin = min(dmin, float(nl.min_dist.min()))
-    return counts, dmin
 
 
 def descriptor_groups(cfg: Config) -> list[list[str]]:

@@ -16,6 +16,7 @@ import torch
 
 from dpx.config import Config
 from dpx.io import checkpoint
+from dpx.model.bias import adjust_bias
 from dpx.train import branches as branch_util
 from dpx.train import dist
 from dpx.train.branches import BranchRun, BranchSampler
@@ -133,7 +134,10 @@ class Trainer:
                  self.device)
         # mode switches walk every module of every branch: once per display, not per step
         self.wrapper.train()
+        prof = self._profiler()
         for s in range(self.start_step, self.num_steps):
+            if prof is not None:
+                prof.step()
             lr = self.lr(s)
             name = self.sampler.draw()
             interval[name].append(self.step(name, lr))
@@ -148,6 +152,11 @@ class Trainer:
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
                 self.save(s, lr, display_step)
+        if prof is not None:
+            self._finish_profile(prof)
+        if (t.change_bias_after_training and self.num_steps > self.start_step
+                and self.rank == 0):
+            self.change_bias()
         if self.num_steps == 0 and self.rank == 0:
             # no step: the initial model's errors, and its checkpoint
             lcurve.write(0, self.evaluate({k: [] for k in self.names}, self.lr(0)), self.lr(0))
@@ -156,6 +165,43 @@ class Trainer:
             lcurve.close()
         log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,
                  progress.total_time())
+
+    def _profiler(self):
+        """training/profiling, enable_profiler: torch.profiler as DeePMD-kit schedules it."""
+        t = self.cfg.training
+        if not (t.profiling or t.enable_profiler) or self.rank != 0:
+            return None
+        handler = (torch.profiler.tensorboard_trace_handler(t.tensorboard_log_dir)
+                   if t.enable_profiler else None)
+        prof = torch.profiler.profile(
+            schedule=torch.profiler.schedule(wait=1, warmup=15, active=3, repeat=1),
+            on_trace_ready=handler, record_shapes=True, with_stack=True)
+        prof.start()
+        return prof
+
+    def _finish_profile(self, prof) -> None:
+        t = self.cfg.training
+        prof.stop()
+        if t.enable_profiler:
+            log.info("profiling traces saved under %s", t.tensorboard_log_dir)
+        elif self.num_steps - self.start_step < 20:
+            log.warning("profiling: %d steps are too few for the profiler's schedule (1 "
+                        "skipped, 15 warm-up, 3 recorded); no trace written",
+                        self.num_steps - self.start_step)
+        else:
+            prof.export_chrome_trace(t.profiling_file)
+            log.info("profiling trace saved to %s", t.profiling_file)
+
+    def change_bias(self) -> None:
+        """training/change_bias_after_training: each branch's out_bias changed by statistic on
+        its statistics frames, and the last checkpoint written again with it."""
+        for name, branch in self.branches.items():
+            model_cfg = self.cfg.branches[name].model
+            log.info("branch %s: changing the energy bias after training", name)
+            adjust_bias(branch.model, model_cfg, branch.data.stat_frames(model_cfg.data_stat_nbatch),
+                        change=True)
+        last = self.num_steps - 1
+        self.save(last, self.lr(last), self.num_steps)
 
     def evaluate(self, interval: dict, lr: float) -> dict[str, dict[str, tuple[float, float]]]:
         """{branch: {metric: (val, trn)}}. trn: the branch's last step (the interval's mean

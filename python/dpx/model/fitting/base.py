@@ -23,8 +23,10 @@ class Fitting(nn.Module):
     def get_dim_out(self) -> int:
         raise NotImplementedError
 
-    def fit_bias(self, frames: list[dict], ntypes: int, predicted: np.ndarray | None,
+    @classmethod
+    def fit_bias(cls, frames: list[dict], ntypes: int, predicted: np.ndarray | None,
                  preset: list | None, excluded: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """A class method: the statistics depend on what the output means, not on weights."""
         raise NotImplementedError
 
     def compute_input_stats(self, frames, protection: float) -> None:

@@ -58,7 +58,8 @@ class EnergyFittingNet(Fitting):
         return out.reshape(nf, nloc, 1)
 
     # ------------------------------------------------------------ statistics
-    def fit_bias(self, frames, ntypes, predicted=None, preset=None, excluded=()):
+    @classmethod
+    def fit_bias(cls, frames, ntypes, predicted=None, preset=None, excluded=()):
         """Per-type out_bias by least squares of the frames' energies on their type counts
         (of the energies minus the model's predictions, when given: change-by-statistic), and
         out_std, the std of the residual."""
