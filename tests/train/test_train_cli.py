@@ -140,3 +140,12 @@ def test_the_users_config_is_not_changed(dataset, run_dir):
     trainer = build_trainer(cfg)
     assert cfg.branches["Default"].model.descriptor.sel == "auto"
     assert isinstance(trainer.cfg.branches["Default"].model.descriptor.sel, list)
+
+
+def test_profiling_writes_a_chrome_trace(dataset, run_dir):
+    """training/profiling (and profiling_file, a key of DeePMD-kit's official examples)."""
+    import json
+    cfg = small_input(dataset, steps=22, profiling=True, profiling_file="trace.json")
+    assert main(["train", str(write(run_dir / "in.json", cfg))]) == 0
+    trace = json.loads((run_dir / "trace.json").read_text())
+    assert trace["traceEvents"]
