@@ -3,9 +3,10 @@
     from dpx.calculator import DPX
     atoms.calc = DPX("model.ckpt.pt", head="water_1")   # or DPX("frozen.pth")
 
-Energies in eV, forces in eV/A, stress in eV/A^3 (ASE's sign: -virial / volume, Voigt
-order xx yy zz yz xz xy). Periodic cells need pbc on all three axes; a cell-less system
-(pbc all False) has no stress.
+Frame and atomic parameters (numb_fparam, numb_aparam) come from atoms.info["fparam"]
+and atoms.info["aparam"], as with DeePMD-kit's calculator. Energies in eV, forces in eV/A,
+stress in eV/A^3 (ASE's sign: -virial / volume, Voigt order xx yy zz yz xz xy). Periodic
+cells need pbc on all three axes; a cell-less system (pbc all False) has no stress.
 """
 from __future__ import annotations
 
@@ -40,11 +41,33 @@ class DPX(Calculator):
                              f"directions or in none")
         return torch.tensor(atoms.cell.array.reshape(1, 9), dtype=torch.float64)
 
+    def _parameters(self, atoms) -> dict:
+        """fparam [1, k] and aparam [1, natoms, k] from atoms.info["fparam" / "aparam"], where
+        DeePMD-kit's calculator takes them."""
+        out = {}
+        for name, width in (("fparam", self.model.get_dim_fparam()),
+                            ("aparam", self.model.get_dim_aparam())):
+            value = atoms.info.get(name)
+            if width == 0:
+                continue
+            if value is None:
+                if name == "fparam" and self.model.has_default_fparam():
+                    continue
+                raise ValueError(f'the model takes numb_{name} {width}: give atoms.info'
+                                 f'["{name}"]')
+            per = len(atoms) * width if name == "aparam" else width
+            value = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+            if value.numel() != per:
+                raise ValueError(f'atoms.info["{name}"] has {value.numel()} values, the model '
+                                 f'takes {per} (numb_{name} {width})')
+            out[name] = value.reshape(1, -1, width) if name == "aparam" else value.reshape(1, -1)
+        return out
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         coord = torch.tensor(self.atoms.positions.reshape(1, -1, 3), dtype=torch.float64)
         box = self._box(self.atoms)
-        out = self.model(coord, self._atype(self.atoms), box)
+        out = self.model(coord, self._atype(self.atoms), box, **self._parameters(self.atoms))
         energy = float(out["energy"].detach().reshape(()))
         self.results = {"energy": energy, "free_energy": energy,
                         "energies": out["atom_energy"].detach().reshape(-1).double().numpy(),

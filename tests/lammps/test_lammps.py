@@ -207,3 +207,63 @@ def test_frozen_branch_runs_nve_in_lammps(freezer, trained, lmp, dp):
           f"drift {slope:.2e} eV/atom/ps, T {nve['Temp'].min():.0f}-{nve['Temp'].max():.0f} K")
     assert dev <= DRIFT_TOL, f"total energy moved {dev:.2e} eV/atom > {DRIFT_TOL}"
     assert nve["Temp"].max() < 1000, "the trajectory heated up: the model is not stable"
+
+
+PARAM_INPUT = """\
+units metal
+boundary p p p
+atom_style atomic
+read_data {data}
+pair_style deepmd {model} fparam 0.7 -1.2 aparam 0.4
+pair_coeff * *
+thermo_style custom step pe
+thermo_modify format float %.16e
+dump first all custom 1 forces.dump id type fx fy fz
+dump_modify first sort id format float %.16e
+run 0
+"""
+
+
+def test_frame_and_atomic_parameters_in_lammps(lmp, tmp_path_factory):
+    """fitting_net numb_fparam 2, numb_aparam 1: `pair_style deepmd f.pth fparam 0.7 -1.2
+    aparam 0.4` gives dpx's energy and forces with those parameters (every atom's aparam)."""
+    import json
+
+    from dpx.data import synthetic
+    from dpx.data.lammps import write_lammps_data
+    from dpx.data.system import read_system
+    from dpx.infer.evaluate import evaluate
+    from dpx.io import load_model
+
+    work = tmp_path_factory.mktemp("lammps_params")
+    synthetic.make_dataset(work / "data", nsystems=1, nframes=6, nvalid=0, seed=0,
+                           calculator="morse")
+    rng = np.random.default_rng(0)
+    for s in (work / "data" / "train").glob("*/set.*"):
+        nf, natoms = np.load(s / "force.npy").shape[0], np.load(s / "force.npy").shape[1] // 3
+        np.save(s / "fparam.npy", rng.normal([0.5, -1.0], 0.5, size=(nf, 2)))
+        np.save(s / "aparam.npy", rng.normal(0.3, 0.2, size=(nf, natoms)))
+    atype, arrays = synthetic.make_frames(32, 1, np.random.default_rng(7), synthetic.morse_labels)
+    synthetic.write_system(work / "md96", atype, synthetic.TYPE_MAP, arrays)
+    write_lammps_data(work / "md96.lmp", work / "md96", TYPE_MAP)
+    cfg = json.loads(json.dumps(TRAIN))
+    cfg["model"]["fitting_net"].update(numb_fparam=2, numb_aparam=1)
+    cfg["training"].update(numb_steps=20, disp_freq=10, save_freq=20)
+    (work / "input.json").write_text(json.dumps(cfg))
+    dpx = Path(sys.executable).parent / "dpx"
+    _run([dpx, "train", "input.json"], work)
+    _run([dpx, "freeze", "-c", "model.ckpt-20.pt", "-o", "f.pth"], work)
+    (work / "in.lammps").write_text(PARAM_INPUT.format(data=work / "md96.lmp",
+                                                       model=work / "f.pth"))
+    res = _run([lmp, "-in", "in.lammps", "-log", "log.lammps"], work)
+    e_lmp, f_lmp = thermo_blocks(res.stdout)[0]["PotEng"][0], read_dump_forces(work / "forces.dump")
+
+    model, _ = load_model(work / "model.ckpt-20.pt")
+    system = read_system(str(work / "md96"), type_map=TYPE_MAP, sort_atoms=False)
+    ref = evaluate(model, system.coord[:1], system.atype, system.box[:1],
+                   fparam=np.array([[0.7, -1.2]]), aparam=np.full((1, system.natoms, 1), 0.4))
+    other = evaluate(model, system.coord[:1], system.atype, system.box[:1],
+                     fparam=np.array([[0.0, 0.0]]), aparam=np.full((1, system.natoms, 1), 0.4))
+    assert abs(other["energy"][0] - ref["energy"][0]) > 1e-6  # the parameters matter
+    assert abs(e_lmp - ref["energy"][0]) <= MATCH_TOL, (e_lmp, ref["energy"][0])
+    assert np.abs(f_lmp - ref["force"][0]).max() <= MATCH_TOL

@@ -171,6 +171,13 @@ def make_data(out, seed=20240607):
 # system reading
 # --------------------------------------------------------------------------
 def read_system(sysdir, set_prefix="set"):
+    atype, type_map_raw, coord, box, _ = read_system_params(sysdir, set_prefix)
+    return atype, type_map_raw, coord, box
+
+
+def read_system_params(sysdir, set_prefix="set"):
+    """(atype, type_map_raw, coord, box, {"fparam": [nf, k], "aparam": [nf, natoms*k]}):
+    the parameters that every set of the system holds."""
     sysdir = Path(sysdir)
     atype = np.loadtxt(sysdir / "type.raw", dtype=int, ndmin=1)
     tmap_file = sysdir / "type_map.raw"
@@ -179,6 +186,7 @@ def read_system(sysdir, set_prefix="set"):
     if not sets:
         raise SystemExit(f"no {set_prefix}.* in {sysdir}")
     coord, box = [], []
+    params = {"fparam": [], "aparam": []}
     nopbc = (sysdir / "nopbc").exists()
     for s in sets:
         c = np.load(Path(s) / "coord.npy").astype(np.float64)
@@ -186,9 +194,14 @@ def read_system(sysdir, set_prefix="set"):
         coord.append(c)
         if not nopbc:
             box.append(np.load(Path(s) / "box.npy").astype(np.float64).reshape(-1, 9))
+        for name in params:
+            f = Path(s) / f"{name}.npy"
+            if f.exists():
+                params[name].append(np.load(f).astype(np.float64).reshape(len(c), -1))
     coord = np.concatenate(coord)
     box = np.concatenate(box) if not nopbc else None
-    return atype, type_map_raw, coord, box
+    params = {k: np.concatenate(v) for k, v in params.items() if len(v) == len(sets)}
+    return atype, type_map_raw, coord, box, params
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +214,10 @@ def cmd_eval(args):
     if args.head:
         kw["head"] = args.head
     dp = DeepPot(args.model, **kw)
-    atype, type_map_raw, coord, box = read_system(args.system, args.set_prefix)
+    atype, type_map_raw, coord, box, params = read_system_params(args.system, args.set_prefix)
+    # the parameters the model takes (a system may hold ones it does not use)
+    params = {k: v for k, v in params.items()
+              if (dp.get_dim_fparam() if k == "fparam" else dp.get_dim_aparam()) > 0}
     model_tmap = dp.get_type_map()
     if type_map_raw is not None:
         # same remapping DeePMD's data loader does (type_map.raw -> model types)
@@ -212,7 +228,8 @@ def cmd_eval(args):
     es, fs, vs, aes, avs = [], [], [], [], []
     for i in range(nf):  # one frame per call: simple and deterministic
         b = None if box is None else box[i : i + 1]
-        e, f, v, ae, av = dp.eval(coord[i : i + 1], b, atype_m, atomic=True)
+        kw = {k: v[i : i + 1] for k, v in params.items()}
+        e, f, v, ae, av = dp.eval(coord[i : i + 1], b, atype_m, atomic=True, **kw)
         es.append(np.asarray(e).reshape(-1)[0])
         fs.append(np.asarray(f).reshape(len(atype), 3))
         vs.append(np.asarray(v).reshape(9))
@@ -239,14 +256,18 @@ def cmd_ase(args):
     from ase import Atoms
     from deepmd.calculator import DP
 
-    atype, type_map_raw, coord, box = read_system(args.system, args.set_prefix)
+    atype, type_map_raw, coord, box, params = read_system_params(args.system, args.set_prefix)
     calc = DP(args.model, head=args.head, nlist_backend=args.nlist_backend)
+    params = {k: v for k, v in params.items()
+              if (calc.dp.get_dim_fparam() if k == "fparam" else calc.dp.get_dim_aparam()) > 0}
     tmap = calc.dp.get_type_map()
     names = type_map_raw if type_map_raw is not None else tmap
     es, fs, ss = [], [], []
     for i in range(coord.shape[0]):
         atoms = Atoms(symbols=[names[t] for t in atype], positions=coord[i].reshape(-1, 3),
                       cell=None if box is None else box[i].reshape(3, 3), pbc=box is not None)
+        for k, v in params.items():  # where DeePMD-kit's calculator reads them
+            atoms.info[k] = v[i]
         atoms.calc = calc
         es.append(atoms.get_potential_energy())
         fs.append(atoms.get_forces())
@@ -341,6 +362,8 @@ def cmd_stat(args):
             "bias_atom_e": p + "atomic_model.fitting_net.bias_atom_e",
             "min_nbor_dist": p + "min_nbor_dist",
         }
+        for name in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std"):
+            m[name] = p + "atomic_model.fitting_net." + name
         # se_e2_r has no "sea" block: its davg/dstd sit on the descriptor itself
         m.setdefault("davg_r", p + "atomic_model.descriptor.mean")
         m.setdefault("dstd_r", p + "atomic_model.descriptor.stddev")

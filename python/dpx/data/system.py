@@ -532,3 +532,31 @@ def _h5_systems(filename: str, group: str) -> list[str]:
     base = group.rstrip("/")
     return [f"{filename}#{base}/{n}".rstrip("/") if n else f"{filename}#{group}"
             for n in sorted(names)]
+
+
+# ---------------------------------------------------------------- model inputs
+
+def check_parameters(systems: list[System], numb_fparam: int, numb_aparam: int,
+                     has_default_fparam: bool, key: str) -> None:
+    """Every system gives the frame / atomic parameters the model takes, in its widths
+    (fparam.npy [nf, numb_fparam], aparam.npy [nf, natoms * numb_aparam] in every set); a
+    model with default_fparam takes systems without fparam.npy. Parameters the model does
+    not take are ignored, as DeePMD-kit ignores them."""
+    for s in systems:
+        for name, width in (("fparam", numb_fparam), ("aparam", numb_aparam)):
+            if width == 0:
+                continue
+            where = f"{key}: system {s.name}"
+            if name not in s.labels or not s.find[name].all():
+                if name == "fparam" and has_default_fparam:
+                    continue
+                missing = ("has no" if name not in s.labels or not s.find[name].any()
+                           else "lacks in some of its sets")
+                default = " and has no default_fparam" if name == "fparam" else ""
+                raise ValueError(f"{where} {missing} {name}.npy; the model takes "
+                                 f"numb_{name} {width}{default}")
+            got = s.labels[name].shape[-1]
+            if got != width:
+                per = "per atom" if name == "aparam" else "per frame"
+                raise ValueError(f"{where}: {name}.npy has {got} values {per}, the model "
+                                 f"takes numb_{name} {width}")

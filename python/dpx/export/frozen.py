@@ -63,8 +63,8 @@ class FrozenEnergyModel(EnergyModel):
         input_dtype = coord.dtype
         coord = coord.detach().to(torch.float64)
         nlist = format_nlist(coord, extended_atype, nlist, self.rcut, self.sel)
-        return _cast_back(self._evaluate(coord, extended_atype, nlist, do_atomic_virial),
-                          input_dtype)
+        return _cast_back(self._evaluate(coord, extended_atype, nlist, do_atomic_virial,
+                                         fparam, aparam), input_dtype)
 
     @torch.jit.export
     def forward_common_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
@@ -115,7 +115,7 @@ class FrozenEnergyModel(EnergyModel):
                                                    self.rcut)
         raw = all_within(ext_coord, ext_atype, nloc, self.rcut)
         nlist = format_nlist(ext_coord, ext_atype, raw, self.rcut, self.sel)
-        low = self._evaluate(ext_coord, ext_atype, nlist, do_atomic_virial)
+        low = self._evaluate(ext_coord, ext_atype, nlist, do_atomic_virial, fparam, aparam)
         out = {"atom_energy": low["atom_energy"], "energy": low["energy"],
                "force": fold(low["extended_force"], mapping, nloc),
                "virial": low["virial"], "mask": low["mask"]}
@@ -124,25 +124,28 @@ class FrozenEnergyModel(EnergyModel):
         return _cast_back(out, input_dtype)
 
     def _evaluate(self, coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
-                  do_atomic_virial: bool) -> dict[str, torch.Tensor]:
+                  do_atomic_virial: bool, fparam: Optional[torch.Tensor],
+                  aparam: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The model's lower call, a block of centers at a time for a large box."""
         nloc = nlist.shape[1]
         if do_atomic_virial or nloc <= self.chunk_atoms:
-            return self.lower(coord, ext_atype, nlist, do_atomic_virial, False)
+            return self.lower(coord, ext_atype, nlist, do_atomic_virial, False, fparam, aparam)
         coord = coord.detach().requires_grad_(True)
         atype = ext_atype[:, :nloc]
         mask = atype >= 0
-        atom_e, grad = self._blocks(coord, ext_atype, nlist, torch.where(mask, atype, 0), mask)
+        atom_e, grad = self._blocks(coord, ext_atype, nlist, torch.where(mask, atype, 0), mask,
+                                    fparam, aparam)
         return energy_outputs(atom_e, coord, mask, False, False, grad)
 
     def _blocks(self, coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
-                atype0: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                atype0: torch.Tensor, mask: torch.Tensor, fparam: Optional[torch.Tensor],
+                aparam: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(atom_e [nf, nloc, 1], dE/d coord) a block of chunk_atoms centers at a time: each
         block's graph is freed before the next is built, so a large box (LAMMPS, 12k atoms)
         works in tensors of a few MB that the allocator reuses instead of GB-sized ones that
         are mapped and page-faulted anew every step. The block's centers are put in front of
         the extended system, where the descriptor takes its centers from."""
-        nloc = nlist.shape[1]
+        nf, nloc = nlist.shape[0], nlist.shape[1]
         grad = torch.zeros_like(coord)
         parts: list[torch.Tensor] = []
         for a in range(0, nloc, self.chunk_atoms):
@@ -150,7 +153,10 @@ class FrozenEnergyModel(EnergyModel):
             block = torch.cat([coord[:, a:b], coord], dim=1)
             block_atype = torch.cat([ext_atype[:, a:b], ext_atype], dim=1)
             block_nlist = torch.where(nlist[:, a:b] >= 0, nlist[:, a:b] + (b - a), -1)
-            e = self.atomic_model(block, block_atype, block_nlist, atype0[:, a:b])
+            block_aparam = None if aparam is None else aparam.reshape(
+                nf, nloc, -1)[:, a:b]
+            e = self.atomic_model(block, block_atype, block_nlist, atype0[:, a:b], fparam,
+                                  block_aparam)
             e = e * mask[:, a:b, None]
             g = torch.autograd.grad([e.sum()], [coord])[0]
             assert g is not None
@@ -181,18 +187,6 @@ class FrozenEnergyModel(EnergyModel):
     @torch.jit.export
     def get_nnei(self) -> int:
         return self.nnei
-
-    @torch.jit.export
-    def get_dim_fparam(self) -> int:
-        return 0
-
-    @torch.jit.export
-    def get_dim_aparam(self) -> int:
-        return 0
-
-    @torch.jit.export
-    def has_default_fparam(self) -> bool:
-        return False
 
     @torch.jit.export
     def is_aparam_nall(self) -> bool:

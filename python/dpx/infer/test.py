@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dpx.data import load_systems
-from dpx.infer.evaluate import evaluate
+from dpx.infer.evaluate import evaluate, system_parameters
 from dpx.io import load_model
 
 log = logging.getLogger(__name__)
@@ -20,8 +20,9 @@ def _mae_rmse(diff: np.ndarray) -> tuple[float, float]:
 def system_errors(model, system, numb_test: int) -> tuple[dict, dict]:
     """({metric: (value, weight)}, predictions) of the first numb_test frames (0 = all)."""
     n = system.nframes if numb_test <= 0 else min(numb_test, system.nframes)
+    params = {k: v[:n] for k, v in system_parameters(model, system, "--system").items()}
     pred = evaluate(model, system.coord[:n], system.atype, None if system.box is None
-                    else system.box[:n])
+                    else system.box[:n], **params)
     natoms = system.natoms
     err = {}
     if system.find["energy"][:n].any():

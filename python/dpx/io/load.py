@@ -21,8 +21,20 @@ class FrozenModel:
         self.module = module
         self.type_map = list(module.get_type_map())
 
-    def __call__(self, coord, atype, box=None, do_atomic_virial: bool = False):
-        return self.module(coord, atype, box, do_atomic_virial=do_atomic_virial)
+    def __call__(self, coord, atype, box=None, fparam=None, aparam=None,
+                 do_atomic_virial: bool = False):
+        return self.module(coord, atype, box, fparam, aparam, do_atomic_virial=do_atomic_virial)
+
+    def get_dim_fparam(self) -> int:
+        return int(self.module.get_dim_fparam())
+
+    def get_dim_aparam(self) -> int:
+        return int(self.module.get_dim_aparam())
+
+    def has_default_fparam(self) -> bool:
+        # DeePMD-kit's files before 3.1 lack the method
+        return hasattr(self.module, "has_default_fparam") and bool(
+            self.module.has_default_fparam())
 
     def params(self) -> dict:
         """The model section it was frozen from (model_def_script), {} if it has none."""

@@ -3,6 +3,8 @@ exclusions (deepmd-compat §5.2-5.3, §6 step 3). Module names follow DeePMD-kit
 (atomic_model.{descriptor, fitting_net, out_bias, out_std}) so state dicts are interchangeable."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -30,13 +32,15 @@ class DPAtomicModel(nn.Module):
         self.has_atom_exclusion = bool(cfg.atom_exclude_types)
 
     def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
-                atype: torch.Tensor) -> torch.Tensor:
+                atype: torch.Tensor, fparam: Optional[torch.Tensor] = None,
+                aparam: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Atomic outputs [nf, nloc, 1] (float64) of the local atoms on a typed nlist; atype
-        [nf, nloc] has virtual atoms mapped to type 0 (the caller masks them)."""
+        [nf, nloc] has virtual atoms mapped to type 0 (the caller masks them); fparam
+        [nf, numb_fparam] and aparam [nf, nloc, numb_aparam] when the fitting takes them."""
         if self.has_pair_exclusion:
             nlist = exclude_pairs(nlist, ext_atype, atype, self.pair_excluded)
         d = self.descriptor(ext_coord, ext_atype, nlist, atype)
-        e = self.fitting_net(d, atype).to(torch.float64)
+        e = self.fitting_net(d, atype, fparam, aparam).to(torch.float64)
         e = e + self.out_bias[0, atype]
         if self.has_atom_exclusion:
             kept = torch.tensor(self.atom_kept, dtype=e.dtype, device=e.device)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dpx.model import stat
+from dpx.model.energy import model_inputs
 from dpx.model.fitting.ener import EnergyFittingNet
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ def predicted_energies(model, frames: list[dict]) -> np.ndarray:
     for sample in frames:
         if not float(sample.get("find_energy", 1.0)):
             continue
-        res = model(sample["coord"], sample["atype"].long(), sample.get("box"))
+        res = model(sample["coord"], sample["atype"].long(), sample.get("box"),
+                    **model_inputs(sample))
         out.append(res["energy"].detach().double().reshape(-1, 1).cpu().numpy())
     if hasattr(model, "train"):
         model.train(was_training)

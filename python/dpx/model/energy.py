@@ -34,17 +34,19 @@ class EnergyModel(nn.Module):
         self.coord_dtype = DTYPES[cfg.descriptor.precision]
         self.register_buffer("min_nbor_dist", torch.tensor(-1.0, dtype=torch.float64))
 
-    def forward(self, coord, atype, box=None, do_atomic_virial: bool = False):
-        """coord [nf, nloc, 3] (or [nf, nloc*3]), atype [nf, nloc], box [nf, 9] or None ->
-        energy [nf, 1], atom_energy [nf, nloc, 1], force [nf, nloc, 3], virial [nf, 9]
-        (+ atom_virial [nf, nloc, 9]), mask [nf, nloc]."""
+    def forward(self, coord, atype, box=None, fparam=None, aparam=None,
+                do_atomic_virial: bool = False):
+        """coord [nf, nloc, 3] (or [nf, nloc*3]), atype [nf, nloc], box [nf, 9] or None,
+        fparam [nf, numb_fparam], aparam [nf, nloc, numb_aparam] (when the fitting takes
+        them) -> energy [nf, 1], atom_energy [nf, nloc, 1], force [nf, nloc, 3], virial
+        [nf, 9] (+ atom_virial [nf, nloc, 9]), mask [nf, nloc]."""
         nf, nloc = atype.shape[0], atype.shape[1]
         coord = coord.reshape(nf, -1, 3).to(self.coord_dtype)
         box = None if box is None else box.reshape(nf, 9).to(self.coord_dtype)
         nl = ops.neighbor_list(coord.detach(), atype, None if box is None else box.detach(),
                                self.rcut, self.sel)
         out = self.lower(nl.ext_coord.detach(), nl.ext_atype, nl.nlist, do_atomic_virial,
-                         self.training)
+                         self.training, fparam, aparam)
         result = {"atom_energy": out["atom_energy"], "energy": out["energy"],
                   "force": fold(out["extended_force"], nl.mapping, nloc),
                   "virial": out["virial"], "mask": out["mask"]}
@@ -52,17 +54,21 @@ class EnergyModel(nn.Module):
             result["atom_virial"] = fold(out["extended_virial"], nl.mapping, nloc)
         return result
 
-    def forward_lower(self, ext_coord, ext_atype, nlist, mapping=None,
-                      do_atomic_virial: bool = False):
+    def forward_lower(self, ext_coord, ext_atype, nlist, mapping=None, fparam=None,
+                      aparam=None, do_atomic_virial: bool = False):
         """DeePMD-kit's lower interface on an extended system and a raw neighbor list (any
-        order or width, entries beyond rcut): extended_force [nf, nall, 3], ..."""
+        order or width, entries beyond rcut): extended_force [nf, nall, 3], ...; aparam of
+        the local atoms."""
         nf = nlist.shape[0]
         ext_coord = ext_coord.reshape(nf, -1, 3).detach().to(self.coord_dtype)
         nlist = format_nlist(ext_coord, ext_atype, nlist, self.rcut, self.sel)
-        return self.lower(ext_coord, ext_atype, nlist, do_atomic_virial, self.training)
+        return self.lower(ext_coord, ext_atype, nlist, do_atomic_virial, self.training,
+                          fparam, aparam)
 
     def lower(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
-              do_atomic_virial: bool, create_graph: bool) -> dict[str, torch.Tensor]:
+              do_atomic_virial: bool, create_graph: bool,
+              fparam: Optional[torch.Tensor] = None,
+              aparam: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Energies and derivatives on a typed nlist of the extended system ext_coord
         [nf, nall, 3] (a leaf: forces are its gradient). create_graph keeps the graph of the
         forces (training on forces)."""
@@ -70,9 +76,34 @@ class EnergyModel(nn.Module):
         coord = ext_coord.detach().requires_grad_(True)
         atype = ext_atype[:, :nloc]
         mask = atype >= 0
-        atom_e = self.atomic_model(coord, ext_atype, nlist, torch.where(mask, atype, 0))
+        atom_e = self.atomic_model(coord, ext_atype, nlist, torch.where(mask, atype, 0),
+                                   fparam, aparam)
         atom_e = atom_e * mask[..., None]
         return energy_outputs(atom_e, coord, mask, do_atomic_virial, create_graph, None)
+
+    @torch.jit.export
+    def get_dim_fparam(self) -> int:
+        return self.atomic_model.fitting_net.numb_fparam
+
+    @torch.jit.export
+    def get_dim_aparam(self) -> int:
+        return self.atomic_model.fitting_net.numb_aparam
+
+    @torch.jit.export
+    def has_default_fparam(self) -> bool:
+        return self.atomic_model.fitting_net.default_fparam_tensor is not None
+
+
+def model_inputs(batch: dict) -> dict:
+    """The fparam / aparam a batch (or statistics frame) gives the model. A batch whose
+    frames lack fparam.npy passes none, so the model's default_fparam stands in (as
+    DeePMD-kit drops fparam when find_fparam is 0)."""
+    out = {}
+    if "fparam" in batch and float(batch.get("find_fparam", 1.0)) > 0:
+        out["fparam"] = batch["fparam"]
+    if "aparam" in batch and float(batch.get("find_aparam", 1.0)) > 0:
+        out["aparam"] = batch["aparam"]
+    return out
 
 
 def energy_outputs(atom_e: torch.Tensor, coord: torch.Tensor, mask: torch.Tensor,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from dpx.data import DataSampler, load_systems, resolve_batch_size
+from dpx.data import DataSampler, check_parameters, load_systems, resolve_batch_size
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -27,6 +27,10 @@ class BranchData:
         self.train_systems = load_systems(data.training_data.systems, base_dir=cfg.base_dir,
                                           type_map=model.type_map, fmt=data.training_data.format,
                                           key=f"{prefix}/training_data/systems")
+        fit = model.fitting_net
+        has_default = fit.default_fparam is not None
+        check_parameters(self.train_systems, fit.numb_fparam, fit.numb_aparam, has_default,
+                         f"{prefix}/training_data/systems")
         t = data.training_data
         systems, batch_size = self.train_systems, t.batch_size
         if world > 1:
@@ -42,6 +46,8 @@ class BranchData:
         if v is not None:
             systems = load_systems(v.systems, base_dir=cfg.base_dir, type_map=model.type_map,
                                    fmt=v.format, key=f"{prefix}/validation_data/systems")
+            check_parameters(systems, fit.numb_fparam, fit.numb_aparam, has_default,
+                             f"{prefix}/validation_data/systems")
             self.valid = DataSampler(systems, v.batch_size, sys_probs=v.sys_probs,
                                      auto_prob=v.auto_prob, seed=(seed, _tag(branch.key), 1),
                                      ntypes=ntypes, key=f"{prefix}/validation_data")

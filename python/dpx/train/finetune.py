@@ -228,5 +228,10 @@ def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
             continue
         branch = cfg.branches[name]
         frames = branches[name].data.stat_frames(branch.model.data_stat_nbatch)
+        fitting = branches[name].model.atomic_model.fitting_net
+        if rule.random_fitting and fitting.input_stat_names():
+            # a new fitting normalizes its fparam / aparam by the new data (set-by-statistic)
+            fitting.set_input_stats(fitting.input_sums(lambda frames=frames: frames),
+                                    branch.model.data_stat_protect)
         adjust_bias(branches[name].model, branch.model, frames, change=not rule.random_fitting)
 

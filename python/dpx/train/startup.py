@@ -33,10 +33,11 @@ from dpx.io import checkpoint, is_frozen
 from dpx.io.load import model_from_state
 from dpx.model import TRAINING, EnergyModel
 from dpx.model.network import mix_entropy
+from dpx.model.stat import StatItem
 from dpx.nlist.stat import neighbor_counts
 from dpx.train import dist, resume
 from dpx.train import finetune as ft
-from dpx.train.branches import BranchRun
+from dpx.train.branches import BranchRun, probabilities
 from dpx.train.data import BranchData
 from dpx.train.run_files import RunFiles
 from dpx.train.stat_file import StatFile
@@ -308,8 +309,9 @@ def _load_strict(wrapper: ModelWrapper, state: dict, path) -> None:
 # ---------------------------------------------------------------- 4. statistics
 def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun]) -> None:
     """Each descriptor's davg/dstd from the sums of every branch that shares it at level 0
-    (one module), then each branch's out_bias from its own data (deepmd-compat §3.3, §5.3,
-    §10.4); a stat file caches both."""
+    (one module), each branch's out_bias from its own data, and each fitting's fparam/aparam
+    statistics from the probability-weighted sums of the branches that share it
+    (deepmd-compat §3.3, §5.2, §5.3, §10.4); a stat file caches all three."""
     cfg = resolved.config
     t0 = time.perf_counter()
     frames: dict[str, list[dict]] = {}
@@ -321,6 +323,7 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun])
         return frames[name]
 
     merged: dict[int, tuple[object, dict]] = {}
+    fitting_sums: dict[int, tuple[object, list]] = {}
     for name, run in branches.items():
         model_cfg = cfg.branches[name].model
         am = run.model.atomic_model
@@ -336,12 +339,45 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun])
         merged[id(am.descriptor)] = (am.descriptor, sums if prev is None else
                                      {n: prev[1][n] + sums[n] for n in sums})
         _set_bias(name, run, model_cfg, cache, frames_of)
-        am.fitting_net.compute_input_stats(lambda name=name: frames_of(name),
-                                           model_cfg.data_stat_protect)
+        fitting = am.fitting_net
+        if fitting.input_stat_names():
+            group = fitting_sums.setdefault(fitting.input_key(), ([], []))
+            group[0].append(fitting)
+            group[1].append((name, _fitting_sums(fitting, cache,
+                                                 lambda name=name: frames_of(name))))
         run.model.min_nbor_dist.fill_(resolved.min_nbor_dist[name])
     for descriptor, sums in merged.values():
         descriptor.set_stats(sums)
+    for fittings, per_branch in fitting_sums.values():
+        base, sums = per_branch[0]
+        if len(per_branch) > 1:
+            prob = probabilities(cfg, {k: r.data for k, r in branches.items()})
+            sums = _weighted_sums(per_branch, dict(zip(cfg.branches, prob)))
+        for fitting in fittings:  # branches sharing the input layers share the statistics
+            fitting.set_input_stats(sums, cfg.branches[base].model.data_stat_protect)
     log.info("data statistics in %.1f s", time.perf_counter() - t0)
+
+
+def _fitting_sums(fitting, cache, frames) -> dict:
+    """A branch's fitting-input sums, from its stat file or its frames (then cached)."""
+    cached = cache.load_fitting_stats(fitting.input_stat_names()) if cache else {}
+    sums = fitting.input_sums(frames, cached)
+    if cache and set(sums) != set(cached):
+        cache.save_fitting_stats(sums)
+    return sums
+
+
+def _weighted_sums(per_branch: list[tuple[str, dict]], prob: dict[str, float]) -> dict:
+    """The sums of a fitting shared by several branches, as DeePMD-kit merges them: the first
+    branch's plus each other's scaled by p_branch / p_first (the branch probabilities)."""
+    base, merged = per_branch[0]
+    merged = {n: list(items) for n, items in merged.items()}
+    for name, sums in per_branch[1:]:
+        w = prob[name] / prob[base]
+        for n, items in sums.items():
+            merged[n] = [m + StatItem(i.number * w, i.sum * w, i.squared_sum * w)
+                         for m, i in zip(merged[n], items)]
+    return merged
 
 
 def _provenance(run: BranchRun, model_cfg) -> dict:

@@ -1,9 +1,9 @@
-"""The stat_file cache (deepmd-compat §3.3): a branch's descriptor sums and energy bias, so
-that a second run skips the statistics pass.
+"""The stat_file cache (deepmd-compat §3.3, §5.2): a branch's descriptor sums, fitting-input
+sums (fparam, aparam) and energy bias, so that a second run skips the statistics pass.
 
 Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...}
-and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy}; a folder of .npy files, or an HDF5
-file when the name ends in .h5/.hdf5. The descriptor names its sums (stat_names) and what its
+and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy, fparam, aparam}; a folder of
+.npy files, or an HDF5 file when the name ends in .h5/.hdf5. The descriptor names its sums (stat_names) and what its
 hash covers (stat_hash_key).
 
 DeePMD-kit keys the cache by the descriptor only, so statistics of other data would be reused
@@ -135,3 +135,18 @@ class StatFile:
     def save_bias(self, bias, std) -> None:
         self._write({"bias_atom_energy": np.asarray(bias).reshape(-1, 1),
                      "std_atom_energy": np.asarray(std).reshape(-1, 1)})
+
+    def load_fitting_stats(self, names: list[str]) -> dict[str, list[StatItem]]:
+        """The fitting-input sums (fparam, aparam: [width, 3] arrays) the file has."""
+        if self.stale:
+            return {}
+        out = {}
+        for n in names:
+            a = self._read(n)
+            if a is not None:
+                out[n] = [StatItem.from_array(row) for row in np.asarray(a).reshape(-1, 3)]
+                log.info("%s statistics read from %s", n, self.path)
+        return out
+
+    def save_fitting_stats(self, sums: dict[str, list[StatItem]]) -> None:
+        self._write({n: np.stack([s.to_array() for s in items]) for n, items in sums.items()})

@@ -17,6 +17,7 @@ import torch
 from dpx.config import Config
 from dpx.io import checkpoint
 from dpx.model.bias import adjust_bias
+from dpx.model.energy import model_inputs
 from dpx.train import branches as branch_util
 from dpx.train import dist
 from dpx.train.branches import BranchRun, BranchSampler
@@ -100,7 +101,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * self.lr_scale
         self.optimizer.zero_grad(set_to_none=True)
-        pred = branch.model(batch["coord"], batch["atype"], batch["box"])
+        pred = branch.model(batch["coord"], batch["atype"], batch["box"],
+                            **model_inputs(batch))
         loss, more = branch.loss(pred, batch, lr)
         # only the weights: autograd then skips every term that leads to the coordinates
         # alone (the second derivatives of the embedding in s, the env-mat hvp)
@@ -229,7 +231,8 @@ class Trainer:
         return out
 
     def _eval_batch(self, branch: BranchRun, batch: dict, lr: float) -> dict:
-        pred = branch.model(batch["coord"], batch["atype"], batch["box"])
+        pred = branch.model(batch["coord"], batch["atype"], batch["box"],
+                            **model_inputs(batch))
         pred = {k: v.detach() for k, v in pred.items()}
         _, more = branch.loss(pred, batch, lr)
         return more

@@ -1,13 +1,14 @@
 """What a fitting is to the rest of dpx. A fitting maps each atom's descriptor to its atomic
 outputs and owns what follows from their meaning:
 
-- forward(descriptor [nf, nloc, dim], atype [nf, nloc]) -> atomic outputs [nf, nloc, dim_out]
-  (scriptable);
+- forward(descriptor [nf, nloc, dim], atype [nf, nloc], fparam [nf, numb_fparam] | None,
+  aparam [nf, nloc, numb_aparam] | None) -> atomic outputs [nf, nloc, dim_out] (scriptable);
 - OUTPUT: the name of its output and how the model derives from it (an energy is summed over
   atoms and differentiated to forces and virials);
 - fit_bias(frames, ntypes, predicted, preset, excluded) -> (out_bias, out_std) per type, the
-  output statistics of DeePMD-kit (deepmd-compat §5.3), and compute_input_stats for fitting
-  inputs (fparam / aparam) with model/data_stat_protect;
+  output statistics of DeePMD-kit (deepmd-compat §5.3), and input_sums / set_input_stats for
+  the fitting inputs (fparam / aparam) with model/data_stat_protect, shared (input_key) by
+  the branches that share the layers reading them;
 - shared_with(base, level) and transfer_from(src, index), as for descriptors.
 """
 from __future__ import annotations
@@ -29,8 +30,20 @@ class Fitting(nn.Module):
         """A class method: the statistics depend on what the output means, not on weights."""
         raise NotImplementedError
 
-    def compute_input_stats(self, frames, protection: float) -> None:
-        """frames: a callable that samples the statistics frames (only when needed)."""
+    def input_stat_names(self) -> list[str]:
+        """The input statistics this fitting has (and a stat file caches)."""
+        raise NotImplementedError
+
+    def input_sums(self, frames, cached: dict | None = None) -> dict:
+        """frames: a callable that samples the statistics frames (only when needed); cached:
+        the sums a stat file holds. The sums of each input statistic."""
+        raise NotImplementedError
+
+    def set_input_stats(self, sums: dict, protection: float) -> None:
+        raise NotImplementedError
+
+    def input_key(self) -> int:
+        """Equal for the fittings of branches that share their input statistics."""
         raise NotImplementedError
 
     def shared_with(self, base: Fitting, level: int) -> Fitting:

@@ -5,9 +5,19 @@ out_bias[t_i], sums over atoms and differentiates the sum to forces and virials.
 With `atom_ener` (a value per type, or null), DeePMD-kit removes the "vacuum contribution":
 e_i = net(t_i)(D_i) - net(t_i)(0) + bias_atom_e[t_i], for the types whose entry is given and,
 as DeePMD-kit does it, for the types beyond the end of the list; the values themselves are
-not used (preset_out_bias sets biases)."""
+not used (preset_out_bias sets biases).
+
+Frame parameters (numb_fparam, fparam.npy [nf, k]) and atomic parameters (numb_aparam,
+aparam.npy [nf, natoms * k]) enter each atom's input after the descriptor, normalized by
+their statistics: x_i = D_i (+) (fparam - fparam_avg) * fparam_inv_std (+) (aparam_i -
+aparam_avg) * aparam_inv_std (deepmd-compat §5.2); default_fparam stands in for a missing
+fparam. The vacuum input keeps them: x0_i = 0 (+) the same parameters."""
 from __future__ import annotations
 
+import logging
+from typing import Optional
+
+import numpy as np
 import torch
 
 from dpx.config import EnergyFittingConfig
@@ -15,6 +25,9 @@ from dpx.model import stat
 from dpx.model.backend import DTYPES
 from dpx.model.fitting.base import Fitting
 from dpx.model.network import FittingNet, NetworkCollection, child_seed
+from dpx.model.stat import StatItem
+
+log = logging.getLogger(__name__)
 
 
 class EnergyFittingNet(Fitting):
@@ -26,9 +39,20 @@ class EnergyFittingNet(Fitting):
         super().__init__()
         self.cfg, self.ntypes = cfg, ntypes
         dtype = DTYPES[cfg.precision]
-        nets = [FittingNet(dim_descrpt, 1, cfg.neuron, cfg.activation_function, cfg.resnet_dt,
+        self.numb_fparam, self.numb_aparam = cfg.numb_fparam, cfg.numb_aparam
+        self.dim_descrpt = dim_descrpt
+        in_dim = dim_descrpt + cfg.numb_fparam + cfg.numb_aparam
+        nets = [FittingNet(in_dim, 1, cfg.neuron, cfg.activation_function, cfg.resnet_dt,
                            dtype, child_seed(cfg.seed, t)) for t in range(ntypes)]
         self.filter_layers = NetworkCollection(1, ntypes, nets)
+        # DeePMD-kit's buffers, in the state dict only when configured (None buffers are not)
+        k_f, k_a = cfg.numb_fparam, cfg.numb_aparam
+        self.register_buffer("fparam_avg", torch.zeros(k_f, dtype=dtype) if k_f else None)
+        self.register_buffer("fparam_inv_std", torch.ones(k_f, dtype=dtype) if k_f else None)
+        self.register_buffer("aparam_avg", torch.zeros(k_a, dtype=dtype) if k_a else None)
+        self.register_buffer("aparam_inv_std", torch.ones(k_a, dtype=dtype) if k_a else None)
+        self.register_buffer("default_fparam_tensor", None if cfg.default_fparam is None else
+                             torch.tensor(cfg.default_fparam, dtype=dtype))
         given = [e is not None for e in cfg.atom_ener]
         self.has_vacuum = any(given)
         self.subtract_vacuum = [t >= len(given) or given[t] for t in range(ntypes)]
@@ -41,21 +65,57 @@ class EnergyFittingNet(Fitting):
     def get_dim_out(self) -> int:
         return 1
 
-    def forward(self, descriptor: torch.Tensor, atype: torch.Tensor) -> torch.Tensor:
-        """descriptor [nf, nloc, dim], atype [nf, nloc] -> atomic energies [nf, nloc, 1]."""
-        nf, nloc, dim = descriptor.shape[0], descriptor.shape[1], descriptor.shape[2]
-        x = descriptor.to(self.bias_atom_e.dtype).reshape(nf * nloc, dim)
+    def forward(self, descriptor: torch.Tensor, atype: torch.Tensor,
+                fparam: Optional[torch.Tensor] = None,
+                aparam: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """descriptor [nf, nloc, dim], atype [nf, nloc], fparam [nf, numb_fparam], aparam
+        [nf, nloc, numb_aparam] -> atomic energies [nf, nloc, 1]."""
+        nf, nloc = descriptor.shape[0], descriptor.shape[1]
+        d = descriptor.to(self.bias_atom_e.dtype)
+        params = self._parameters_input(nf, nloc, fparam, aparam, d.dtype)
+        x = d if params is None else torch.cat([d, params], dim=-1)
+        x = x.reshape(nf * nloc, -1)
         flat_type = atype.reshape(-1)
         out = x.new_zeros(nf * nloc, 1)
-        zero = x.new_zeros(1, dim)
+        vacuum = x
+        if self.has_vacuum:  # the zero descriptor with the same parameters
+            zero = torch.zeros_like(d)
+            vacuum = (zero if params is None else torch.cat([zero, params], dim=-1))
+            vacuum = vacuum.reshape(nf * nloc, -1)
         for t, net in enumerate(self.filter_layers.networks):
             rows = torch.nonzero(flat_type == t).flatten()
             if rows.shape[0] > 0:
                 e = net(x.index_select(0, rows)) + self.bias_atom_e[t]
                 if self.has_vacuum and self.subtract_vacuum[t]:
-                    e = e - net(zero)
+                    e = e - net(vacuum.index_select(0, rows))
                 out = out.index_copy(0, rows, e)
         return out.reshape(nf, nloc, 1)
+
+    def _parameters_input(self, nf: int, nloc: int, fparam: Optional[torch.Tensor],
+                          aparam: Optional[torch.Tensor],
+                          dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """The normalized frame and atomic parameters of each atom [nf, nloc, k], or None."""
+        parts: list[torch.Tensor] = []
+        avg, inv = self.fparam_avg, self.fparam_inv_std
+        if avg is not None and inv is not None:
+            if fparam is None:
+                default = self.default_fparam_tensor
+                if default is not None:
+                    fparam = default.unsqueeze(0).expand(nf, -1)
+                else:
+                    raise ValueError("the model takes frame parameters (numb_fparam "
+                                     + str(self.numb_fparam) + ") and none were given")
+            f = (fparam.to(dtype).reshape(nf, self.numb_fparam) - avg) * inv
+            parts.append(f.unsqueeze(1).expand(-1, nloc, -1))
+        avg, inv = self.aparam_avg, self.aparam_inv_std
+        if avg is not None and inv is not None:
+            if aparam is None:
+                raise ValueError("the model takes atomic parameters (numb_aparam "
+                                 + str(self.numb_aparam) + ") and none were given")
+            parts.append((aparam.to(dtype).reshape(nf, nloc, self.numb_aparam) - avg) * inv)
+        if len(parts) == 0:
+            return None
+        return torch.cat(parts, dim=-1)
 
     # ------------------------------------------------------------ statistics
     @classmethod
@@ -67,10 +127,45 @@ class EnergyFittingNet(Fitting):
         target = energy if predicted is None else energy - predicted
         return stat.solve_bias(target, counts, preset, list(excluded))
 
-    def compute_input_stats(self, frames, protection) -> None:
-        """fparam / aparam statistics with model/data_stat_protect, from frames() (a callable
-        that samples the statistics frames). numb_fparam = numb_aparam = 0 here: nothing to
-        compute, so nothing is sampled."""
+    def input_stat_names(self) -> list[str]:
+        """The fitting-input statistics a stat file holds for this fitting."""
+        return [n for n, k in (("fparam", self.numb_fparam), ("aparam", self.numb_aparam)) if k]
+
+    def input_sums(self, frames, cached: dict | None = None) -> dict[str, list[StatItem]]:
+        """The fparam / aparam sums per component (fparam pooled over frames, aparam over
+        frames and atoms) from the sums a stat file cached or from frames() (a callable that
+        samples the statistics frames, called only if needed; frames whose sets lack the file
+        are left out, as DeePMD-kit drops them)."""
+        sums = dict(cached or {})
+        for name in self.input_stat_names():
+            if name in sums:
+                continue
+            width = getattr(self, f"numb_{name}")
+            values = [np.asarray(f[name]).reshape(-1, width) for f in frames()
+                      if name in f and float(f.get(f"find_{name}", 1.0)) > 0]
+            if not values:
+                raise ValueError(f"the statistics frames hold no {name} (numb_{name} "
+                                 f"{width}): give {name}.npy in the training systems")
+            v = np.concatenate(values)
+            sums[name] = [StatItem(len(v), float(v[:, i].sum()), float((v[:, i] ** 2).sum()))
+                          for i in range(width)]
+        return sums
+
+    def input_key(self) -> int:
+        """The identity of the layers that read the input: fittings that share them (multi-
+        task sharing at any level) share their fparam / aparam statistics."""
+        return id(self.filter_layers.networks[0].layers[0])
+
+    @torch.no_grad()
+    def set_input_stats(self, sums: dict[str, list[StatItem]], protection: float) -> None:
+        """fparam / aparam avg and 1/std per component, std floored at protection
+        (model/data_stat_protect)."""
+        for name in self.input_stat_names():
+            avg = np.array([item.avg() for item in sums[name]])
+            inv_std = 1.0 / np.array([item.std(protection) for item in sums[name]])
+            log.info("%s_avg is %s, %s_inv_std is %s", name, avg, name, inv_std)
+            getattr(self, f"{name}_avg").copy_(torch.from_numpy(avg))
+            getattr(self, f"{name}_inv_std").copy_(torch.from_numpy(inv_std))
 
     # ------------------------------------------------------------ multi-task, finetune
     def shared_with(self, base: Fitting, level: int) -> Fitting:
@@ -87,8 +182,12 @@ class EnergyFittingNet(Fitting):
 
     @torch.no_grad()
     def transfer_from(self, src: Fitting, index: list[int]) -> None:
-        """Type i's net and bias_atom_e are src's of type index[i]."""
+        """Type i's net and bias_atom_e are src's of type index[i]; the parameter statistics
+        are src's."""
         for t, old in enumerate(index):
             self.filter_layers.networks[t].load_state_dict(
                 src.filter_layers.networks[old].state_dict())
         self.bias_atom_e.copy_(src.bias_atom_e[index])
+        for name in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std"):
+            if getattr(self, name) is not None and getattr(src, name, None) is not None:
+                getattr(self, name).copy_(getattr(src, name))
