@@ -117,6 +117,13 @@ def deepmd_eval(model: Path, system: Path, head: str | None = None,
     return dict(np.load(out))
 
 
+def checkpoint_tensors(path, keep_empty: bool = True) -> dict:
+    """A checkpoint's tensors by state-dict key (DeePMD-kit's compression slots are size 0)."""
+    import torch
+    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return {k: v for k, v in sd.items() if k != "_extra_state" and (keep_empty or v.numel())}
+
+
 def write_json(path: Path, cfg: dict) -> Path:
     path.write_text(json.dumps(cfg, indent=1))
     return path

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dpx.cli.main import main
-from tests.fidelity.conftest import dp, multi_input, single_input, write_json
+from tests.fidelity.conftest import checkpoint_tensors, dp, multi_input, single_input, write_json
 
 pytestmark = pytest.mark.slow
 TOL = 1e-10
@@ -35,8 +35,7 @@ def zero_step_input(toy_data, path, **training):
 
 
 def tensors(path) -> dict:
-    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    return {k: v for k, v in sd.items() if k != "_extra_state" and v.numel()}
+    return checkpoint_tensors(path, keep_empty=False)
 
 
 @pytest.mark.parametrize("source,branch", [("dpx", "water_1"), ("dpx", "RANDOM"),

@@ -1,9 +1,11 @@
-"""Frame and atomic parameters (fitting_net/numb_fparam, numb_aparam): where they enter the
-fitting input (against a hand-built concatenation, deepmd-compat §5.2), default_fparam,
-their statistics (against numpy), the clear errors for inputs and data that do not fit, and
-the command-line path (train, test, freeze, ASE calculator) on data the test makes."""
+"""Frame and atomic parameters (fitting_net/numb_fparam, numb_aparam) and the multi-task case
+embedding (dim_case_embd): where they enter the fitting input (against a hand-built
+concatenation, deepmd-compat §5.2), default_fparam, their statistics (against numpy), the
+clear errors for inputs and data that do not fit, and the command-line path (train, test,
+freeze, ASE calculator) on data the test makes."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from dpx.cli.main import main
 from dpx.config import EnergyFittingConfig
+from dpx.config.load import parse_input
 from dpx.config.schema import ConfigError, parse
 from dpx.data import check_parameters, load_systems
 from dpx.data.synthetic import make_dataset
@@ -19,6 +22,7 @@ from dpx.io import load_model
 from dpx.model.fitting.ener import EnergyFittingNet
 
 DIM = 6
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "small_water"
 
 
 def fitting(**keys) -> EnergyFittingNet:
@@ -53,6 +57,8 @@ def by_hand(net, d, atype, fp, ap, vacuum=False):
             t = int(atype[f, i])
             parts = [(fp[f] - net.fparam_avg) * net.fparam_inv_std,
                      (ap[f, i] - net.aparam_avg) * net.aparam_inv_std]
+            if net.case_embd is not None:
+                parts.append(net.case_embd)
             x = torch.cat([d[f, i]] + parts)[None]
             e = net.filter_layers.networks[t](x)
             if vacuum:
@@ -73,6 +79,61 @@ def test_parameters_follow_the_descriptor(atom_ener):
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
     # the parameters matter: another fparam gives other energies
     assert not torch.allclose(net(d, atype, fp + 1.0, ap), got)
+
+
+def test_case_embedding_follows_the_parameters():
+    net = fitting(numb_fparam=2, numb_aparam=3, dim_case_embd=3, atom_ener=[-1.0])
+    net.set_case_embd(2)
+    assert net.case_embd.tolist() == [0.0, 0.0, 1.0]
+    d, atype, fp, ap = inputs()
+    # atom_ener [-1.0]: type 0 given, type 1 past the end of the list: both lose the vacuum
+    want = by_hand(net, d, atype, fp, ap, vacuum=True)
+    assert torch.allclose(net(d, atype, fp, ap), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="dim_case_embd 3 has no case 3"):
+        net.set_case_embd(3)
+
+
+def multi_task_input(fitting_a: dict, fitting_b: dict) -> dict:
+    cfg = json.loads((EXAMPLE / "input_multi.json").read_text())
+    cfg["model"]["model_dict"]["small"]["fitting_net"].update(fitting_a)
+    cfg["model"]["model_dict"]["large"]["fitting_net"].update(fitting_b)
+    return cfg
+
+
+@pytest.mark.parametrize("a,b,match", [
+    (2, 3, "large/fitting_net/dim_case_embd: is 3, branch 'small' has 2"),
+    (1, 1, "small/fitting_net/dim_case_embd: is 1, fewer than the 2 branches"),
+])
+def test_case_embd_widths_are_checked(a, b, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_input(multi_task_input({"dim_case_embd": a}, {"dim_case_embd": b}))
+
+
+def test_new_multitask_run_sets_cases_by_sorted_key(tmp_path, monkeypatch):
+    """Each branch's case is the one-hot vector of its key's place in sorted order (large 0,
+    small 1); the branches then differ, though they share every fitting weight."""
+    make_dataset(tmp_path / "data", nsystems=2, nframes=3, nvalid=1, seed=0, calculator="morse")
+    cfg = multi_task_input({}, {})
+    shared = dict(cfg["model"]["model_dict"]["small"]["fitting_net"], neuron=[8, 8],
+                  dim_case_embd=2)
+    cfg["model"]["shared_dict"]["fit"] = shared
+    cfg["model"]["shared_dict"]["sea_descriptor"].update(neuron=[4, 8], axis_neuron=4)
+    for branch in cfg["model"]["model_dict"].values():
+        branch["fitting_net"] = "fit"
+    cfg["training"].update(numb_steps=1, save_freq=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert main(["train", "input.json"]) == 0
+    for key, index in (("large", 0), ("small", 1)):
+        model, _ = load_model(tmp_path / "model.ckpt-1.pt", key)
+        fit = model.atomic_model.fitting_net
+        assert fit.case_embd.tolist() == [1.0 * (i == index) for i in range(2)], key
+    # a restart keeps the checkpoint's cases
+    cfg["training"]["numb_steps"] = 2
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert main(["train", "input.json", "--restart", "model.ckpt-1.pt"]) == 0
+    model, _ = load_model(tmp_path / "model.ckpt-2.pt", "small")
+    assert model.atomic_model.fitting_net.case_embd.tolist() == [0.0, 1.0]
 
 
 def test_default_fparam_stands_in_for_a_missing_fparam():
@@ -111,7 +172,7 @@ def test_statistics_are_mean_and_protected_std():
     ({"numb_fparam": -1}, "numb_fparam"),
     ({"numb_fparam": 2, "default_fparam": [1.0]}, "default_fparam"),
     ({"default_fparam": [1.0]}, "numb_fparam is 0"),
-    ({"dim_case_embd": 2}, "dim_case_embd"),
+    ({"dim_case_embd": -2}, "dim_case_embd"),
     ({"numb_aparam": 1, "use_aparam_as_mask": True}, "use_aparam_as_mask"),
 ])
 def test_bad_parameter_keys_are_named(keys, match):

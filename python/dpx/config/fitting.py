@@ -27,18 +27,16 @@ class EnergyFittingConfig:
     default_fparam: list[float] | None = None
     TYPES = ("ener",)
     ALIASES = {"n_neuron": "neuron"}
-    SHAPE_KEYS = ("type", "neuron", "resnet_dt", "numb_fparam", "numb_aparam")
+    SHAPE_KEYS = ("type", "neuron", "resnet_dt", "numb_fparam", "numb_aparam", "dim_case_embd")
     FUNCTION_KEYS = ("activation_function",)
 
     def check(self, path):
         positive_ints(f"{path}/neuron", self.neuron)
         check_activation(f"{path}/activation_function", self.activation_function)
         check_precision(f"{path}/precision", self.precision)
-        for key in ("numb_fparam", "numb_aparam"):
+        for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
                 fail(f"{path}/{key}", f"must be an integer >= 0, got {getattr(self, key)!r}")
-        if self.dim_case_embd != 0:
-            fail(f"{path}/dim_case_embd", "is not supported by dpx yet (must be 0)")
         if self.use_aparam_as_mask:
             fail(f"{path}/use_aparam_as_mask", "is not supported by dpx (must be false)")
         if self.default_fparam is not None:

@@ -137,6 +137,7 @@ def _multi_task(data, model, training) -> Config:
                           parse(LossConfig, losses[k], f"loss_dict/{k}"), data_dict[k])
                 for k in keys}
     _check_aliases(branches)
+    _check_case_embd(branches)
     type_maps = {tuple(b.model.type_map) for b in branches.values()}
     if len(type_maps) != 1:
         fail("model/model_dict", "all branches must use one type_map (share it through "
@@ -156,6 +157,21 @@ def _check_aliases(branches: dict) -> None:
                 fail(f"model/model_dict/{key}/model_branch_alias", f"'{alias}' already names "
                                                                    f"branch '{seen[alias]}'")
             seen[alias] = key
+
+
+def _check_case_embd(branches: dict) -> None:
+    """fitting_net/dim_case_embd: one width for all branches, room for a one-hot per branch
+    (each branch's case is its key's place in sorted order, as in DeePMD-kit)."""
+    dims = {k: b.model.fitting_net.dim_case_embd for k, b in branches.items()}
+    first = next(iter(dims))
+    for key, dim in dims.items():
+        where = f"model/model_dict/{key}/fitting_net/dim_case_embd"
+        if dim != dims[first]:
+            fail(where, f"is {dim}, branch '{first}' has {dims[first]}: all branches take "
+                        f"one width of case embedding")
+        if 0 < dim < len(dims):
+            fail(where, f"is {dim}, fewer than the {len(dims)} branches: each branch's case "
+                        f"is a one-hot vector of this length (set it to {len(dims)})")
 
 
 def _check_weights(training, keys):

@@ -224,10 +224,14 @@ class DataSampler:
     def total_numb_batch(self) -> int:
         return total_numb_batch(self.nbatches, self.probs)
 
-    def stat_input(self, nbatch: int = 10, seed=0) -> list[dict]:
+    def stat_input(self, nbatch: int = 10, seed=0, order=None) -> list[dict]:
         """Statistics frames (§1.7) from a Generator of their own: the training draws stay
-        the same whether or not statistics are computed (a resumed run skips them)."""
-        return make_stat_input(self.systems, self.batch_sizes, nbatch, seed, self.ntypes)
+        the same whether or not statistics are computed (a resumed run skips them). order:
+        a callable (systems, batch_sizes, nbatch) -> each system's frame order, in place of
+        the seeded shuffle (DeePMD-kit's, dpx.train.stat_order)."""
+        perms = None if order is None else order(self.systems, self.batch_sizes, nbatch)
+        return make_stat_input(self.systems, self.batch_sizes, nbatch, seed, self.ntypes,
+                               perms)
 
     def _take(self, sid: int) -> np.ndarray:
         cur = self._passes[sid]
@@ -280,15 +284,16 @@ def _short(name: str, width: int) -> str:
 
 
 def make_stat_input(systems: list[System], batch_sizes: list[int], nbatch: int = 10,
-                    seed=0, ntypes: int | None = None) -> list[dict]:
+                    seed=0, ntypes: int | None = None, perms=None) -> list[dict]:
     """Per system, the first min(nbatch, nbatches) batches of a fresh shuffled pass, as one
     batch dict (collate) plus type_count [nframes, ntypes] int64 (§1.7). Deterministic in
-    seed; systems contribute in proportion to their sampled frames, not their probability."""
+    seed, or each system's pass given as perms; systems contribute in proportion to their
+    sampled frames, not their probability."""
     rng = np.random.default_rng(seed)
     ntypes = ntypes or _ntypes(systems)
     out = []
     for sid, (system, b) in enumerate(zip(systems, batch_sizes)):
-        perm = rng.permutation(system.nframes)
+        perm = rng.permutation(system.nframes) if perms is None else perms[sid]
         nb = min(nbatch, math.ceil(system.nframes / b))
         batch = collate(system, perm[:nb * b], sid)  # the last batch of a pass may be short
         counts = system.type_count(ntypes)

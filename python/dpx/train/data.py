@@ -76,8 +76,8 @@ class BranchData:
     def valid_batches(self, device) -> list[dict]:
         return [_to(b, device) for b in self.valid.sample(self.numb_btch)]
 
-    def stat_frames(self, nbatch: int) -> list[dict]:
-        return self.train.stat_input(nbatch, seed=self.seed)
+    def stat_frames(self, nbatch: int, order=None) -> list[dict]:
+        return self.train.stat_input(nbatch, seed=self.seed, order=order)
 
     def batches_per_epoch(self) -> int:
         return self.train.total_numb_batch()

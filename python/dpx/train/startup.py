@@ -41,6 +41,7 @@ from dpx.train.branches import BranchRun, probabilities
 from dpx.train.data import BranchData
 from dpx.train.run_files import RunFiles
 from dpx.train.stat_file import StatFile
+from dpx.train.stat_order import DeepmdStatStream
 from dpx.train.trainer import Trainer
 from dpx.train.wrapper import ModelWrapper
 
@@ -275,6 +276,8 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
     wrapper = ModelWrapper({k: r.model for k, r in branches.items()},
                            stored_model_params(run_cfg))
     wrapper.share(run_cfg.links)
+    if isinstance(mode, Fresh):
+        set_cases(run_cfg, branches)
     if isinstance(mode, Restart):
         _load_strict(wrapper, state, mode.path)
     elif isinstance(mode, InitModel):
@@ -286,7 +289,10 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
     elif rank == 0 and isinstance(mode, Finetune):
         ft.apply(source, run_cfg, branches)
     elif rank == 0:
-        compute_statistics(resolved, branches)
+        # DeePMD-kit's frames under the same seed (one process: its DDP sampler differs)
+        same_frames = run_cfg.training.seed is not None and world == 1
+        compute_statistics(resolved, branches,
+                           DeepmdStatStream(run_cfg, branches) if same_frames else None)
     wrapper.to(device)
     if distributed:
         dist.broadcast_state(wrapper)  # statistics computed once, on rank 0
@@ -294,6 +300,18 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
     if isinstance(mode, Restart):
         trainer.restore(state)
     return trainer
+
+
+def set_cases(cfg: Config, branches: dict[str, BranchRun]) -> None:
+    """A new multi-task run with fitting_net/dim_case_embd: each branch's case embedding is
+    the one-hot vector of its key's place in sorted order, as DeePMD-kit sets it (a run
+    from a checkpoint keeps the checkpoint's)."""
+    if not cfg.multi_task:
+        return
+    for index, name in enumerate(sorted(branches)):
+        fitting = branches[name].model.atomic_model.fitting_net
+        if cfg.branches[name].model.fitting_net.dim_case_embd:
+            fitting.set_case_embd(index)
 
 
 def _load_strict(wrapper: ModelWrapper, state: dict, path) -> None:
@@ -307,11 +325,14 @@ def _load_strict(wrapper: ModelWrapper, state: dict, path) -> None:
 
 
 # ---------------------------------------------------------------- 4. statistics
-def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun]) -> None:
+def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
+                       stream: DeepmdStatStream | None = None) -> None:
     """Each descriptor's davg/dstd from the sums of every branch that shares it at level 0
     (one module), each branch's out_bias from its own data, and each fitting's fparam/aparam
     statistics from the probability-weighted sums of the branches that share it
-    (deepmd-compat §3.3, §5.2, §5.3, §10.4); a stat file caches all three."""
+    (deepmd-compat §3.3, §5.2, §5.3, §10.4); a stat file caches all three. stream: the
+    frames DeePMD-kit would sample with the same seed (sampled only when needed, in branch
+    order, as DeePMD-kit does)."""
     cfg = resolved.config
     t0 = time.perf_counter()
     frames: dict[str, list[dict]] = {}
@@ -319,7 +340,8 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun])
     def frames_of(name):
         if name not in frames:
             nbatch = cfg.branches[name].model.data_stat_nbatch
-            frames[name] = branches[name].data.stat_frames(nbatch)
+            order = None if stream is None else stream.permutations
+            frames[name] = branches[name].data.stat_frames(nbatch, order)
         return frames[name]
 
     merged: dict[int, tuple[object, dict]] = {}

@@ -3,8 +3,8 @@ sums (fparam, aparam) and energy bias, so that a second run skips the statistics
 
 Layout as DeePMD-kit's: <stat_file>/<type map joined by spaces>/<descriptor hash>/{r_0, a_0, ...}
 and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy, fparam, aparam}; a folder of
-.npy files, or an HDF5 file when the name ends in .h5/.hdf5. The descriptor names its sums (stat_names) and what its
-hash covers (stat_hash_key).
+.npy files, or an HDF5 file when the name ends in .h5/.hdf5. The descriptor names its sums
+(stat_names) and what its hash covers (stat_hash_key).
 
 DeePMD-kit keys the cache by the descriptor only, so statistics of other data would be reused
 without a word. dpx also records what they were computed from (<type map>/dpx_provenance: the

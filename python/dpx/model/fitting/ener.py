@@ -11,7 +11,9 @@ Frame parameters (numb_fparam, fparam.npy [nf, k]) and atomic parameters (numb_a
 aparam.npy [nf, natoms * k]) enter each atom's input after the descriptor, normalized by
 their statistics: x_i = D_i (+) (fparam - fparam_avg) * fparam_inv_std (+) (aparam_i -
 aparam_avg) * aparam_inv_std (deepmd-compat §5.2); default_fparam stands in for a missing
-fparam. The vacuum input keeps them: x0_i = 0 (+) the same parameters."""
+fparam. A fitting with dim_case_embd appends its branch's case, a one-hot vector (multi-task
+branches sharing one fitting). The vacuum input keeps them: x0_i = 0 (+) the same
+parameters (+) the case."""
 from __future__ import annotations
 
 import logging
@@ -41,7 +43,7 @@ class EnergyFittingNet(Fitting):
         dtype = DTYPES[cfg.precision]
         self.numb_fparam, self.numb_aparam = cfg.numb_fparam, cfg.numb_aparam
         self.dim_descrpt = dim_descrpt
-        in_dim = dim_descrpt + cfg.numb_fparam + cfg.numb_aparam
+        in_dim = dim_descrpt + cfg.numb_fparam + cfg.numb_aparam + cfg.dim_case_embd
         nets = [FittingNet(in_dim, 1, cfg.neuron, cfg.activation_function, cfg.resnet_dt,
                            dtype, child_seed(cfg.seed, t)) for t in range(ntypes)]
         self.filter_layers = NetworkCollection(1, ntypes, nets)
@@ -53,6 +55,9 @@ class EnergyFittingNet(Fitting):
         self.register_buffer("aparam_inv_std", torch.ones(k_a, dtype=dtype) if k_a else None)
         self.register_buffer("default_fparam_tensor", None if cfg.default_fparam is None else
                              torch.tensor(cfg.default_fparam, dtype=dtype))
+        # the branch's case (multi-task): zeros until set_case_embd, as in DeePMD-kit
+        k_c = cfg.dim_case_embd
+        self.register_buffer("case_embd", torch.zeros(k_c, dtype=dtype) if k_c else None)
         given = [e is not None for e in cfg.atom_ener]
         self.has_vacuum = any(given)
         self.subtract_vacuum = [t >= len(given) or given[t] for t in range(ntypes)]
@@ -94,7 +99,8 @@ class EnergyFittingNet(Fitting):
     def _parameters_input(self, nf: int, nloc: int, fparam: Optional[torch.Tensor],
                           aparam: Optional[torch.Tensor],
                           dtype: torch.dtype) -> Optional[torch.Tensor]:
-        """The normalized frame and atomic parameters of each atom [nf, nloc, k], or None."""
+        """The normalized frame and atomic parameters and the case embedding of each atom
+        [nf, nloc, k], or None when the fitting takes none."""
         parts: list[torch.Tensor] = []
         avg, inv = self.fparam_avg, self.fparam_inv_std
         if avg is not None and inv is not None:
@@ -113,9 +119,21 @@ class EnergyFittingNet(Fitting):
                 raise ValueError("the model takes atomic parameters (numb_aparam "
                                  + str(self.numb_aparam) + ") and none were given")
             parts.append((aparam.to(dtype).reshape(nf, nloc, self.numb_aparam) - avg) * inv)
+        case = self.case_embd
+        if case is not None:
+            parts.append(case.to(dtype).reshape(1, 1, -1).expand(nf, nloc, -1))
         if len(parts) == 0:
             return None
         return torch.cat(parts, dim=-1)
+
+    @torch.no_grad()
+    def set_case_embd(self, index: int) -> None:
+        """This branch's case: the one-hot vector of `index` (DeePMD-kit's set_case_embd)."""
+        dim = self.cfg.dim_case_embd
+        if not 0 <= index < dim:
+            raise ValueError(f"fitting_net/dim_case_embd {dim} has no case {index}")
+        self.case_embd.zero_()
+        self.case_embd[index] = 1.0
 
     # ------------------------------------------------------------ statistics
     @classmethod
@@ -183,11 +201,12 @@ class EnergyFittingNet(Fitting):
     @torch.no_grad()
     def transfer_from(self, src: Fitting, index: list[int]) -> None:
         """Type i's net and bias_atom_e are src's of type index[i]; the parameter statistics
-        are src's."""
+        and the case embedding are src's."""
         for t, old in enumerate(index):
             self.filter_layers.networks[t].load_state_dict(
                 src.filter_layers.networks[old].state_dict())
         self.bias_atom_e.copy_(src.bias_atom_e[index])
-        for name in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std"):
+        for name in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std",
+                     "case_embd"):
             if getattr(self, name) is not None and getattr(src, name, None) is not None:
                 getattr(self, name).copy_(getattr(src, name))
