@@ -2,7 +2,7 @@
 
     python benchmarks/md.py --ckpt model.ckpt-300.pt [--lammps-python .venv-lammps/bin/python]
         [--system ../shared/water/data/data_0] [--replicate 4 4 4] [--steps 100 20]
-        [--repeats 3] [--threads 2] [--workdir md_bench]
+        [--repeats 3] [--threads 2] [--workdir md_bench] [--compressed]
 
 Both models run the same input (DeePMD-kit's examples/water/lmp: NVT 330 K, dt 0.5 fs, skin
 2 A, neighbor list rebuilt every 10 steps, thermo every 100 steps, no dump) in the stock `lmp`
@@ -101,7 +101,7 @@ def run_lammps(lmp: Path, folder: Path, env: dict) -> dict:
 
 
 def freeze_both(ckpt: Path, lammps_python: Path, work: Path, head: str | None,
-                ref_python: str | None = None) -> dict:
+                ref_python: str | None = None, compressed: bool = False) -> dict:
     from dpx.export import freeze
 
     work.mkdir(parents=True, exist_ok=True)
@@ -120,6 +120,18 @@ def freeze_both(ckpt: Path, lammps_python: Path, work: Path, head: str | None,
         res = subprocess.run(cmd, capture_output=True, text=True, env=lmp_env(lammps_python, 2))
         if res.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    if compressed:  # dpx compress of the checkpoint, dp --pt compress of DeePMD-kit's freeze
+        from dpx.compress.compress import compress
+        models["dpx-c"], models["deepmd-c"] = work / "dpx-c.pth", work / "deepmd-c.pth"
+        if not models["dpx-c"].exists():
+            compress(ckpt, models["dpx-c"], branch=head)
+        if not models["deepmd-c"].exists():
+            cmd = [str(lammps_python.parent / "dp"), "--pt", "compress", "-i",
+                   str(models["deepmd"]), "-o", str(models["deepmd-c"])]
+            res = subprocess.run(cmd, capture_output=True, text=True,
+                                 env=lmp_env(lammps_python, 2))
+            if res.returncode != 0:
+                sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
     return models
 
 
@@ -139,6 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("md_bench"))
     p.add_argument("--dpx-ref-python", default=None, help="python of another dpx build: its "
                    "frozen model runs in the same rotation as dpx-ref")
+    p.add_argument("--compressed", action="store_true", help="also `dpx compress` and `dp "
+                   "--pt compress` models (dpx-c, deepmd-c) in the same rotation")
     args = p.parse_args(argv)
 
     import logging
@@ -150,7 +164,7 @@ def main(argv=None) -> int:
         sys.exit(f"{lmp} not found: make it with tests/oracle/install_lammps.sh")
     work = args.workdir.resolve()
     models = freeze_both(args.ckpt.resolve(), args.lammps_python, work, args.head,
-                         args.dpx_ref_python)
+                         args.dpx_ref_python, args.compressed)
     env = lmp_env(args.lammps_python, args.threads)
     sizes = {"small": ((1, 1, 1), args.steps[0]), "large": (tuple(args.replicate), args.steps[1])}
     if args.only:
@@ -185,6 +199,11 @@ def main(argv=None) -> int:
         print(f"| {name} | {atoms} | {steps} | {med['dpx']:.4g} | {med['deepmd']:.4g} | "
               f"**{med['dpx'] / med['deepmd']:.2f}x** | {rss['dpx']:.0f} / {rss['deepmd']:.0f} |")
         print("  all runs: " + ", ".join(f"{c} {v}" for c, v in allr.items()))
+        if "dpx-c" in med:
+            print(f"  compressed: dpx {med['dpx-c']:.4g}, DeePMD-kit {med['deepmd-c']:.4g} "
+                  f"timesteps/s: dpx-c / deepmd-c **{med['dpx-c'] / med['deepmd-c']:.2f}x**, "
+                  f"dpx-c / deepmd (uncompressed) **{med['dpx-c'] / med['deepmd']:.2f}x**; "
+                  f"peak RSS {rss['dpx-c']:.0f} / {rss['deepmd-c']:.0f} MB")
         if "dpx-ref" in med:
             print(f"  dpx-ref: {med['dpx-ref']:.4g} timesteps/s, "
                   f"{med['dpx-ref'] / med['deepmd']:.2f}x DeePMD-kit, peak RSS "

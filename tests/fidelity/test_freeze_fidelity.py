@@ -61,9 +61,11 @@ def test_deepmd_ase_calculator_on_dpx_frozen_model(frozen_pair, toy_data):
     assert_same(atoms.get_stress(), ours["stress"][0], "stress")
 
 
-def test_dpx_reads_deepmd_frozen_and_refuses_compressed(frozen_pair, toy_data, tmp_path, capsys):
+def test_dpx_reads_deepmd_frozen_and_compressed(frozen_pair, toy_data, tmp_path, capsys):
     """DeePMD-kit's frozen file names its op library's ops: dpx loads it without them and
-    gives DeepPot's numbers; a compressed one needs them, and dpx says what to do instead."""
+    gives DeepPot's numbers; its compressed file (`dp --pt compress`) runs on dpx's PyTorch
+    tabulate ops and gives DeepPot's numbers on DeePMD-kit's C++ ops (per atom, 1e-10), within
+    the table's error of the uncompressed model."""
     from dpx.data import load_systems
     from dpx.infer.evaluate import evaluate
     from dpx.io import load_model
@@ -74,13 +76,19 @@ def test_dpx_reads_deepmd_frozen_and_refuses_compressed(frozen_pair, toy_data, t
     ref = deepmd_eval(theirs, toy_data / "sys_b")
     for key in ("energy", "force", "virial", "atom_energy", "atom_virial"):
         assert_same(ours[key], ref[key], key)
-    dp("--pt", "compress", "-i", theirs, "-o", tmp_path / "compressed.pth", cwd=tmp_path)
-    capsys.readouterr()
-    assert main(["test", "-m", str(tmp_path / "compressed.pth"), "-s",
-                 str(toy_data / "sys_b")]) == 2
-    err = capsys.readouterr().err
-    assert "is a compressed DeePMD-kit model (`dp compress`)" in err
-    assert "the frozen file from before compression or its checkpoint" in err
+    compressed = tmp_path / "compressed.pth"
+    dp("--pt", "compress", "-i", theirs, "-o", compressed, cwd=tmp_path)
+    tabulated, _ = load_model(compressed)
+    ours_c = evaluate(tabulated, system.coord, system.atype, system.box, atomic_virial=True)
+    for backend in ("auto", "native"):
+        ref_c = deepmd_eval(compressed, toy_data / "sys_b", nlist_backend=backend)
+        for key in ("energy", "force", "virial", "atom_energy", "atom_virial"):
+            assert_same(ours_c[key], ref_c[key], key)
+    # the table (stride 0.01, fifth order) is exact to far below the model's error
+    assert np.abs(ours_c["energy"] - ours["energy"]).max() < 1e-6
+    assert np.abs(ours_c["force"] - ours["force"]).max() < 1e-6
+    assert main(["test", "-m", str(compressed), "-s", str(toy_data / "sys_b")]) == 0
+    assert main(["show", str(compressed)]) == 0
 
 
 def test_dp_test_equals_dpx_test(frozen_pair, toy_data, tmp_path):

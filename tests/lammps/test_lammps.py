@@ -8,7 +8,9 @@ written by torch 2.13). Checked:
 - step 0: LAMMPS' potential energy and per-atom forces equal dpx's evaluation of the checkpoint
   and `dp --pt test` of the frozen file on the same structure to 1e-8 (eV, eV/A);
 - NVE after a short minimization: the total energy stays within DRIFT_TOL eV/atom of its
-  first value over NSTEPS steps of DT ps (velocity Verlet: the error is O(DT^2), no drift).
+  first value over NSTEPS steps of DT ps (velocity Verlet: the error is O(DT^2), no drift);
+- `dpx compress`'s file (tables evaluated by DeePMD-kit's op in LAMMPS) follows the frozen
+  file's trajectory step by step.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ THREADS = {"OMP_NUM_THREADS": "1", "DP_INTRA_OP_PARALLELISM_THREADS": "1",
 
 pytestmark = [pytest.mark.lammps, pytest.mark.slow]
 
-INPUT = """\
+# the data file's structure, the model, and step 0's forces dumped for the comparisons
+HEAD = """\
 units metal
 boundary p p p
 atom_style atomic
@@ -45,9 +48,10 @@ neigh_modify every 1 delay 0 check yes
 thermo_style custom step pe ke etotal temp
 thermo_modify format float %.16e
 thermo 10
-# step 0 on the data file's structure: energy (thermo) and forces (dump) for the comparison
 dump first all custom 1 forces.dump id type fx fy fz
 dump_modify first sort id format float %.16e
+"""
+INPUT = HEAD + """\
 run 0
 undump first
 # the briefly trained model's minimum is far from the synthetic frame: relax, then NVE
@@ -133,6 +137,9 @@ def _freeze(freezer: str, work: Path, dp: Path) -> Path:
     if not out.exists():
         if freezer == "dpx":
             _run([Path(sys.executable).parent / "dpx", "freeze", "-c", "model.ckpt-1000.pt",
+                  "-o", out.name], work)
+        elif freezer == "dpx_compress":  # tabulated nets on DeePMD-kit's op in LAMMPS
+            _run([Path(sys.executable).parent / "dpx", "compress", "-i", "model.ckpt-1000.pt",
                   "-o", out.name], work)
         else:
             _run([dp, "--pt", "freeze", "-c", "model.ckpt-1000.pt", "-o", out.name], work)
@@ -267,3 +274,36 @@ def test_frame_and_atomic_parameters_in_lammps(lmp, tmp_path_factory):
     assert abs(other["energy"][0] - ref["energy"][0]) > 1e-6  # the parameters matter
     assert abs(e_lmp - ref["energy"][0]) <= MATCH_TOL, (e_lmp, ref["energy"][0])
     assert np.abs(f_lmp - ref["force"][0]).max() <= MATCH_TOL
+
+
+TRACK_INPUT = HEAD + """\
+velocity all create 300.0 12345 mom yes rot yes dist gaussian
+timestep {dt}
+fix nve all nve
+run 0
+undump first
+run 50
+"""
+
+
+def test_compressed_model_tracks_frozen_in_lammps(trained, lmp, dp):
+    """The same NVE from the data file's frame with the compressed and the frozen file: equal
+    energies and forces at step 0 (1e-8) and potential energies over 50 steps (1e-6; the
+    tables' error, 1e-14 here, grows only as fast as the trajectories separate). No
+    minimization: the briefly trained model's minimum collapses atoms beyond the table,
+    where the tables extend linearly and the nets do not."""
+    work = trained
+    runs = {}
+    for freezer in ("dpx", "dpx_compress"):
+        model = _freeze(freezer, work, dp)
+        run = work / f"track_{freezer}"
+        run.mkdir(exist_ok=True)
+        (run / "in.lammps").write_text(TRACK_INPUT.format(data=work / "md96.lmp", model=model,
+                                                          dt=DT))
+        res = _run([lmp, "-in", "in.lammps", "-log", "log.lammps"], run)
+        blocks = thermo_blocks(res.stdout)
+        runs[freezer] = (blocks[0]["PotEng"][0], read_dump_forces(run / "forces.dump"),
+                         blocks[1]["PotEng"])
+    (e0, f0, pe), (e1, f1, pe1) = runs["dpx"], runs["dpx_compress"]
+    assert abs(e1 - e0) <= MATCH_TOL and np.abs(f1 - f0).max() <= MATCH_TOL
+    assert np.abs(pe1 - pe).max() <= 1e-6, np.abs(pe1 - pe).max()

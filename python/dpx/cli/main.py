@@ -7,6 +7,7 @@ import os
 import sys
 
 from dpx.cli import change_bias as change_bias_cmd
+from dpx.cli import compress as compress_cmd
 from dpx.cli import freeze as freeze_cmd
 from dpx.cli import neighbor_stat as neighbor_stat_cmd
 from dpx.cli import show as show_cmd
@@ -16,7 +17,8 @@ from dpx.cli import train as train_cmd
 log = logging.getLogger("dpx")
 
 COMMANDS = {"train": train_cmd, "freeze": freeze_cmd, "test": test_cmd, "show": show_cmd,
-            "change-bias": change_bias_cmd, "neighbor-stat": neighbor_stat_cmd}
+            "change-bias": change_bias_cmd, "neighbor-stat": neighbor_stat_cmd,
+            "compress": compress_cmd}
 
 
 def setup_logging(level: str) -> None:

@@ -1,18 +1,22 @@
-"""DeePMD-kit's custom op names, so that its frozen files load here.
+"""DeePMD-kit's custom op names, so that its frozen and compressed files load here.
 
 DeePMD-kit's se_e2_a and se_e2_r modules call their compression ops
-(deepmd::tabulate_fusion_se_a, ...) on a branch that an uncompressed model never takes, but
-TorchScript resolves every op a file names when it loads it. Where DeePMD-kit is installed
-and its op library loads, that library provides them; elsewhere dpx defines the names with
-DeePMD-kit's schemas and kernels that refuse to run (a compressed model would need them).
-dpx defines them only when a file needs them and DeePMD-kit's library is absent, so loading
-DeePMD-kit into the same process later is not a double registration of a live library.
+(deepmd::tabulate_fusion_se_a, ...): a compressed file (`dp compress`) on every evaluation,
+an uncompressed one on a branch it never takes, but TorchScript resolves every op a file names
+when it loads it. Where DeePMD-kit is installed and its op library loads, that library
+provides them; elsewhere dpx defines them with DeePMD-kit's schemas: tabulate_fusion_se_a and
+_se_r by their PyTorch versions (dpx.compress.tabulate, differentiable by autograd), the ops
+of descriptors dpx does not implement by kernels that refuse to run. dpx defines them only
+when a file needs them and DeePMD-kit's library is absent, so loading DeePMD-kit into the
+same process later is not a double registration of a live library.
 """
 from __future__ import annotations
 
 import logging
 
 import torch
+
+from dpx.compress.tabulate import IMPLEMENTED
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,14 @@ def _present() -> bool:
 
 
 def _refuse(*args, **kwargs):
-    raise RuntimeError("this is a compressed DeePMD-kit model: its tabulated embedding nets "
-                       "need DeePMD-kit's op library, which is not installed here; evaluate "
-                       "the frozen file from before `dp compress`, or its checkpoint")
+    raise RuntimeError("this compressed DeePMD-kit model's descriptor needs DeePMD-kit's op "
+                       "library, which is not installed here (dpx evaluates compressed "
+                       "se_e2_a and se_e2_r files); evaluate the frozen file from before "
+                       "`dp compress`, or its checkpoint")
 
 
 def ensure() -> None:
-    """Make deepmd::tabulate_fusion_* resolvable (DeePMD-kit's library, or refusing stubs)."""
+    """Make deepmd::tabulate_fusion_* resolvable (DeePMD-kit's library, or dpx's)."""
     global _LIBRARY, STUBBED
     if _present():
         return
@@ -62,15 +67,21 @@ def ensure() -> None:
     _LIBRARY = torch.library.Library("deepmd", "FRAGMENT")
     for name, schema in SCHEMAS.items():
         _LIBRARY.define(name + schema)
-        _LIBRARY.impl(name, _refuse, "CompositeExplicitAutograd")
+        if name in IMPLEMENTED:  # autograd differentiates the torch ops it is made of
+            _LIBRARY.impl(name, IMPLEMENTED[name], "CompositeImplicitAutograd")
+        else:
+            _LIBRARY.impl(name, _refuse, "CompositeExplicitAutograd")
     STUBBED = True
-    log.debug("DeePMD-kit's op library is not installed: its op names refuse to run here")
+    log.debug("DeePMD-kit's op library is not installed: dpx's tabulate ops stand in")
 
 
-def is_compressed(module) -> bool:
-    """A DeePMD-kit frozen model with tabulated embedding nets (`dp compress`)."""
+def unsupported_compression(module) -> str | None:
+    """The descriptor type of a compressed DeePMD-kit frozen model (`dp compress`) whose ops
+    dpx does not implement, or None (not compressed, or se_e2_a / se_e2_r)."""
     descriptor = getattr(getattr(module, "atomic_model", None), "descriptor", None)
     for part in (getattr(descriptor, "sea", None), descriptor):
         if part is not None and bool(getattr(part, "compress", False)):
-            return True
-    return False
+            kind = str(getattr(descriptor, "original_name", type(descriptor).__name__))
+            kind = kind.lower()  # DeePMD-kit's class: DescrptSeA, DescrptSeR, ...
+            return None if kind.endswith(("sea", "ser")) else kind
+    return None

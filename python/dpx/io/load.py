@@ -50,7 +50,7 @@ def is_frozen(path) -> bool:
 
 def load_frozen(path) -> FrozenModel:
     """A frozen file, dpx's or DeePMD-kit's (whose files name DeePMD-kit's custom ops: see
-    deepmd_ops); a compressed DeePMD-kit file is refused unless its op library is here."""
+    deepmd_ops), compressed se_e2_a / se_e2_r ones included."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"frozen model {path} does not exist")
@@ -69,12 +69,24 @@ def load_frozen(path) -> FrozenModel:
     except RuntimeError as e:
         raise ValueError(f"{path} is not a loadable TorchScript model: "
                          f"{str(e).strip().splitlines()[0]}") from None
-    if deepmd_ops.STUBBED and deepmd_ops.is_compressed(module):
-        raise ValueError(f"{path} is a compressed DeePMD-kit model (`dp compress`): its "
-                         f"tabulated embedding nets need DeePMD-kit's op library, which is not "
-                         f"installed here. Test the frozen file from before compression or its "
-                         f"checkpoint with dpx, or this file with `dp --pt test`")
+    kind = deepmd_ops.unsupported_compression(module) if deepmd_ops.STUBBED else None
+    if kind is not None:
+        raise ValueError(f"{path} is a compressed DeePMD-kit model (`dp compress`) of a "
+                         f"descriptor ({kind}) whose tabulated embedding nets need DeePMD-kit's "
+                         f"op library, which is not installed here. Test the frozen file from "
+                         f"before compression or its checkpoint with dpx, or this file with "
+                         f"`dp --pt test`")
     return FrozenModel(module.eval())
+
+
+def model_from_params(section: dict, tensors: dict, path) -> EnergyModel:
+    """The eager model (eval mode) of a model section and its tensors (a frozen file's state
+    dict: dpx's or DeePMD-kit's, whose keys are the same)."""
+    model = EnergyModel(params.model_config(section, f"{path}:model_def_script"))
+    missing, _ = model.load_state_dict(tensors, strict=False)
+    if missing:
+        raise ValueError(f"{path} lacks tensors {missing[:5]}...")
+    return model.eval()
 
 
 def model_from_state(state: dict, branch: str | None, path) -> tuple[EnergyModel, str]:

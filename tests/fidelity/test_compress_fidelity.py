@@ -1,0 +1,68 @@
+"""`dpx compress` against DeePMD-kit 3.2.0's `dp --pt compress` of the same checkpoint
+(se_e2_a with type_one_side true and false, se_e2_r): the two compressed models give the same
+energies, forces and virials per atom (1e-10, float64: the same tables), DeePMD-kit's DeepPot
+runs dpx's compressed file on its own C++ op, and both are within the table's error of the
+uncompressed model."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from dpx.cli.main import main
+from tests.fidelity.conftest import deepmd_eval, dp, single_input, write_json
+from tests.fidelity.test_deepmd_fidelity import assert_same, dpx_eval
+
+pytestmark = pytest.mark.slow
+SE_R = {"type": "se_e2_r", "sel": [20, 40], "rcut_smth": 0.5, "rcut": 4.0, "neuron": [4, 8],
+        "resnet_dt": False, "seed": 1}
+
+
+@pytest.fixture(scope="module", params=["type_one_side", "two_side", "se_e2_r"])
+def trained(request, tmp_path_factory, toy_data):
+    run = tmp_path_factory.mktemp(f"compress_{request.param}")
+    cfg = single_input(toy_data)
+    if request.param == "two_side":
+        cfg["model"]["descriptor"]["type_one_side"] = False
+    elif request.param == "se_e2_r":
+        cfg["model"]["descriptor"] = copy.deepcopy(SE_R)
+    cfg["training"].update(save_ckpt=str(run / "model.ckpt"), disp_file=str(run / "lcurve.out"))
+    assert main(["train", str(write_json(run / "input.json", cfg)),
+                 "-o", str(run / "out.json")]) == 0
+    return run
+
+
+def test_compressed_equals_deepmd(trained, toy_data):
+    run, system = trained, toy_data / "sys_b"
+    ckpt = run / "model.ckpt-3.pt"
+    assert main(["compress", "-i", str(ckpt), "-o", str(run / "dpx_c.pth")]) == 0
+    dp("--pt", "freeze", "-c", ckpt, "-o", run / "dp_f.pth", cwd=run)
+    dp("--pt", "compress", "-i", run / "dp_f.pth", "-o", run / "dp_c.pth", cwd=run)
+    ours = dpx_eval(run / "dpx_c.pth", system)
+    theirs = deepmd_eval(run / "dp_c.pth", system)
+    assert_same(ours, theirs)
+    assert_same(deepmd_eval(run / "dpx_c.pth", system), ours)  # DeePMD-kit's op on our tables
+    # the same tables: ranges exactly; coefficients a_c as their terms a_c h^c at the end of
+    # an interval of width h (a5 is divided by h^5 = 1e-10, so it keeps fewer of its bits
+    # than the value it adds up to)
+    from dpx.io import load_model
+    ours_sd = load_model(run / "dpx_c.pth")[0].module.state_dict()
+    theirs_sd = load_model(run / "dp_c.pth")[0].module.state_dict()
+    tables = [k for k in ours_sd if k.endswith(".table")]
+    assert tables
+    for key in tables:
+        k = key.split(".")[-2]
+        prefix = key.rsplit(".filter_layers.", 1)[0]
+        info = theirs_sd[f"{prefix}.compress_info.{k}"]
+        assert ours_sd[key.replace(".table", ".info")].tolist() == info.tolist(), key
+        lower, upper, _, stride0, stride1 = info.tolist()[:5]
+        ours_t, theirs_t = ours_sd[key], theirs_sd[f"{prefix}.compress_data.{k}"]
+        h = torch.full((ours_t.shape[0], 1), stride1, dtype=torch.float64)
+        h[:int((upper - lower) / stride0)] = stride0
+        powers = h ** (torch.arange(ours_t.shape[1]) % 6)
+        np.testing.assert_allclose((ours_t * powers).numpy(), (theirs_t * powers).numpy(),
+                                   rtol=0, atol=1e-12, err_msg=key)
+    uncompressed = dpx_eval(ckpt, system)
+    # tables of stride 0.01 / 0.1 (fifth order): far below any model error
+    assert np.abs(ours["energy"] - uncompressed["energy"]).max() < 1e-8
+    assert np.abs(ours["force"] - uncompressed["force"]).max() < 1e-8
