@@ -79,13 +79,15 @@ def load_frozen(path) -> FrozenModel:
     return FrozenModel(module.eval())
 
 
-def model_from_params(section: dict, tensors: dict, path) -> EnergyModel:
-    """The eager model (eval mode) of a model section and its tensors (a frozen file's state
-    dict: dpx's or DeePMD-kit's, whose keys are the same)."""
-    model = EnergyModel(params.model_config(section, f"{path}:model_def_script"))
-    missing, _ = model.load_state_dict(tensors, strict=False)
+def model_from_params(section: dict, tensors: dict, path, what: str = "") -> EnergyModel:
+    """The eager model (eval mode) of a stored model section and its tensors: a checkpoint
+    branch's, or a frozen file's state dict (dpx's or DeePMD-kit's: the keys are the same)."""
+    model = EnergyModel(params.model_config(section, f"{path}:model_params"))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing:
-        raise ValueError(f"{path} lacks tensors {missing[:5]}...")
+        raise ValueError(f"{path}: {what}lacks tensors {missing[:5]}...")
+    if unexpected:
+        log.debug("ignored tensors in %s: %s", path, unexpected)
     return model.eval()
 
 
@@ -93,14 +95,9 @@ def model_from_state(state: dict, branch: str | None, path) -> tuple[EnergyModel
     """(model in eval mode, branch name) of one branch of a loaded checkpoint dict."""
     stored = params.model_params(state, path)
     key = params.select_branch(stored, branch, path)
-    model = EnergyModel(params.model_config(params.branches(stored)[key],
-                                            f"{path}:model_params"))
-    missing, unexpected = model.load_state_dict(params.branch_tensors(state, key), strict=False)
-    if missing:
-        raise ValueError(f"{path}: branch {key} lacks tensors {missing[:5]}...")
-    if unexpected:
-        log.debug("ignored tensors in %s: %s", path, unexpected)
-    return model.eval(), key
+    model = model_from_params(params.branches(stored)[key], params.branch_tensors(state, key),
+                              path, f"branch {key} ")
+    return model, key
 
 
 def load_model(path, branch: str | None = None) -> tuple[EnergyModel | FrozenModel, dict]:
