@@ -44,4 +44,24 @@ TORCH_LIBRARY(dpx, m) {
   m.def("se_a_gram(Tensor a, Tensor b, int axis_neuron) -> Tensor");
   m.def("se_a_gram_grad_a(Tensor grad_d, Tensor b) -> Tensor");
   m.def("se_a_gram_grad_b(Tensor grad_d, Tensor a) -> Tensor");
+
+  // The fused se_e2_a embedding + reduction (kernels/cpu/embed.h): one embedding net (params
+  // packed per layer: matrix, bias, idt; widths [1, neuron...]; activation code of
+  // dpx.ops.se_a_embed.ACTIVATIONS) on the slots em [nslot, 4] (s = em[:, 0]) of sorted
+  // centers center [nslot], contracted into T [ncenter, 4, M] with T = scale sum R (x) G(s).
+  // Its derivative for the forces, for the energy's parameter gradient, and the derivative of
+  // the first for a force loss (d/d(grad_t, em, params)).
+  m.def(
+      "se_a_embed_reduce(Tensor em, Tensor center, Tensor params, int[] widths, int activation, "
+      "bool resnet_dt, int ncenter, float scale) -> Tensor");
+  m.def(
+      "se_a_embed_reduce_grad_em(Tensor grad_t, Tensor em, Tensor center, Tensor params, "
+      "int[] widths, int activation, bool resnet_dt, float scale) -> Tensor");
+  m.def(
+      "se_a_embed_reduce_grad_params(Tensor grad_t, Tensor em, Tensor center, Tensor params, "
+      "int[] widths, int activation, bool resnet_dt, float scale) -> Tensor");
+  m.def(
+      "se_a_embed_reduce_grad_em_grad(Tensor grad_grad_em, Tensor grad_t, Tensor em, "
+      "Tensor center, Tensor params, int[] widths, int activation, bool resnet_dt, float scale) "
+      "-> (Tensor grad_grad_t, Tensor grad_em, Tensor grad_params)");
 }

@@ -1,10 +1,10 @@
-"""The AVX2+FMA build of the CPU kernels against the baseline (generic) build.
+"""The AVX-512 and AVX2+FMA builds of the CPU kernels against the baseline (generic) build.
 
-The library holds both builds of kernels/cpu/se_a.cpp and env_mat.cpp and picks one per
-process (kernels/cpu/isa.h): avx2 where the CPU has AVX2 and FMA, generic where it has not or
-where DPX_CPU_ISA=generic. This process runs the avx2 kernels; a subprocess with
-DPX_CPU_ISA=generic computes the same outputs, and the two agree to 1e-12 relative in float64
-(1e-5 in float32): FMA and the vector width change the rounding, not the sums.
+The library holds up to three builds of kernels/cpu/se_a.cpp, env_mat.cpp and embed.cpp and
+picks one per process (kernels/cpu/isa.h): the widest the CPU has, capped by DPX_CPU_ISA.
+This process runs the widest; subprocesses with DPX_CPU_ISA=generic (and =avx2 where this one
+runs avx512) compute the same outputs, and they agree to 1e-12 relative in float64 (1e-5 in
+float32): FMA and the vector width change the rounding, not the sums.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ OPS = torch.ops.dpx
 
 
 def cpu_isa() -> str:
-    """The build this process runs: "avx2" or "generic" (the library's dpx_cpu_isa)."""
+    """The build this process runs: "avx512", "avx2" or "generic" (dpx_cpu_isa)."""
     lib = ctypes.CDLL(str(_library.LIBRARY))
     lib.dpx_cpu_isa.restype = ctypes.c_char_p
     return lib.dpx_cpu_isa().decode()
@@ -56,29 +56,57 @@ def outputs() -> dict[str, torch.Tensor]:
             out[f"se_a_gram {tag}"] = OPS.se_a_gram(a, b, k)
             out[f"se_a_gram_grad_a {tag}"] = OPS.se_a_gram_grad_a(gd, b)
             out[f"se_a_gram_grad_b {tag}"] = OPS.se_a_gram_grad_b(gd, a)
+        out.update(embed_outputs(gen, dtype))
     return out
 
 
-def generic_outputs(path: Path) -> dict[str, torch.Tensor]:
-    """outputs() from a process that runs the generic kernels."""
+def embed_outputs(gen, dtype) -> dict[str, torch.Tensor]:
+    """The fused embedding ops (embed.cpp) on every activation; widths whose rows are not
+    whole vectors in any build (3, 5) and ones that are (8, 16)."""
+    out = {}
+    widths = [1, 3, 8, 16, 5]
+    nparam = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+    em = randn(gen, 200, 4, dtype=dtype)
+    center = torch.sort(torch.randint(0, 9, (200,), generator=gen)).values
+    params = 0.5 * randn(gen, nparam, dtype=dtype)
+    gt, gge = randn(gen, 9, 4, 5, dtype=dtype), randn(gen, 200, 4, dtype=dtype)
+    for act in range(6):
+        net = (center, params, widths, act, False)
+        tag = f"act={act} {dtype}"
+        out[f"se_a_embed_reduce {tag}"] = OPS.se_a_embed_reduce(em, *net, 9, 0.1)
+        out[f"se_a_embed_reduce_grad_em {tag}"] = OPS.se_a_embed_reduce_grad_em(gt, em, *net, 0.1)
+        out[f"se_a_embed_reduce_grad_params {tag}"] = OPS.se_a_embed_reduce_grad_params(
+            gt, em, *net, 0.1)
+        for i, x in enumerate(OPS.se_a_embed_reduce_grad_em_grad(gge, gt, em, *net, 0.1)):
+            out[f"se_a_embed_reduce_grad_em_grad[{i}] {tag}"] = x
+    return out
+
+
+def outputs_of(isa: str, path: Path) -> dict[str, torch.Tensor]:
+    """outputs() from a process that runs the `isa` kernels."""
     script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import torch; "
-              f"import test_isa as t; assert t.cpu_isa() == 'generic'; "
+              f"import test_isa as t; assert t.cpu_isa() == {isa!r}, t.cpu_isa(); "
               f"torch.save(t.outputs(), {str(path)!r})")
-    env = {**os.environ, "DPX_CPU_ISA": "generic"}
+    env = {**os.environ, "DPX_CPU_ISA": isa}
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
     return torch.load(path)
 
 
-@pytest.mark.skipif(not _library.LOADED or cpu_isa() != "avx2",
-                    reason="the avx2 kernels are not in use here (no AVX2/FMA on this CPU, "
-                           "a library built without them, or DPX_CPU_ISA=generic)")
-def test_avx2_kernels_match_generic(tmp_path):
+ISA = cpu_isa() if _library.LOADED else "generic"
+NARROWER = [b for b in ("generic", "avx2") if (b, ISA) in
+            (("generic", "avx2"), ("generic", "avx512"), ("avx2", "avx512"))]
+
+
+@pytest.mark.skipif(not NARROWER, reason="only the generic kernels are in use here (no "
+                    "AVX2/FMA on this CPU, a library built without them, or DPX_CPU_ISA)")
+@pytest.mark.parametrize("narrower", NARROWER or ["generic"])
+def test_vector_kernels_match_narrower_builds(tmp_path, narrower):
     """float64 to 1e-12 and float32 to 1e-5, relative to the largest entry (assert_close)."""
-    avx2 = outputs()
-    generic = generic_outputs(tmp_path / "generic.pt")
-    assert avx2.keys() == generic.keys()
-    for name, value in avx2.items():
+    wide = outputs()
+    other = outputs_of(narrower, tmp_path / f"{narrower}.pt")
+    assert wide.keys() == other.keys()
+    for name, value in wide.items():
         try:
-            assert_close(value, generic[name])
+            assert_close(value, other[name])
         except AssertionError as e:
             raise AssertionError(f"{name}: {e}") from None

@@ -23,4 +23,8 @@ namespace avx2 {
 #include "kernels/cpu/env_mat.inc"
 }  // namespace avx2
 
+namespace avx512 {
+#include "kernels/cpu/env_mat.inc"
+}  // namespace avx512
+
 }  // namespace dpx::cpu

@@ -14,20 +14,44 @@ bool has_avx2() {
 #endif
 }
 
-bool use_avx2() {
-#ifdef DPX_HAVE_AVX2
-  static const bool yes = [] {
-    const char* isa = std::getenv("DPX_CPU_ISA");
-    return has_avx2() && !(isa && std::strcmp(isa, "generic") == 0);
-  }();
+bool has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool yes = has_avx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return yes;
 #else
-  return false;  // the avx2 build is not in this library
+  return false;
 #endif
+}
+
+Isa isa() {
+  static const Isa chosen = [] {
+    Isa best = Isa::generic;
+#ifdef DPX_HAVE_AVX2
+    if (has_avx2()) best = Isa::avx2;
+#endif
+#ifdef DPX_HAVE_AVX512
+    if (has_avx512()) best = Isa::avx512;
+#endif
+    const char* cap = std::getenv("DPX_CPU_ISA");
+    if (cap && std::strcmp(cap, "generic") == 0) return Isa::generic;
+    if (cap && std::strcmp(cap, "avx2") == 0 && best == Isa::avx512) return Isa::avx2;
+    return best;
+  }();
+  return chosen;
 }
 
 }  // namespace dpx::cpu
 
-// The build this process runs, "avx2" or "generic": for tests and benchmarks, through ctypes
-// (no op schema, no torch).
-extern "C" const char* dpx_cpu_isa() { return dpx::cpu::use_avx2() ? "avx2" : "generic"; }
+// The build this process runs, "avx512", "avx2" or "generic": for tests and benchmarks,
+// through ctypes (no op schema, no torch).
+extern "C" const char* dpx_cpu_isa() {
+  switch (dpx::cpu::isa()) {
+    case dpx::cpu::Isa::avx512:
+      return "avx512";
+    case dpx::cpu::Isa::avx2:
+      return "avx2";
+    default:
+      return "generic";
+  }
+}

@@ -18,3 +18,7 @@ namespace dpx::cpu::generic {
 namespace dpx::cpu::avx2 {
 #include "kernels/cpu/se_a.inc"
 }  // namespace dpx::cpu::avx2
+
+namespace dpx::cpu::avx512 {
+#include "kernels/cpu/se_a.inc"
+}  // namespace dpx::cpu::avx512

@@ -239,3 +239,83 @@ def se_a_gram_grad_a(grad_d, b):
 def se_a_gram_grad_b(grad_d, a):
     gb = torch.einsum("...mn,...am->...an", grad_d, a)
     return torch.nn.functional.pad(gb, (0, a.shape[-1] - grad_d.shape[-1]))
+
+
+# ----------------------------------------------------------------------------------------
+# fused se_e2_a embedding + reduction
+# ----------------------------------------------------------------------------------------
+def _embed_activation(x: torch.Tensor, activation: int) -> torch.Tensor:
+    """The activation of code `activation` (dpx.ops.se_a_embed.ACTIVATIONS)."""
+    if activation == 1:
+        return torch.tanh(x)
+    if activation == 2:
+        return torch.relu(x)
+    if activation == 3:
+        return torch.nn.functional.softplus(x)
+    if activation == 4:
+        return torch.sigmoid(x)
+    if activation == 5:
+        return torch.nn.functional.gelu(x, approximate="tanh")
+    return x
+
+
+def embed_net(s: torch.Tensor, params: torch.Tensor, widths: list[int], activation: int,
+              resnet_dt: bool) -> torch.Tensor:
+    """The embedding net packed in params (per layer: matrix [in, out], bias, idt when
+    resnet_dt and out is in or 2 in) on s [n, 1] -> [n, widths[-1]]; DeePMD-kit's skip rule."""
+    x = s
+    off = 0
+    for k in range(len(widths) - 1):
+        num_in, num_out = widths[k], widths[k + 1]
+        w = params[off:off + num_in * num_out].view(num_in, num_out)
+        off += num_in * num_out
+        b = params[off:off + num_out]
+        off += num_out
+        y = _embed_activation(x @ w + b, activation)
+        skip = num_out == num_in or num_out == 2 * num_in
+        if resnet_dt and skip:
+            y = y * params[off:off + num_out]
+            off += num_out
+        if skip:
+            y = y + (x if num_out == num_in else torch.cat([x, x], dim=-1))
+        x = y
+    return x
+
+
+def se_a_embed_reduce(em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
+                      widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
+                      scale: float) -> torch.Tensor:
+    """T [ncenter, 4, M]: T[c] = scale sum_{p: center[p] = c} em[p] (x) G(em[p, 0])."""
+    g = embed_net(em[:, :1], params, widths, activation, resnet_dt)
+    t = em.new_zeros(ncenter, 4, widths[-1])
+    return t.index_add(0, center, em[:, :, None] * g[:, None, :]) * scale
+
+
+def se_a_embed_reduce_grad_em(grad_t, em, center, params, widths: list[int], activation: int,
+                              resnet_dt: bool, scale: float):
+    with torch.enable_grad():
+        em = em.detach().requires_grad_(True)
+        t = se_a_embed_reduce(em, center, params.detach(), widths, activation, resnet_dt,
+                              grad_t.shape[0], scale)
+        return torch.autograd.grad(t, em, grad_t)[0]
+
+
+def se_a_embed_reduce_grad_params(grad_t, em, center, params, widths: list[int],
+                                  activation: int, resnet_dt: bool, scale: float):
+    with torch.enable_grad():
+        params = params.detach().requires_grad_(True)
+        t = se_a_embed_reduce(em.detach(), center, params, widths, activation, resnet_dt,
+                              grad_t.shape[0], scale)
+        return torch.autograd.grad(t, params, grad_t)[0]
+
+
+def se_a_embed_reduce_grad_em_grad(grad_grad_em, grad_t, em, center, params, widths: list[int],
+                                   activation: int, resnet_dt: bool, scale: float):
+    """d/d(grad_t, em, params) of sum(grad_grad_em * se_a_embed_reduce_grad_em(...))."""
+    with torch.enable_grad():
+        gt, em, params = (x.detach().requires_grad_(True) for x in (grad_t, em, params))
+        t = se_a_embed_reduce(em, center, params, widths, activation, resnet_dt,
+                              gt.shape[0], scale)
+        gem = torch.autograd.grad(t, em, gt, create_graph=True)[0]
+        # with its graph: the backward of the fused op differentiates this once more
+        return torch.autograd.grad(gem, (gt, em, params), grad_grad_em, create_graph=True)

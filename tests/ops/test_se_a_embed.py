@@ -1,0 +1,162 @@
+"""The fused se_e2_a embedding + reduction ops against their pure-PyTorch twins.
+
+Every op of the family (forward, the force derivative, the energy's parameter gradient, the
+force loss's second derivative) on every activation the kernels implement, with and without
+resnet_dt, on widths that take each of DeePMD-kit's skip rules (kept, doubled, none), in
+float64 (1e-12) and float32 (1e-4); then gradcheck and gradgradcheck through the autograd
+chain, opcheck, the same bits at any thread count, and the argument errors.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from _inputs import needs_library
+
+from dpx.ops import reference
+from dpx.ops.se_a_embed import ACTIVATIONS, se_a_embed_reduce
+
+pytestmark = needs_library
+OPS = torch.ops.dpx
+CODES = sorted(set(ACTIVATIONS.values()))
+# kept (4 -> 4), doubled (4 -> 8, 8 -> 16; 1 -> 2: s itself is kept), none (1 -> 4, 3 -> 5)
+WIDTHS = ([1, 4, 8, 16], [1, 4, 4], [1, 3, 5], [1, 6], [1, 2, 4], [1, 1, 2])
+
+
+def nparams(widths, resnet_dt):
+    return sum(i * o + o + (o if resnet_dt and o in (i, 2 * i) else 0)
+               for i, o in zip(widths[:-1], widths[1:]))
+
+
+def inputs(widths, resnet_dt, dtype=torch.float64, nslot=300, ncenter=11, seed=0):
+    """em [nslot, 4] with s spread over the activations' interesting range (softplus's
+    threshold 20 included), sorted centers with one center left empty, packed params."""
+    gen = torch.Generator().manual_seed(seed)
+    em = torch.randn(nslot, 4, generator=gen, dtype=torch.float64)
+    em[:5, 0] = torch.tensor([25.0, -25.0, 0.0, 1e-9, 8.0])
+    center = torch.sort(torch.randint(0, ncenter - 1, (nslot,), generator=gen)).values
+    center[center == 3] = ncenter - 1    # an empty center
+    center = torch.sort(center).values
+    params = 0.6 * torch.randn(nparams(widths, resnet_dt), generator=gen, dtype=torch.float64)
+    return em.to(dtype), center, params.to(dtype), ncenter
+
+
+def all_ops(impl, em, center, params, widths, act, resnet_dt, ncenter, scale, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    gt = torch.randn(ncenter, 4, widths[-1], generator=gen, dtype=torch.float64).to(em.dtype)
+    gge = torch.randn(em.shape, generator=gen, dtype=torch.float64).to(em.dtype)
+    net = (center, params, widths, act, resnet_dt)
+    return {"reduce": impl.se_a_embed_reduce(em, *net, ncenter, scale),
+            "grad_em": impl.se_a_embed_reduce_grad_em(gt, em, *net, scale),
+            "grad_params": impl.se_a_embed_reduce_grad_params(gt, em, *net, scale),
+            **{f"grad_em_grad[{i}]": x for i, x in enumerate(
+                impl.se_a_embed_reduce_grad_em_grad(gge, gt, em, *net, scale))}}
+
+
+def assert_close(got, want, rtol):
+    got, want = got.detach(), want.detach()
+    scale = max(float(want.abs().max()), 1.0)
+    err = float((got - want).abs().max()) / scale
+    assert err <= rtol, f"relative error {err:.2e} > {rtol:.0e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("resnet_dt", [False, True], ids=["plain", "resnet_dt"])
+@pytest.mark.parametrize("widths", WIDTHS, ids=lambda w: "-".join(map(str, w)))
+@pytest.mark.parametrize("act", CODES)
+def test_ops_match_reference(act, widths, resnet_dt, dtype):
+    em, center, params, ncenter = inputs(widths, resnet_dt, dtype)
+    got = all_ops(OPS, em, center, params, widths, act, resnet_dt, ncenter, 0.05)
+    # the reference in float64: float32 kernels are checked against exact math
+    want = all_ops(reference, em.double(), center, params.double(), widths, act, resnet_dt,
+                   ncenter, 0.05)
+    for name in want:
+        assert got[name].dtype == dtype
+        assert_close(got[name].double(), want[name], 1e-12 if dtype == torch.float64 else 1e-4)
+    assert float(got["reduce"][3].abs().max()) == 0.0   # the empty center
+
+
+@pytest.mark.parametrize("act", [1, 3, 5], ids=["tanh", "softplus", "gelu"])
+def test_gradcheck_and_gradgradcheck(act):
+    widths, resnet_dt = [1, 3, 6], True
+    em, center, params, ncenter = inputs(widths, resnet_dt, nslot=24, ncenter=4)
+    em[:5, 0] = torch.tensor([2.0, -1.5, 0.3, 0.1, 0.8], dtype=em.dtype)  # smooth region
+    em.requires_grad_(True)
+    params.requires_grad_(True)
+
+    def f(em, params):
+        return se_a_embed_reduce(em, center, params, widths, act, resnet_dt, ncenter, 0.3)
+
+    assert torch.autograd.gradcheck(f, (em, params))
+    assert torch.autograd.gradgradcheck(f, (em, params))
+
+
+def test_force_pass_skips_the_parameter_gradient():
+    """Gradients wrt em alone (forces) do not run the parameter-gradient op, and the
+    weights' gradient of an energy does not run the em one; both still equal the reference."""
+    widths = [1, 4, 8]
+    em, center, params, ncenter = inputs(widths, False)
+    em.requires_grad_(True)
+    params.requires_grad_(True)
+    with torch.profiler.profile() as prof:
+        t = se_a_embed_reduce(em, center, params, widths, 1, False, ncenter, 0.1)
+        (gem,) = torch.autograd.grad(t.sum(), em, retain_graph=True)
+        (gp,) = torch.autograd.grad(t.square().sum(), params)
+    calls = [e.name for e in prof.events()]
+    assert calls.count("dpx::se_a_embed_reduce_grad_em") >= 1
+    assert calls.count("dpx::se_a_embed_reduce_grad_params") >= 1
+    n_em = sum(1 for e in prof.events() if e.name == "dpx::se_a_embed_reduce_grad_em")
+    n_p = sum(1 for e in prof.events() if e.name == "dpx::se_a_embed_reduce_grad_params")
+    assert n_em == n_p   # one call each (however many records the profiler keeps per call)
+    em_r, p_r = em.detach().requires_grad_(True), params.detach().requires_grad_(True)
+    t_r = reference.se_a_embed_reduce(em_r, center, p_r, widths, 1, False, ncenter, 0.1)
+    assert_close(gem, torch.autograd.grad(t_r.sum(), em_r, retain_graph=True)[0], 1e-12)
+    assert_close(gp, torch.autograd.grad(t_r.square().sum(), p_r)[0], 1e-12)
+
+
+def test_opcheck():
+    widths, resnet_dt = [1, 3, 6], True
+    em, center, params, ncenter = inputs(widths, resnet_dt, nslot=40, ncenter=5)
+    gen = torch.Generator().manual_seed(3)
+    gt = torch.randn(ncenter, 4, 6, generator=gen, dtype=torch.float64)
+    gge = torch.randn(em.shape, generator=gen, dtype=torch.float64)
+    net = (center, params, widths, 1, resnet_dt)
+    cases = [(OPS.se_a_embed_reduce, (em.requires_grad_(True), *net, ncenter, 0.2)),
+             (OPS.se_a_embed_reduce_grad_em, (gt, em, *net, 0.2)),
+             (OPS.se_a_embed_reduce_grad_params, (gt, em, *net, 0.2)),
+             (OPS.se_a_embed_reduce_grad_em_grad, (gge, gt, em, *net, 0.2))]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+def test_same_bits_at_any_thread_count():
+    """Chunks are fixed by the slot list, not by the threads: 1 and 2 threads agree exactly
+    (several chunks: 3000 slots)."""
+    widths = [1, 8, 16]
+    em, center, params, ncenter = inputs(widths, False, nslot=3000, ncenter=40)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(all_ops(OPS, em, center, params, widths, 1, False, ncenter, 0.1))
+    finally:
+        torch.set_num_threads(threads)
+    for name in outs[0]:
+        assert torch.equal(outs[0][name], outs[1][name]), name
+
+
+def test_bad_arguments_are_named():
+    widths = [1, 4, 8]
+    em, center, params, ncenter = inputs(widths, False, nslot=20, ncenter=4)
+    with pytest.raises(RuntimeError, match="center must be sorted"):
+        OPS.se_a_embed_reduce(em, center.flip(0), params, widths, 1, False, ncenter, 0.1)
+    with pytest.raises(RuntimeError, match=r"params must be \["):
+        OPS.se_a_embed_reduce(em, center, params[:-1], widths, 1, False, ncenter, 0.1)
+    with pytest.raises(RuntimeError, match="widths must be"):
+        OPS.se_a_embed_reduce(em, center, params, [2, 4, 8], 1, False, ncenter, 0.1)
+    with pytest.raises(RuntimeError, match="activation code"):
+        OPS.se_a_embed_reduce(em, center, params, widths, 9, False, ncenter, 0.1)
+    with pytest.raises(RuntimeError, match="values in"):
+        OPS.se_a_embed_reduce(em, center, params, widths, 1, False, 2, 0.1)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        se_a_embed_reduce(em, center, params, widths, 7, False, ncenter, 0.1)
