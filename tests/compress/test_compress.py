@@ -35,7 +35,7 @@ def trained(request, tmp_path_factory):
                         "save_ckpt": str(root / "model.ckpt"),
                         "disp_file": str(root / "lcurve.out")}}
     (root / "input.json").write_text(json.dumps(cfg))
-    assert main(["train", str(root / "input.json")]) == 0
+    assert main(["train", str(root / "input.json"), "-o", str(root / "out.json")]) == 0
     return root
 
 

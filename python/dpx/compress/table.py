@@ -103,6 +103,10 @@ class TabulatedNet(nn.Module):
                                                    self.width)[0]
         return g.reshape(shape + [self.width])
 
+    def flat_params(self) -> torch.Tensor:
+        """No parameters to pack: compress_block turns the fused embedding off."""
+        raise RuntimeError("a tabulated embedding net has no parameters for the fused op")
+
 
 def compress_block(block, min_nbor_dist: float, step: float = 0.01, extrapolate: float = 5,
                    check_frequency: int = -1) -> dict[str, tuple[float, float]]:
@@ -127,4 +131,6 @@ def compress_block(block, min_nbor_dist: float, step: float = 0.01, extrapolate:
                                block.mean.dtype)
         nets[k] = TabulatedNet(table, info, width)
         ranges[name] = (ll, uu)
+    if hasattr(block, "fused"):  # the table is the net now: the fused op cannot run it
+        block.fused = False
     return ranges

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dpx.ops import _library, reference
+from dpx.ops import _library, reference, se_a_embed
 
 DTYPES = {"default": torch.float64, "float64": torch.float64, "float32": torch.float32}
 
@@ -35,11 +35,16 @@ class ModelOptions:
         (forces: 7 % of a frozen call at 192 atoms); training differentiates it again, and
         there one gather from the concatenated rows is faster (its backward is one
         scatter-add into the smaller sources).
+    fused_embedding: se_e2_a runs each embedding net and its reduction as one op
+        (dpx.ops.se_a_embed) where the op library has it, the device is a CPU, the statistics
+        are slot-constant and the activation is one the kernels implement; G is then never
+        in memory. Off, or anywhere else, the nets run as PyTorch modules.
     """
     backend: str = "ops"
     coords_second_order: bool = True
     narrow_padding: bool = False
     in_place_assembly: bool = False
+    fused_embedding: bool = True
 
     def __post_init__(self):
         if self.backend not in ("ops", "reference"):
@@ -48,7 +53,8 @@ class ModelOptions:
 
 DEFAULT = ModelOptions()
 TRAINING = ModelOptions(coords_second_order=False)
-EXPORT = ModelOptions(backend="reference", narrow_padding=True, in_place_assembly=True)
+EXPORT = ModelOptions(backend="reference", narrow_padding=True, in_place_assembly=True,
+                      fused_embedding=False)
 
 
 class OpsBackend(nn.Module):
@@ -71,6 +77,15 @@ class OpsBackend(nn.Module):
     def gram(self, t: torch.Tensor, axis_neuron: int) -> torch.Tensor:
         return torch.ops.dpx.se_a_gram(t, t, axis_neuron)
 
+    def has_fused_embedding(self) -> bool:
+        return se_a_embed.AVAILABLE
+
+    def embed_reduce(self, em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
+                     widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
+                     scale: float) -> torch.Tensor:
+        return torch.ops.dpx.se_a_embed_reduce(em, center, params, widths, activation,
+                                               resnet_dt, ncenter, scale)
+
 
 class ReferenceBackend(nn.Module):
     """The pure-PyTorch twins of the ops; plain autograd gives every derivative."""
@@ -86,6 +101,15 @@ class ReferenceBackend(nn.Module):
 
     def gram(self, t: torch.Tensor, axis_neuron: int) -> torch.Tensor:
         return reference.se_a_gram(t, t, axis_neuron)
+
+    def has_fused_embedding(self) -> bool:
+        return False
+
+    def embed_reduce(self, em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
+                     widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
+                     scale: float) -> torch.Tensor:
+        return reference.se_a_embed_reduce(em, center, params, widths, activation, resnet_dt,
+                                           ncenter, scale)
 
 
 def make_backend(options: ModelOptions) -> nn.Module:

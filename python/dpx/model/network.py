@@ -130,6 +130,20 @@ class EmbeddingNet(nn.Module):
             x = layer(x)
         return x
 
+    def flat_params(self) -> torch.Tensor:
+        """Every layer's matrix, bias and idt, in order, as one vector: the packing of the
+        fused embedding op (dpx.ops.reference.embed_net); gradients flow back to the layers."""
+        parts: list[torch.Tensor] = []
+        for layer in self.layers:
+            parts.append(layer.matrix.reshape(-1))
+            bias = layer.bias
+            if bias is not None:
+                parts.append(bias)
+            idt = layer.idt
+            if idt is not None:
+                parts.append(idt)
+        return torch.cat(parts)
+
 
 class FittingNet(EmbeddingNet):
     """EmbeddingNet hidden layers followed by a linear output layer (§4.2)."""

@@ -11,7 +11,8 @@ typed list holds neighbors of type t):
   D_i[m, n] = sum_a T_i[a, m] T_i[a, n],  n < axis_neuron   -> M1 * axis_neuron
 A padded slot's row is the constant (-davg/dstd, 0, 0, 0) of its center type, so its G is one
 row per (center type, neighbor type); the nets run on the filled slots only (at water density
-about a third of the slots are padding).
+about a third of the slots are padding). Where the fused op can (ModelOptions.fused_embedding),
+each net and its share of T are one op call (dpx.ops.se_a_embed) and G is never in memory.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import torch
 from dpx.config.descriptor import SeAConfig
 from dpx.model.backend import ModelOptions
 from dpx.model.descriptor.base import Descriptor, EnvMatBlock
+from dpx.model.network import parse_activation
+from dpx.ops.se_a_embed import activation_code
 
 
 class DescrptBlockSeA(EnvMatBlock):
@@ -30,6 +33,12 @@ class DescrptBlockSeA(EnvMatBlock):
         self.m1 = cfg.neuron[-1]
         self.narrow = options.narrow_padding
         self.in_place = options.in_place_assembly
+        code = activation_code(parse_activation(cfg.activation_function)[0])
+        self.activation_code = -1 if code is None else code
+        self.resnet_dt = cfg.resnet_dt
+        self.widths = [1, *cfg.neuron]
+        self.fused = (options.fused_embedding and code is not None
+                      and self.backend.has_fused_embedding())
 
     def get_dim_out(self) -> int:
         return self.m1 * self.axis_neuron
@@ -49,6 +58,8 @@ class DescrptBlockSeA(EnvMatBlock):
                                   self.stddev[:, :width])
         if not sparse:
             t = self.backend.reduce(em, self._embed_dense(em, atype))
+        elif self.fused and width == self.nnei and not em.is_cuda:
+            t = self._fused_reduce(em, atype, filled, nlist)
         else:
             g, table = self._embed(em, atype, filled, widths)
             if width == self.nnei:
@@ -60,6 +71,51 @@ class DescrptBlockSeA(EnvMatBlock):
                     t = t + self.backend.reduce(em, g) * (width / self.nnei)
         d = self.backend.gram(t, self.axis_neuron)
         return d.reshape(nf, nloc, -1)
+
+    def _fused_reduce(self, em: torch.Tensor, atype: torch.Tensor, filled: torch.Tensor,
+                      nlist: torch.Tensor) -> torch.Tensor:
+        """T [nf, nloc, 4, M1] from the fused op, one call per net on its filled slots, plus
+        the padding slots' term (their rows and G are constants of the center type)."""
+        nf, nloc, width = em.shape[0], em.shape[1], em.shape[2]
+        ncenter = nf * nloc
+        flat_type = atype.reshape(-1)
+        filled = filled.reshape(ncenter, width)
+        rows_em = em.reshape(-1, 4)
+        t = self._padding_reduce(nlist.reshape(ncenter, width), flat_type)
+        for k, net in enumerate(self.filter_layers.networks):
+            idx, pos = self._net_slots(k, filled, flat_type, self.sec)
+            if idx.shape[0] > 0:
+                t = t + self.backend.embed_reduce(
+                    rows_em.index_select(0, pos), idx[:, 0], net.flat_params(), self.widths,
+                    self.activation_code, self.resnet_dt, ncenter, 1.0 / self.nnei)
+        return t.view(nf, nloc, 4, self.m1)
+
+    def _net_slots(self, k: int, filled: torch.Tensor, flat_type: torch.Tensor,
+                   starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The filled slots net k embeds, of filled [ncenter, width] whose section t spans
+        columns starts[t]:starts[t + 1]: (idx [n, 2] = (center, column in the section), pos
+        [n] = flat slot index), in center order."""
+        width = filled.shape[1]
+        if self.type_one_side:
+            nb = k
+            rows = filled
+        else:
+            nb = k // self.ntypes
+            rows = filled & (flat_type == k % self.ntypes)[:, None]
+        idx = torch.nonzero(rows[:, starts[nb]:starts[nb + 1]])
+        return idx, idx[:, 0] * width + starts[nb] + idx[:, 1]
+
+    def _padding_reduce(self, nlist: torch.Tensor, flat_type: torch.Tensor) -> torch.Tensor:
+        """[ncenter, 4, M1]: (1/nnei) sum over the padding slots (nlist -1) of R_pad (x)
+        G_pad, i.e. R_pad(ti) (x) sum_t npad[c, t] G_pad(ti, t); excluded pairs (rows 0) add
+        nothing."""
+        ntypes = self.ntypes
+        table = self._padding_table().view(ntypes, ntypes, -1)
+        npad = torch.stack([(nlist[:, self.sec[t]:self.sec[t + 1]] < 0).sum(dim=1)
+                            for t in range(ntypes)], dim=1).to(table.dtype)  # [ncenter, ntypes]
+        g_sum = torch.einsum("ct,ctm->cm", npad, table[flat_type])
+        em_pad = -self.mean[:, 0, :] / self.stddev[:, 0, :]  # [ntypes, 4]
+        return em_pad[flat_type][:, :, None] * g_sum[:, None, :] * (1.0 / self.nnei)
 
     def _narrow(self, nlist: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """The typed list without the trailing columns of each section that no atom fills
@@ -113,15 +169,8 @@ class DescrptBlockSeA(EnvMatBlock):
         positions: list[torch.Tensor] = []
         offset = ntypes * ntypes
         for k, net in enumerate(self.filter_layers.networks):
-            if self.type_one_side:
-                t = k
-                rows = filled
-            else:
-                t = k // ntypes
-                rows = filled & (flat_type == k % ntypes)[:, None]
-            idx = torch.nonzero(rows[:, starts[t]:starts[t + 1]])
+            idx, pos = self._net_slots(k, filled, flat_type, starts)
             if idx.shape[0] > 0:
-                pos = idx[:, 0] * width + starts[t] + idx[:, 1]
                 sources.append(net(s.index_select(0, pos)))
                 positions.append(pos)
                 offset += pos.shape[0]
