@@ -30,6 +30,8 @@ def test_train_writes_deepmd_layout(dataset, run_dir):
     assert extra["train_infos"]["step"] == 5
     assert isinstance(extra["model_params"]["descriptor"]["sel"], list)
     assert "optimizer" in state
+    # DeePMD-kit's optimizer groups: foreach None (dpx steps with foreach, same numbers)
+    assert all(g["foreach"] is None for g in state["optimizer"]["param_groups"])
 
 
 def test_restart_continues_exactly(dataset, run_dir):
@@ -44,6 +46,12 @@ def test_restart_continues_exactly(dataset, run_dir):
     a, b = params_of(run_dir / "a/model.ckpt-6.pt"), params_of(run_dir / "b/model.ckpt-6.pt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # the Adam moments too (the restarted run stepped with foreach, as the first did)
+    oa = torch.load(run_dir / "a/model.ckpt-6.pt", weights_only=False)["optimizer"]["state"]
+    ob = torch.load(run_dir / "b/model.ckpt-6.pt", weights_only=False)["optimizer"]["state"]
+    for i in oa:
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(oa[i][key], ob[i][key]), (i, key)
     la = (run_dir / "a/lcurve.out").read_text().splitlines()
     lb = (run_dir / "b/lcurve.out").read_text().splitlines()
     assert la[-2:] == lb[-2:]
