@@ -12,15 +12,22 @@ machine may be shared) and the ratio DeePMD/dpx
 (> 1: dpx is faster), and checks that energies and forces agree.
 
     python benchmarks/freeze.py --dp /path/to/deepmd-venv/bin/dp [--nmol 64] [--repeats 20]
+    python benchmarks/freeze.py --dp .venv-lammps/bin/dp --compressed \
+        --eval-python .venv-lammps/bin/python
+
+--compressed also compresses both frozen files (`dpx compress`, `dp --pt compress`, their
+default table step) and times them as dpx-c and deepmd-c. --eval-python runs the timing in
+another interpreter (benchmarks/_time_lower.py imports only torch): with DeePMD-kit's venv
+every file, compressed ones included, runs on DeePMD-kit's op library, as in its Python
+evaluators; in dpx's own venv the compressed files run on dpx's PyTorch versions of those
+ops (as `dpx test` does where DeePMD-kit is not installed).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,9 @@ import torch
 
 from dpx.data.synthetic import labeler, make_frames, write_system
 from dpx.nlist import all_within, extend
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _time_lower  # noqa: E402
 
 MODEL = {
     "type_map": ["O", "H"],
@@ -76,21 +86,6 @@ def lammps_like_input(work: Path, rcut: float):
     return ext[:, used], ext_atype[:, used], torch.stack(rows)[None]
 
 
-def time_calls(models: dict, inputs, repeats: int) -> dict:
-    times = {name: [] for name in models}
-    for _ in range(3):
-        for m in models.values():
-            m.forward_lower(*inputs)
-    names = list(models)
-    for r in range(repeats):
-        # who goes first rotates, so that no model always follows the same one
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            models[name].forward_lower(*inputs)
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dp", required=True, help="DeePMD-kit's `dp` executable")
@@ -100,6 +95,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--dpx-ref-python", default=None, help="python of another dpx build (e.g. "
                    "before a change): its freeze of the same checkpoint is timed as dpx-ref")
+    p.add_argument("--compressed", action="store_true",
+                   help="also time both files compressed (dpx compress, dp --pt compress)")
+    p.add_argument("--eval-python", default=None,
+                   help="time the files in this interpreter (e.g. DeePMD-kit's venv)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,26 +116,49 @@ def main() -> None:
         subprocess.run([args.dpx_ref_python, "-m", "dpx.cli.main", "freeze", "-c", str(ckpt),
                         "-o", "dpx-ref.pth"], cwd=work, check=True, capture_output=True)
         names.append("dpx-ref")
-    from dpx.io import deepmd_ops
-    deepmd_ops.ensure()  # DeePMD-kit's file names its op library's ops (unused uncompressed)
-    models = {name: torch.jit.load(str(work / f"{name}.pth")) for name in names}
-    inputs = lammps_like_input(work, models["dpx"].get_rcut())
-    out = {name: m.forward_lower(*inputs) for name, m in models.items()}
-    de = float((out["dpx"]["energy"] - out["deepmd"]["energy"]).detach().abs().max())
-    df = float((out["dpx"]["extended_force"] - out["deepmd"]["extended_force"]).abs().max())
-    t = time_calls(models, inputs, args.repeats)
+    if args.compressed:
+        subprocess.run([sys.executable, "-m", "dpx.cli.main", "compress", "-i", "dpx.pth", "-o",
+                        "dpx-c.pth"], cwd=work, check=True, capture_output=True)
+        subprocess.run([args.dp, "--pt", "compress", "-i", "deepmd.pth", "-o", "deepmd-c.pth"],
+                       cwd=work, check=True, capture_output=True)
+        names += ["deepmd-c", "dpx-c"]
+    rcut = float(json.loads(ckpt_model_params(ckpt))["descriptor"]["rcut"])
+    job = {"models": {name: str(work / f"{name}.pth") for name in names},
+           "inputs": lammps_like_input(work, rcut), "repeats": args.repeats,
+           "threads": args.threads}
+    if args.eval_python:
+        torch.save(job, work / "job.pt")
+        proc = subprocess.run([args.eval_python, str(Path(_time_lower.__file__)),
+                               str(work / "job.pt")], check=True, capture_output=True, text=True)
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    else:
+        res = _time_lower.run(job)
+    report(job["inputs"], res)
+
+
+def ckpt_model_params(ckpt: Path) -> str:
+    state = torch.load(ckpt, weights_only=False)
+    return json.dumps(state["model"]["_extra_state"]["model_params"])
+
+
+def report(inputs, res: dict) -> None:
+    """Times and ratios (DeePMD-kit's / dpx's: > 1, dpx is faster), and how far the numbers
+    of each pair are apart."""
+    t = m = res["models"]
     nloc, width = inputs[2].shape[1:]
-    print(f"{nloc} atoms, nall {inputs[0].shape[1]}, raw nlist width {width}, "
-          f"threads {torch.get_num_threads()}, torch {torch.__version__}")
-    for k, stat in enumerate(("median", "min")):
-        dp_t, dpx_t = t["deepmd"][k], t["dpx"][k]
-        ref = ""
-        if "dpx-ref" in t:
-            ref_t = t["dpx-ref"][k]
-            ref = f"   dpx-ref {ref_t * 1e3:8.2f} ms (ratio {dp_t / ref_t:.2f}x)"
-        print(f"forward_lower {stat:6s}  DeePMD-kit {dp_t * 1e3:8.2f} ms   "
-              f"dpx {dpx_t * 1e3:8.2f} ms   ratio {dp_t / dpx_t:.2f}x{ref}")
-    print(f"max |dE| {de:.1e}  max |dF| {df:.1e}")
+    print(f"{nloc} atoms, nall {inputs[0].shape[1]}, raw nlist width {width}, threads "
+          f"{res['threads']}, torch {res['torch']}, deepmd::tabulate ops: {res['deepmd_ops']}")
+    pairs = [("deepmd", "dpx"), ("deepmd", "dpx-ref"), ("deepmd-c", "dpx-c"), ("deepmd", "dpx-c")]
+    for stat in ("median", "min"):
+        cols = "   ".join(f"{name} {t[name][stat] * 1e3:8.2f} ms" for name in t)
+        ratios = "   ".join(f"{a}/{b} {t[a][stat] / t[b][stat]:.2f}x" for a, b in pairs
+                           if a in t and b in t)
+        print(f"forward_lower {stat:6s}  {cols}\n    ratios: {ratios}")
+    for a, b in (("deepmd", "dpx"), ("deepmd-c", "dpx-c"), ("dpx", "dpx-c")):
+        if a in m and b in m:
+            de = max(abs(x - y) for x, y in zip(m[a]["energy"], m[b]["energy"]))
+            df = max(abs(x - y) for x, y in zip(m[a]["force"], m[b]["force"]))
+            print(f"{a} vs {b}: max |dE| {de:.1e}  max |dF| {df:.1e}")
 
 
 if __name__ == "__main__":
