@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,11 @@ def main() -> None:
     p.add_argument("--eval-python", default=None,
                    help="time the files in this interpreter (e.g. DeePMD-kit's venv)")
     args = p.parse_args()
+    # the tools run with cwd = the work folder: a relative path given here must still reach them
+    for key in ("dp", "dpx_ref_python", "eval_python"):
+        exe = getattr(args, key)
+        if exe and os.sep in exe:
+            setattr(args, key, str(Path(exe).absolute()))
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(args.work).resolve()
