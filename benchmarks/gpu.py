@@ -102,6 +102,7 @@ def op_cases(device: torch.device, dtype: torch.dtype):
         return dpx.ops.se_a_descriptor(em, gg, AXIS)
 
     em = dpx.ops.env_mat_se_a(ext, *args)
+    embed = embed_force_loss(em, nlist, dtype)
     return {
         "neighbor_list": {"dpx": lambda: dpx.ops.neighbor_list(c, at, box, RCUT, list(SEL)),
                           "reference": lambda: dpx.ops.reference.neighbor_list(
@@ -113,7 +114,34 @@ def op_cases(device: torch.device, dtype: torch.dtype):
         "env_mat+descriptor force loss": {
             "dpx": force_loss(dpx.ops.env_mat_se_a, dpx_descriptor),
             "reference": force_loss(reference.env_mat_se_a, ref_descriptor)},
+        "embedding+reduce force loss": embed,
     }
+
+
+def embed_force_loss(em: torch.Tensor, nlist: torch.Tensor, dtype: torch.dtype) -> dict:
+    """The fused embedding family (dpx.ops.se_a_embed: forward, force derivative, the force
+    loss's weight gradient) against the same net in PyTorch autograd, on the water frame's
+    filled slots through one net of neuron [25, 50, 100], tanh."""
+    from dpx.ops import reference
+    from dpx.ops.se_a_embed import se_a_embed_reduce
+    widths = [1, 25, 50, M1]
+    nparams = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    params = (0.3 * torch.randn(nparams, generator=gen, dtype=torch.float64)).to(em.device, dtype)
+    filled = (nlist[0] >= 0).reshape(-1)
+    rows = em[0].reshape(-1, 4)[filled].contiguous()
+    center = torch.nonzero(nlist[0] >= 0)[:, 0].contiguous()
+    ncenter = nlist.shape[1]
+
+    def run(fn):
+        def step():
+            r = rows.clone().requires_grad_(True)
+            p = params.clone().requires_grad_(True)
+            t = fn(r, center, p, widths, 1, False, ncenter, 1.0 / nlist.shape[2])
+            (gr,) = torch.autograd.grad(t.square().sum(), r, create_graph=True)
+            gr.pow(2).sum().backward()
+        return step
+    return {"dpx": run(se_a_embed_reduce), "reference": run(reference.se_a_embed_reduce)}
 
 
 def per_op(device, dtype, repeats) -> None:

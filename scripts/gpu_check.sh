@@ -11,8 +11,9 @@
 #             compiles the CUDA kernels (sm_80, sm_90, PTX); checks they are registered
 #   test      tests/ops and tests/nlist on CUDA and CPU: CUDA against CPU and the reference,
 #             gradcheck / gradgradcheck in float64, opcheck, the force-loss weight gradient,
-#             the CUDA neighbor list equal to the CPU one (the slow compile and benchmark
-#             smoke tests are left out: build and bench do those for real)
+#             the CUDA neighbor list equal to the CPU one, the fused embedding's model path
+#             on CUDA against the unfused one (the slow compile and benchmark smoke tests are
+#             left out: build and bench do those for real)
 #   sanitize  compute-sanitizer memcheck and racecheck on a short op test (every op on CUDA)
 #   bench     benchmarks/gpu.py (per-op timings, the training step against `dp --pt train`,
 #             peak GPU memory, the floor); the dp side is skipped with a message when DeePMD-kit
@@ -50,7 +51,8 @@ PY
 
 stage_test() {
   header "op and neighbor-list tests on CUDA and CPU"
-  "$py" -m pytest -q -m "not slow" tests/ops tests/nlist 2>&1 | tee "$logs/tests.log" | tail -15
+  "$py" -m pytest -q -m "not slow" tests/ops tests/nlist tests/model/test_fused_embedding.py 2>&1 \
+    | tee "$logs/tests.log" | tail -15
 }
 
 stage_sanitize() {

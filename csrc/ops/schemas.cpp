@@ -3,6 +3,8 @@
 // (python/dpx/ops/), where each op also has a pure-PyTorch twin (reference.py).
 #include <torch/library.h>
 
+#include "ops/se_a_embed_schemas.h"
+
 TORCH_LIBRARY(dpx, m) {
   // Neighbor search with a cell list. coord [nf, nloc, 3], atype [nf, nloc] (int64, <0 =
   // virtual), box [nf, 9] or None. Returns the extended system as integer data:
@@ -51,17 +53,8 @@ TORCH_LIBRARY(dpx, m) {
   // centers center [nslot], contracted into T [ncenter, 4, M] with T = scale sum R (x) G(s).
   // Its derivative for the forces, for the energy's parameter gradient, and the derivative of
   // the first for a force loss (d/d(grad_t, em, params)).
-  m.def(
-      "se_a_embed_reduce(Tensor em, Tensor center, Tensor params, int[] widths, int activation, "
-      "bool resnet_dt, int ncenter, float scale) -> Tensor");
-  m.def(
-      "se_a_embed_reduce_grad_em(Tensor grad_t, Tensor em, Tensor center, Tensor params, "
-      "int[] widths, int activation, bool resnet_dt, float scale) -> Tensor");
-  m.def(
-      "se_a_embed_reduce_grad_params(Tensor grad_t, Tensor em, Tensor center, Tensor params, "
-      "int[] widths, int activation, bool resnet_dt, float scale) -> Tensor");
-  m.def(
-      "se_a_embed_reduce_grad_em_grad(Tensor grad_grad_em, Tensor grad_t, Tensor em, "
-      "Tensor center, Tensor params, int[] widths, int activation, bool resnet_dt, float scale) "
-      "-> (Tensor grad_grad_t, Tensor grad_em, Tensor grad_params)");
+  m.def(dpx::ops::embed_schemas::kReduce);
+  m.def(dpx::ops::embed_schemas::kGradEm);
+  m.def(dpx::ops::embed_schemas::kGradParams);
+  m.def(dpx::ops::embed_schemas::kGradEmGrad);
 }

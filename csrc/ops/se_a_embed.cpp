@@ -8,58 +8,21 @@
 #include <vector>
 
 #include "kernels/cpu/embed.h"
-#include "ops/checks.h"
+#include "ops/se_a_embed_args.h"
 
 namespace dpx::ops {
 namespace {
 
+using embed_args::Args;
+using embed_args::check_grad_t;
+
 // slots per chunk (about; a chunk ends where a center does)
 constexpr int64_t kChunk = 256;
-
-struct Args {
-  at::Tensor em, center, params;
-  std::vector<int64_t> widths, bounds;
-  int64_t act, np;
-  bool resnet_dt;
-};
 
 Args prepare(const char* op, const at::Tensor& em, const at::Tensor& center,
              const at::Tensor& params, at::IntArrayRef widths, int64_t act, bool resnet_dt,
              int64_t ncenter) {
-  check_float(em, op, "em");
-  TORCH_CHECK(em.dim() == 2 && em.size(1) == 4, "dpx::", op, ": em must be [nslot, 4], got ",
-              em.sizes());
-  check_dtype(center, at::kLong, op, "center");
-  TORCH_CHECK(center.dim() == 1 && center.size(0) == em.size(0), "dpx::", op,
-              ": center must be [nslot] with nslot = ", em.size(0), ", got ", center.sizes());
-  check_same_device(center, em, op, "center");
-  check_same_device(params, em, op, "params");
-  TORCH_CHECK(params.scalar_type() == em.scalar_type(), "dpx::", op, ": params has dtype ",
-              params.scalar_type(), " but em has ", em.scalar_type());
-  TORCH_CHECK(widths.size() >= 2 && widths[0] == 1, "dpx::", op,
-              ": widths must be [1, neuron...] (the net's input is s), got ", widths);
-  for (int64_t w : widths) TORCH_CHECK(w >= 1, "dpx::", op, ": widths must be positive, got ", widths);
-  TORCH_CHECK(act >= cpu::kLinear && act <= cpu::kGelu, "dpx::", op,
-              ": activation code must be in [0, 5], got ", act);
-  Args a{em.contiguous(), center.contiguous(), params.contiguous(), widths.vec(), {}, act, 0,
-         resnet_dt};
-  a.np = cpu::embed_nparams((int64_t)widths.size() - 1, widths.data(), resnet_dt);
-  TORCH_CHECK(params.dim() == 1 && params.size(0) == a.np, "dpx::", op, ": params must be [",
-              a.np, "] for widths ", widths, " (resnet_dt ", resnet_dt, "), got ", params.sizes());
-  const int64_t n = em.size(0);
-  const int64_t* c = a.center.data_ptr<int64_t>();
-  for (int64_t p = 0; p < n; ++p)
-    TORCH_CHECK(c[p] >= 0 && c[p] < ncenter && (p == 0 || c[p] >= c[p - 1]), "dpx::", op,
-                ": center must be sorted, with values in [0, ", ncenter, "); entry ", p, " is ",
-                c[p]);
-  a.bounds.push_back(0);
-  for (int64_t p = kChunk; p < n;) {
-    while (p < n && c[p] == c[p - 1]) ++p;
-    if (p < n) a.bounds.push_back(p);
-    p += kChunk;
-  }
-  if (n > 0) a.bounds.push_back(n);
-  return a;
+  return embed_args::prepare(op, em, center, params, widths, act, resnet_dt, ncenter, kChunk);
 }
 
 template <typename T>
@@ -68,7 +31,7 @@ cpu::EmbedNet<T> net_of(const Args& a) {
           a.resnet_dt};
 }
 
-int64_t nchunks(const Args& a) { return (int64_t)a.bounds.size() - 1; }
+int64_t nchunks(const Args& a) { return a.nchunks(); }
 
 template <typename F>
 void over_chunks(const Args& a, F&& f) {
@@ -88,14 +51,6 @@ at::Tensor sum_chunks(const at::Tensor& per_chunk, int64_t np) {
     });
   });
   return out;
-}
-
-void check_grad_t(const char* op, const at::Tensor& grad_t, const Args& a) {
-  TORCH_CHECK(grad_t.dim() == 3 && grad_t.size(1) == 4 && grad_t.size(2) == a.widths.back(),
-              "dpx::", op, ": grad_t must be [ncenter, 4, ", a.widths.back(), "], got ",
-              grad_t.sizes());
-  TORCH_CHECK(grad_t.scalar_type() == a.em.scalar_type(), "dpx::", op, ": grad_t has dtype ",
-              grad_t.scalar_type(), " but em has ", a.em.scalar_type());
 }
 
 at::Tensor se_a_embed_reduce(const at::Tensor& em, const at::Tensor& center,
@@ -162,10 +117,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> se_a_embed_reduce_grad_em_grad(
   const char* op = "se_a_embed_reduce_grad_em_grad";
   auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0));
   check_grad_t(op, grad_t, a);
-  TORCH_CHECK(grad_grad_em.sizes() == a.em.sizes() &&
-                  grad_grad_em.scalar_type() == a.em.scalar_type(),
-              "dpx::", op, ": grad_grad_em must be like em ", a.em.sizes(), ", got ",
-              grad_grad_em.sizes(), " ", grad_grad_em.scalar_type());
+  embed_args::check_grad_grad_em(op, grad_grad_em, a);
   auto gt = grad_t.contiguous();
   auto gge = grad_grad_em.contiguous();
   auto g_gt = at::zeros_like(gt);

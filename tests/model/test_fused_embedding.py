@@ -45,7 +45,7 @@ def run(model, coord, atype, box):
     target = torch.randn(coord.shape, generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
     out = model(coord, atype, box)
-    loss = ((out["force"] - target.to(out["force"].dtype)) ** 2).sum() + out["energy"].sum() ** 2
+    loss = ((out["force"] - target.to(out["force"])) ** 2).sum() + out["energy"].sum() ** 2
     params = [p for p in model.parameters() if p.requires_grad and p.numel()]
     grads = torch.autograd.grad(loss, params) if params else ()
     return [out["energy"], out["force"], out["virial"], *grads]
@@ -84,3 +84,54 @@ def test_unimplemented_activation_takes_the_unfused_path():
     assert not model.atomic_model.descriptor.sea.fused
     coord, atype, box = random_frame(natoms=8, box_len=6.0)
     assert torch.isfinite(model(coord, atype, box)["force"]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("case", ["type_one_side", "pairs", "resnet_dt", "float32"])
+def test_fused_equals_unfused_on_cuda(case):
+    """ModelOptions.fused_embedding_cuda: the op family's generic implementation on the GPU
+    against the unfused nets on the GPU."""
+    cfg = config(**CASES[case])
+    coord, atype, box = (x.cuda() for x in random_frame(natoms=16, box_len=6.0))
+    fused_cuda = dataclasses.replace(TRAINING, fused_embedding_cuda=True)
+    fused = model_with_stats(cfg, fused_cuda).cuda()
+    plain = model_with_stats(cfg, UNFUSED).cuda()
+    plain.load_state_dict(fused.state_dict())
+    assert fused.atomic_model.descriptor.sea.fused_cuda
+    tol = 1e-5 if case == "float32" else 1e-10
+    for a, b in zip(run(fused, coord, atype, box), run(plain, coord, atype, box)):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(float(b.abs().max()), 1.0))
+
+
+@pytest.fixture
+def generic_on_cpu():
+    """dpx::se_a_embed_reduce* on the CPU replaced, for one test, by the generic code CUDA
+    runs (dpx_generic::), so the model's whole fused path is checked with it here."""
+    names = ["se_a_embed_reduce", "se_a_embed_reduce_grad_em", "se_a_embed_reduce_grad_params",
+             "se_a_embed_reduce_grad_em_grad"]
+    lib = torch.library.Library("dpx", "IMPL")
+    calls = []
+    def kernel_of(name):
+        op = getattr(torch.ops.dpx_generic, name)
+
+        def kernel(*args):
+            calls.append(name)
+            return op(*args)
+        return kernel
+    for name in names:
+        lib.impl(name, kernel_of(name), "CPU")
+    yield calls
+    lib._destroy()
+
+
+@pytest.mark.filterwarnings("ignore:.*(previously registered|Overriding a previously).*")
+@pytest.mark.parametrize("case", ["type_one_side", "pairs", "resnet_dt"])
+def test_generic_code_in_the_model_equals_unfused(case, generic_on_cpu):
+    cfg = config(**CASES[case])
+    coord, atype, box = random_frame(natoms=16, box_len=6.0)
+    fused, plain = model_with_stats(cfg, TRAINING), model_with_stats(cfg, UNFUSED)
+    plain.load_state_dict(fused.state_dict())
+    for a, b in zip(run(fused, coord, atype, box), run(plain, coord, atype, box)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * max(float(b.abs().max()), 1.0))
+    assert {"se_a_embed_reduce", "se_a_embed_reduce_grad_em",
+            "se_a_embed_reduce_grad_em_grad"} <= set(generic_on_cpu)

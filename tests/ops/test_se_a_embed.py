@@ -1,7 +1,9 @@
 """The fused se_e2_a embedding + reduction ops against their pure-PyTorch twins.
 
-Every op of the family (forward, the force derivative, the energy's parameter gradient, the
-force loss's second derivative) on every activation the kernels implement, with and without
+Both implementations: the CPU kernels (dpx::) and the device-generic ATen code that CUDA runs,
+exposed on the CPU as dpx_generic:: (ops/se_a_embed_generic.h). Every op of the family
+(forward, the force derivative, the energy's parameter gradient, the force loss's second
+derivative) on every activation the kernels implement, with and without
 resnet_dt, on widths that take each of DeePMD-kit's skip rules (kept, doubled, none), in
 float64 (1e-12) and float32 (1e-4); then gradcheck and gradgradcheck through the autograd
 chain, opcheck, the same bits at any thread count, and the argument errors.
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _inputs import needs_library
+from _inputs import needs_cuda, needs_library
 
 from dpx.ops import reference
 from dpx.ops.se_a_embed import ACTIVATIONS, se_a_embed_reduce
 
 pytestmark = needs_library
 OPS = torch.ops.dpx
+GENERIC = torch.ops.dpx_generic if hasattr(torch.ops, "dpx_generic") else None
+IMPLS = {"kernels": OPS, "generic": GENERIC}
 CODES = sorted(set(ACTIVATIONS.values()))
 # kept (4 -> 4), doubled (4 -> 8, 8 -> 16; 1 -> 2: s itself is kept), none (1 -> 4, 3 -> 5)
 WIDTHS = ([1, 4, 8, 16], [1, 4, 4], [1, 3, 5], [1, 6], [1, 2, 4], [1, 1, 2])
@@ -63,9 +67,10 @@ def assert_close(got, want, rtol):
 @pytest.mark.parametrize("resnet_dt", [False, True], ids=["plain", "resnet_dt"])
 @pytest.mark.parametrize("widths", WIDTHS, ids=lambda w: "-".join(map(str, w)))
 @pytest.mark.parametrize("act", CODES)
-def test_ops_match_reference(act, widths, resnet_dt, dtype):
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_ops_match_reference(impl, act, widths, resnet_dt, dtype):
     em, center, params, ncenter = inputs(widths, resnet_dt, dtype)
-    got = all_ops(OPS, em, center, params, widths, act, resnet_dt, ncenter, 0.05)
+    got = all_ops(IMPLS[impl], em, center, params, widths, act, resnet_dt, ncenter, 0.05)
     # the reference in float64: float32 kernels are checked against exact math
     want = all_ops(reference, em.double(), center, params.double(), widths, act, resnet_dt,
                    ncenter, 0.05)
@@ -160,3 +165,59 @@ def test_bad_arguments_are_named():
         OPS.se_a_embed_reduce(em, center, params, widths, 1, False, 2, 0.1)
     with pytest.raises(ValueError, match="activation must be one of"):
         se_a_embed_reduce(em, center, params, widths, 7, False, ncenter, 0.1)
+
+
+def test_generic_chunks_match_the_kernels():
+    """20 000 slots: three chunks of the generic code's plan (8192 slots, ending on a center)
+    against the CPU kernels' 256-slot tiles, two independent implementations."""
+    widths = [1, 8, 16]
+    em, center, params, ncenter = inputs(widths, True, nslot=20000, ncenter=700)
+    kernels = all_ops(OPS, em, center, params, widths, 5, True, ncenter, 0.02)
+    generic = all_ops(GENERIC, em, center, params, widths, 5, True, ncenter, 0.02)
+    for name in kernels:
+        assert_close(generic[name], kernels[name], 1e-12)
+
+
+def test_generic_checks_its_arguments():
+    widths = [1, 4, 8]
+    em, center, params, ncenter = inputs(widths, False, nslot=20, ncenter=4)
+    with pytest.raises(RuntimeError, match="center must be sorted"):
+        GENERIC.se_a_embed_reduce(em, center.flip(0), params, widths, 1, False, ncenter, 0.1)
+    with pytest.raises(RuntimeError, match=r"grad_t must be \[ncenter, 4, 8\]"):
+        GENERIC.se_a_embed_reduce_grad_em(torch.zeros(ncenter, 4, 7, dtype=em.dtype), em,
+                                          center, params, widths, 1, False, 0.1)
+    empty = GENERIC.se_a_embed_reduce(em[:0], center[:0], params, widths, 1, False, 3, 0.1)
+    assert empty.shape == (3, 4, 8) and float(empty.abs().max()) == 0.0
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("act", CODES)
+def test_cuda_matches_cpu(act, dtype):
+    """Every op of the family on CUDA (the generic code on cuBLAS) against the CPU kernels,
+    several chunks."""
+    widths, resnet_dt = [1, 4, 8, 16], True
+    em, center, params, ncenter = inputs(widths, resnet_dt, dtype, nslot=9000, ncenter=300)
+    cpu = all_ops(OPS, em, center, params, widths, act, resnet_dt, ncenter, 0.05)
+    cuda = all_ops(OPS, em.cuda(), center.cuda(), params.cuda(), widths, act, resnet_dt,
+                   ncenter, 0.05)
+    for name in cpu:
+        assert cuda[name].is_cuda
+        assert_close(cuda[name].cpu(), cpu[name], 1e-12 if dtype == torch.float64 else 1e-4)
+
+
+@needs_cuda
+def test_cuda_gradcheck_and_opcheck():
+    widths, resnet_dt = [1, 3, 6], True
+    em, center, params, ncenter = inputs(widths, resnet_dt, nslot=24, ncenter=4)
+    em[:5, 0] = torch.tensor([2.0, -1.5, 0.3, 0.1, 0.8], dtype=em.dtype)
+    em, center, params = em.cuda().requires_grad_(True), center.cuda(), params.cuda()
+    params.requires_grad_(True)
+
+    def f(em, params):
+        return se_a_embed_reduce(em, center, params, widths, 1, resnet_dt, ncenter, 0.3)
+
+    assert torch.autograd.gradcheck(f, (em, params))
+    assert torch.autograd.gradgradcheck(f, (em, params))
+    torch.library.opcheck(OPS.se_a_embed_reduce,
+                          (em, center, params, widths, 1, resnet_dt, ncenter, 0.3))

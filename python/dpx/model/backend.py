@@ -10,6 +10,7 @@ Both backends are modules with the same methods, so a model holding either one s
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -39,12 +40,17 @@ class ModelOptions:
         (dpx.ops.se_a_embed) where the op library has it, the device is a CPU, the statistics
         are slot-constant and the activation is one the kernels implement; G is then never
         in memory. Off, or anywhere else, the nets run as PyTorch modules.
+    fused_embedding_cuda: the same on a GPU, where the op family runs its device-generic
+        implementation (chunked ATen/cuBLAS operations). Off by default until it is timed on
+        a GPU against the unfused nets (scripts/gpu_check.sh); DPX_FUSED_CUDA=1 turns it on
+        for training.
     """
     backend: str = "ops"
     coords_second_order: bool = True
     narrow_padding: bool = False
     in_place_assembly: bool = False
     fused_embedding: bool = True
+    fused_embedding_cuda: bool = False
 
     def __post_init__(self):
         if self.backend not in ("ops", "reference"):
@@ -52,7 +58,8 @@ class ModelOptions:
 
 
 DEFAULT = ModelOptions()
-TRAINING = ModelOptions(coords_second_order=False)
+TRAINING = ModelOptions(coords_second_order=False,
+                        fused_embedding_cuda=os.environ.get("DPX_FUSED_CUDA") == "1")
 EXPORT = ModelOptions(backend="reference", narrow_padding=True, in_place_assembly=True,
                       fused_embedding=False)
 
@@ -80,6 +87,9 @@ class OpsBackend(nn.Module):
     def has_fused_embedding(self) -> bool:
         return se_a_embed.AVAILABLE
 
+    def has_fused_embedding_cuda(self) -> bool:
+        return se_a_embed.HAS_CUDA
+
     def embed_reduce(self, em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
                      widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
                      scale: float) -> torch.Tensor:
@@ -103,6 +113,9 @@ class ReferenceBackend(nn.Module):
         return reference.se_a_gram(t, t, axis_neuron)
 
     def has_fused_embedding(self) -> bool:
+        return False
+
+    def has_fused_embedding_cuda(self) -> bool:
         return False
 
     def embed_reduce(self, em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,

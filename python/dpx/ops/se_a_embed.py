@@ -9,7 +9,9 @@ type pair, contracted with their environment-matrix rows into T without G in mem
 
 The two derivatives of the first backward are taken only where this backward pass will use
 them (torch._C._will_engine_execute_node): computing forces skips the weight gradient, and
-the weight gradient of a loss skips the forces' em gradient. The backward of the last two ops
+the weight gradient of a loss skips the forces' em gradient. On CUDA the same ops run the
+device-generic implementation (chunked ATen operations, ops/se_a_embed_generic.h), which
+dpx_generic:: exposes on every device for the tests. The backward of the last two ops
 (third derivatives) is the reference twin's autograd, so gradgradcheck holds; it is slow and
 training never calls it.
 """
@@ -22,6 +24,14 @@ from dpx.ops import _checks, _library, reference
 _OPS = torch.ops.dpx if _library.LOADED and hasattr(torch.ops.dpx, "se_a_embed_reduce") \
     else None
 AVAILABLE = _OPS is not None
+# a CUDA build registers the device-generic implementation (ops/se_a_embed_generic.h) for CUDA
+HAS_CUDA = AVAILABLE and torch._C._dispatch_has_kernel_for_dispatch_key(
+    "dpx::se_a_embed_reduce", "CUDA")
+
+
+def runs_on(device: torch.device) -> bool:
+    """The op library implements the family on this device."""
+    return AVAILABLE and (device.type == "cpu" or (device.type == "cuda" and HAS_CUDA))
 
 # activation codes of the kernels (kernels/cpu/embed.h); other activations take the unfused
 # path. gelu and gelu_tf are both the tanh approximation in dpx and DeePMD-kit.
@@ -47,7 +57,7 @@ def se_a_embed_reduce(em: torch.Tensor, center: torch.Tensor, params: torch.Tens
     if activation not in ACTIVATIONS.values():
         raise ValueError(f"activation must be one of the codes {sorted(set(ACTIVATIONS.values()))}"
                          f", got {activation!r}")
-    impl = _OPS if _OPS is not None and em.device.type == "cpu" else reference
+    impl = _OPS if runs_on(em.device) else reference
     return impl.se_a_embed_reduce(em, center.long(), params, list(widths), activation,
                                   bool(resnet_dt), ncenter, float(scale))
 

@@ -39,6 +39,8 @@ class DescrptBlockSeA(EnvMatBlock):
         self.widths = [1, *cfg.neuron]
         self.fused = (options.fused_embedding and code is not None
                       and self.backend.has_fused_embedding())
+        self.fused_cuda = (self.fused and options.fused_embedding_cuda
+                           and self.backend.has_fused_embedding_cuda())
 
     def get_dim_out(self) -> int:
         return self.m1 * self.axis_neuron
@@ -58,7 +60,7 @@ class DescrptBlockSeA(EnvMatBlock):
                                   self.stddev[:, :width])
         if not sparse:
             t = self.backend.reduce(em, self._embed_dense(em, atype))
-        elif self.fused and width == self.nnei and not em.is_cuda:
+        elif self.fused and width == self.nnei and (self.fused_cuda or not em.is_cuda):
             t = self._fused_reduce(em, atype, filled, nlist)
         else:
             g, table = self._embed(em, atype, filled, widths)
