@@ -67,13 +67,15 @@ at::Tensor activate(const at::Tensor& z, int64_t act) {
   }
 }
 
-// (sigma'(z), sigma''(z)); the second only when `second`. Each matches the derivative torch's
-// autograd takes of the activation above (softplus is linear beyond its threshold 20).
-std::pair<at::Tensor, at::Tensor> derivatives(const at::Tensor& z, int64_t act, bool second) {
+// (sigma'(z), sigma''(z)) given a = sigma(z) (tanh and sigmoid take theirs from it); the
+// second only when `second`. Each matches the derivative torch's autograd takes of the
+// activation above (softplus is linear beyond its threshold 20).
+std::pair<at::Tensor, at::Tensor> derivatives(const at::Tensor& z, const at::Tensor& a,
+                                              int64_t act, bool second) {
   at::Tensor d1, d2;
   switch (act) {
     case cpu::kTanh: {
-      auto t = at::tanh(z);
+      const auto& t = a;
       d1 = 1 - t * t;
       if (second) d2 = -2 * t * d1;
       break;
@@ -90,7 +92,7 @@ std::pair<at::Tensor, at::Tensor> derivatives(const at::Tensor& z, int64_t act, 
       break;
     }
     case cpu::kSigmoid: {
-      auto sg = at::sigmoid(z);
+      const auto& sg = a;
       d1 = sg * (1 - sg);
       if (second) d2 = d1 * (1 - 2 * sg);
       break;
@@ -133,7 +135,7 @@ Pass forward(const std::vector<Layer>& net, const at::Tensor& s, int64_t act, bo
     at::Tensor dz, dy;
     if (tangent) {
       dz = at::mm(dx, L.w);
-      dy = derivatives(z, act, false).first * dz;
+      dy = derivatives(z, y, act, false).first * dz;
     }
     if (L.idt.defined()) {
       y = y * L.idt;
@@ -171,10 +173,12 @@ std::pair<at::Tensor, at::Tensor> reverse(const std::vector<Layer>& net, const P
   for (int64_t l = (int64_t)net.size() - 1; l >= 0; --l) {
     const Layer& L = net[l];
     const auto& z = f.z[l];
-    auto [d1, d2] = derivatives(z, act, second);
+    // the activation recomputed once (not kept: one tensor less per layer and chunk)
+    auto a = activate(z, act);
+    auto [d1, d2] = derivatives(z, a, act, second);
     at::Tensor ga = gy, gda = gdy, gidt;
     if (L.idt.defined()) {
-      gidt = (gy * activate(z, act)).sum(0);
+      gidt = (gy * a).sum(0);
       if (second) gidt = gidt + (gdy * d1 * f.dz[l]).sum(0);
       ga = gy * L.idt;
       if (second) gda = gdy * L.idt;
