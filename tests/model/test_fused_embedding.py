@@ -66,17 +66,24 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_fused_equals_unfused(case):
+def assert_fused_equals_unfused(case, fused_options=TRAINING, device="cpu"):
+    """The model built with fused_options against the unfused one, same weights and frame."""
     cfg = config(**CASES[case])
-    coord, atype, box = random_frame(natoms=16, box_len=6.0)
-    fused, plain = model_with_stats(cfg, TRAINING), model_with_stats(cfg, UNFUSED)
+    coord, atype, box = (x.to(device) for x in random_frame(natoms=16, box_len=6.0))
+    fused = model_with_stats(cfg, fused_options).to(device)
+    plain = model_with_stats(cfg, UNFUSED).to(device)
     plain.load_state_dict(fused.state_dict())
     assert fused.atomic_model.descriptor.sea.fused
     assert not plain.atomic_model.descriptor.sea.fused
     tol = 1e-5 if case == "float32" else 1e-10
     for a, b in zip(run(fused, coord, atype, box), run(plain, coord, atype, box)):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(float(b.abs().max()), 1.0))
+    return fused
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_equals_unfused(case):
+    assert_fused_equals_unfused(case)
 
 
 def test_unimplemented_activation_takes_the_unfused_path():
@@ -91,16 +98,9 @@ def test_unimplemented_activation_takes_the_unfused_path():
 def test_fused_equals_unfused_on_cuda(case):
     """ModelOptions.fused_embedding_cuda: the op family's generic implementation on the GPU
     against the unfused nets on the GPU."""
-    cfg = config(**CASES[case])
-    coord, atype, box = (x.cuda() for x in random_frame(natoms=16, box_len=6.0))
-    fused_cuda = dataclasses.replace(TRAINING, fused_embedding_cuda=True)
-    fused = model_with_stats(cfg, fused_cuda).cuda()
-    plain = model_with_stats(cfg, UNFUSED).cuda()
-    plain.load_state_dict(fused.state_dict())
+    fused = assert_fused_equals_unfused(
+        case, dataclasses.replace(TRAINING, fused_embedding_cuda=True), "cuda")
     assert fused.atomic_model.descriptor.sea.fused_cuda
-    tol = 1e-5 if case == "float32" else 1e-10
-    for a, b in zip(run(fused, coord, atype, box), run(plain, coord, atype, box)):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(float(b.abs().max()), 1.0))
 
 
 @pytest.fixture
@@ -127,11 +127,6 @@ def generic_on_cpu():
 @pytest.mark.filterwarnings("ignore:.*(previously registered|Overriding a previously).*")
 @pytest.mark.parametrize("case", ["type_one_side", "pairs", "resnet_dt"])
 def test_generic_code_in_the_model_equals_unfused(case, generic_on_cpu):
-    cfg = config(**CASES[case])
-    coord, atype, box = random_frame(natoms=16, box_len=6.0)
-    fused, plain = model_with_stats(cfg, TRAINING), model_with_stats(cfg, UNFUSED)
-    plain.load_state_dict(fused.state_dict())
-    for a, b in zip(run(fused, coord, atype, box), run(plain, coord, atype, box)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * max(float(b.abs().max()), 1.0))
+    assert_fused_equals_unfused(case)
     assert {"se_a_embed_reduce", "se_a_embed_reduce_grad_em",
             "se_a_embed_reduce_grad_em_grad"} <= set(generic_on_cpu)
