@@ -7,13 +7,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from dpx.cli.main import main
 from dpx.compress.compress import _min_nbor_dist
+from dpx.compress.table import compress_block
 from dpx.data import load_systems
 from dpx.data.synthetic import make_dataset
+from dpx.export.frozen import FrozenEnergyModel
 from dpx.infer.evaluate import evaluate
-from dpx.io import load_model
+from dpx.io import deepmd_ops, load_model
+from tests.export.test_frozen import assert_close, lammps_case, make_model
 
 
 @pytest.fixture(scope="module", params=["se_e2_a", "se_e2_r"])
@@ -67,3 +71,25 @@ def test_bad_input_is_named(trained, capsys):
         _min_nbor_dist(model, None, "m.pt")
     found = _min_nbor_dist(model, str(root / "input.json"), "m.pt")
     assert found == pytest.approx(float(load_model(root / "model.ckpt-4.pt")[0].min_nbor_dist))
+
+
+@pytest.mark.parametrize("sel", [(12, 24), (3, 5)])  # (3, 5): types overflow sel
+@pytest.mark.parametrize("options", [{}, {"type_one_side": True}, {"exclude": [(0, 1)]},
+                                     {"pair_exclude": [(0, 1)]}])
+def test_compressed_forward_lower_on_raw_lists(sel, options):
+    """LAMMPS' path: a compressed se_e2_a file on a raw list (rows shuffled, entries beyond
+    rcut, -1 padded wider) equals the uncompressed model on DeePMD-kit's sorted list. The
+    table + contraction op stops at the first row that repeats a section's last row
+    (dpx.compress.tabulate has DeePMD-kit's rule), so this fails if any padding row of the
+    typed list came before a filled one."""
+    model = make_model(sel=sel, **options)
+    nl, raw, typed, ref = lammps_case(model)
+    centers = nl.ext_coord[0, :typed.shape[1], None, :]
+    dist = (nl.ext_coord[0, typed[0].clamp(min=0)] - centers).norm(dim=-1)[typed[0] >= 0]
+    frozen = FrozenEnergyModel.from_model(model, "{}")
+    compress_block(frozen.atomic_model.descriptor.sea, float(dist.min()) * 0.99)
+    deepmd_ops.ensure()
+    out = torch.jit.script(frozen).forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping,
+                                                 do_atomic_virial=True)
+    for key in ("energy", "atom_energy", "extended_force", "virial", "extended_virial"):
+        assert_close(out[key], ref[key], key)

@@ -66,6 +66,16 @@ def raw_nlist(ext_coord, ext_atype, nloc, cutoff, seed=0, extra_pad=3):
     return torch.stack(rows)[None]
 
 
+def lammps_case(model: EnergyModel):
+    """On a random frame: (neighbor list, its LAMMPS-like raw list, the typed list of
+    DeePMD-kit's always-sorting selection, the eager model's lower on that typed list)."""
+    coord, atype, box = random_frame(natoms=20, box_len=6.0)
+    nl = ops.neighbor_list(coord, atype, box, model.rcut + 1.5, [200, 200])
+    raw = raw_nlist(nl.ext_coord, nl.ext_atype, atype.shape[1], model.rcut + 1.5)
+    typed = reference.format_nlist(nl.ext_coord, nl.ext_atype, raw, model.rcut, model.sel)
+    return nl, raw, typed, model.lower(nl.ext_coord, nl.ext_atype, typed, True, False)
+
+
 @pytest.mark.parametrize("periodic", [True, False])
 @pytest.mark.parametrize("options", [{}, {"type_one_side": True}, {"sel": (3, 5)},
                                      {"pair_exclude": [(0, 1)]}, {"exclude": [(1, 1)]},
@@ -84,12 +94,7 @@ def test_forward_equals_eager(periodic, options):
 @pytest.mark.parametrize("options", [{}, {"pair_exclude": [(0, 1)]}])
 def test_forward_lower_formats_raw_nlist(sel, options):
     model = make_model(sel=sel, **options)
-    coord, atype, box = random_frame(natoms=20, box_len=6.0)
-    nl = ops.neighbor_list(coord, atype, box, model.rcut + 1.5, [200, 200])
-    raw = raw_nlist(nl.ext_coord, nl.ext_atype, atype.shape[1], model.rcut + 1.5)
-    # the oracle: DeePMD-kit's always-sorting selection
-    typed = reference.format_nlist(nl.ext_coord, nl.ext_atype, raw, model.rcut, model.sel)
-    ref = model.lower(nl.ext_coord, nl.ext_atype, typed, True, False)
+    nl, raw, _, ref = lammps_case(model)
     out = frozen(model).forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping,
                                       do_atomic_virial=True)
     for key in ("energy", "atom_energy", "extended_force", "virial", "extended_virial", "mask"):

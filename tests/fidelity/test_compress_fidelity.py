@@ -1,8 +1,9 @@
 """`dpx compress` against DeePMD-kit 3.2.0's `dp --pt compress` of the same checkpoint
-(se_e2_a with type_one_side true and false, exclude_types, resnet_dt; se_e2_r): the two compressed models give the same
-energies, forces and virials per atom (1e-10, float64: the same tables), DeePMD-kit's DeepPot
-runs dpx's compressed file on its own C++ op, and both are within the table's error of the
-uncompressed model."""
+(se_e2_a with type_one_side true and false, exclude_types, resnet_dt; se_e2_r): the two
+compressed models give the same energies, forces and virials per atom (1e-10, float64: the
+same tables), DeePMD-kit's DeepPot runs dpx's compressed file on its own C++ ops
+(tabulate_fusion_se_a, _se_r), and both are within the table's error of the uncompressed
+model."""
 import copy
 
 import numpy as np

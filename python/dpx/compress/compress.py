@@ -32,7 +32,7 @@ def compress(source: str | Path, output: str | Path = "frozen_model_compressed.p
     for name, (ll, uu) in ranges.items():
         log.info("%s: table on [%g, %g) by %g, to %g by %g", name, ll, uu, step,
                  uu * extrapolate, 10 * step)
-    deepmd_ops.ensure()  # the tables call deepmd::tabulate_fusion_se_r
+    deepmd_ops.ensure()  # the tables call deepmd::tabulate_fusion_se_a and _se_r
     scripted = torch.jit.script(frozen)
     output = Path(output).with_suffix(".pth")
     if output.parent and not output.parent.exists():

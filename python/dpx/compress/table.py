@@ -10,9 +10,10 @@ G is the quintic that matches G, G' and G'' at both ends (Hermite): its error is
 h^6 max|G^(6)| / (720 * 64), below 1e-16 max|G^(6)| for h = 0.01 and 3e-11 max|G^(6)| for
 h = 0.1. Beyond the table the ops extend G linearly (dpx.compress.tabulate).
 
-TabulatedNet stands in for an EmbeddingNet: same call (s [..., 1] -> G [..., M]), evaluated
-by deepmd::tabulate_fusion_se_r, an op of DeePMD-kit's library (so a stock DeePMD-kit LAMMPS
-runs the file) that dpx provides where that library is absent (dpx.io.deepmd_ops)."""
+TabulatedNet stands in for an EmbeddingNet: same calls, G(s) (s [..., 1] -> G [..., M]) by
+deepmd::tabulate_fusion_se_r and contract (env-mat rows -> their share of se_e2_a's T) by
+deepmd::tabulate_fusion_se_a, ops of DeePMD-kit's library (so a stock DeePMD-kit LAMMPS runs
+the file) that dpx provides where that library is absent (dpx.io.deepmd_ops)."""
 from __future__ import annotations
 
 import math
@@ -103,6 +104,16 @@ class TabulatedNet(nn.Module):
                                                    self.width)[0]
         return g.reshape(shape + [self.width])
 
+    def contract(self, rows: torch.Tensor) -> torch.Tensor:
+        """[n, 4, M]: sum_j rows[:, j]^T (x) G(s_j) of env-mat rows [n, w, 4] (s first) by
+        deepmd::tabulate_fusion_se_a: table and contraction in one kernel, G never in memory.
+        Its early stop (the first row whose s repeats the last row's stands for all rows from
+        it on) holds for dpx's typed list: the filled slots first, padding rows after."""
+        rows = rows.contiguous()
+        em_x = rows[..., :1].reshape(-1, 1).contiguous()  # the kernel reads it as dense
+        return torch.ops.deepmd.tabulate_fusion_se_a(self.table, self.info.cpu(), em_x, rows,
+                                                      self.width)[0]
+
     def flat_params(self) -> torch.Tensor:
         """No parameters to pack: compress_block turns the fused embedding off."""
         raise RuntimeError("a tabulated embedding net has no parameters for the fused op")
@@ -133,4 +144,5 @@ def compress_block(block, min_nbor_dist: float, step: float = 0.01, extrapolate:
         ranges[name] = (ll, uu)
     if hasattr(block, "fused"):  # the table is the net now: the fused op cannot run it
         block.fused = False
+        block.tabulated = True  # se_e2_a: table and contraction by one op per net
     return ranges

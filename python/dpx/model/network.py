@@ -130,6 +130,11 @@ class EmbeddingNet(nn.Module):
             x = layer(x)
         return x
 
+    def contract(self, rows: torch.Tensor) -> torch.Tensor:
+        """[n, 4, M]: sum_j rows[:, j]^T (x) net(s_j) of env-mat rows [n, w, 4] whose first
+        column is s. A compressed net (dpx.compress.table.TabulatedNet) has the same call."""
+        return torch.matmul(rows.transpose(1, 2), self(rows[..., :1]))
+
     def flat_params(self) -> torch.Tensor:
         """Every layer's matrix, bias and idt, in order, as one vector: the packing of the
         fused embedding op (dpx.ops.reference.embed_net); gradients flow back to the layers."""

@@ -12,7 +12,9 @@ typed list holds neighbors of type t):
 A padded slot's row is the constant (-davg/dstd, 0, 0, 0) of its center type, so its G is one
 row per (center type, neighbor type); the nets run on the filled slots only (at water density
 about a third of the slots are padding). Where the fused op can (ModelOptions.fused_embedding),
-each net and its share of T are one op call (dpx.ops.se_a_embed) and G is never in memory.
+each net and its share of T are one op call (dpx.ops.se_a_embed) and G is never in memory;
+in a compressed model (dpx.compress) each table and its share of T are one op call
+(net.contract) on the net's section of the rows, padding included.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class DescrptBlockSeA(EnvMatBlock):
                       and self.backend.has_fused_embedding())
         self.fused_cuda = (self.fused and options.fused_embedding_cuda
                            and self.backend.has_fused_embedding_cuda())
+        self.tabulated = False  # dpx.compress: nets are tables, each contracts its own rows
 
     def get_dim_out(self) -> int:
         return self.m1 * self.axis_neuron
@@ -62,6 +65,11 @@ class DescrptBlockSeA(EnvMatBlock):
             t = self.backend.reduce(em, self._embed_dense(em, atype))
         elif self.fused and width == self.nnei and (self.fused_cuda or not em.is_cuda):
             t = self._fused_reduce(em, atype, filled, nlist)
+        elif self.tabulated:
+            t = self._contract_sections(em, atype, widths)
+            if width != self.nnei:
+                t = t + self._cut_padding(self._padding_table(), widths, atype)
+            t = t / self.nnei
         else:
             g, table = self._embed(em, atype, filled, widths)
             if width == self.nnei:
@@ -90,6 +98,28 @@ class DescrptBlockSeA(EnvMatBlock):
                 t = t + self.backend.embed_reduce(
                     rows_em.index_select(0, pos), idx[:, 0], net.flat_params(), self.widths,
                     self.activation_code, self.resnet_dt, ncenter, 1.0 / self.nnei)
+        return t.view(nf, nloc, 4, self.m1)
+
+    def _contract_sections(self, em: torch.Tensor, atype: torch.Tensor,
+                           widths: list[int]) -> torch.Tensor:
+        """[nf, nloc, 4, M1]: sum over the slots (padding included) of R (x) G, each net on its
+        section of the rows of its centers by net.contract (a compressed net: one op, no G)."""
+        nf, nloc, width = em.shape[0], em.shape[1], em.shape[2]
+        rows = em.reshape(nf * nloc, width, 4)
+        flat_type = atype.reshape(-1)
+        t = em.new_zeros(nf * nloc, 4, self.m1)
+        starts = [0]
+        for w in widths:
+            starts.append(starts[-1] + w)
+        for k, net in enumerate(self.filter_layers.networks):
+            nb = k if self.type_one_side else k // self.ntypes
+            section = rows[:, starts[nb]:starts[nb + 1]]
+            if self.type_one_side and section.shape[1] > 0:
+                t = t + net.contract(section)
+            elif section.shape[1] > 0:
+                centers = torch.nonzero(flat_type == k % self.ntypes).flatten()
+                if centers.shape[0] > 0:
+                    t = t.index_add(0, centers, net.contract(section.index_select(0, centers)))
         return t.view(nf, nloc, 4, self.m1)
 
     def _net_slots(self, k: int, filled: torch.Tensor, flat_type: torch.Tensor,
