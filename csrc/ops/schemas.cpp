@@ -57,4 +57,13 @@ TORCH_LIBRARY(dpx, m) {
   m.def(dpx::ops::embed_schemas::kGradEm);
   m.def(dpx::ops::embed_schemas::kGradParams);
   m.def(dpx::ops::embed_schemas::kGradEmGrad);
+
+  // DeePMD-kit's compressed se_e2_a embedding (deepmd::tabulate_fusion_se_a, kernels/cpu/
+  // tabulate.h): table [nrow, 6 M] and table_info of one net, em_x [nloc * nnei, 1] the
+  // tables' inputs, em [nloc, nnei, 4] -> [nloc, 4, M]; _grad: d/d(em_x, em) of sum(grad_out
+  // * out). CPU only; higher derivatives come from the PyTorch twin (dpx.ops.tabulate).
+  m.def("tabulate_se_a(Tensor table, Tensor table_info, Tensor em_x, Tensor em, "
+        "int last_layer_size) -> Tensor");
+  m.def("tabulate_se_a_grad(Tensor grad_out, Tensor table, Tensor table_info, Tensor em_x, "
+        "Tensor em) -> (Tensor, Tensor)");
 }

@@ -4,8 +4,9 @@ DeePMD-kit's se_e2_a and se_e2_r modules call their compression ops
 (deepmd::tabulate_fusion_se_a, ...): a compressed file (`dp compress`) on every evaluation,
 an uncompressed one on a branch it never takes, but TorchScript resolves every op a file names
 when it loads it. Where DeePMD-kit is installed and its op library loads, that library
-provides them; elsewhere dpx defines them with DeePMD-kit's schemas: tabulate_fusion_se_a and
-_se_r by their PyTorch versions (dpx.compress.tabulate, differentiable by autograd), the ops
+provides them; elsewhere dpx defines them with DeePMD-kit's schemas: tabulate_fusion_se_a by
+dpx's compiled kernel (dpx.ops.tabulate) and _se_r by its PyTorch version (both twins in
+dpx.compress.tabulate, differentiable by autograd), the ops
 of descriptors dpx does not implement by kernels that refuse to run. dpx defines them only
 when a file needs them and DeePMD-kit's library is absent, so loading DeePMD-kit into the
 same process later is not a double registration of a live library.
@@ -17,6 +18,10 @@ import logging
 import torch
 
 from dpx.compress.tabulate import IMPLEMENTED
+from dpx.ops import tabulate
+
+# compiled stand-ins where dpx's op library has one (else IMPLEMENTED's PyTorch versions)
+_STAND_INS = {"tabulate_fusion_se_a": tabulate.tabulate_fusion_se_a}
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,9 @@ def ensure() -> None:
     _LIBRARY = torch.library.Library("deepmd", "FRAGMENT")
     for name, schema in SCHEMAS.items():
         _LIBRARY.define(name + schema)
-        if name in IMPLEMENTED:  # autograd differentiates the torch ops it is made of
-            _LIBRARY.impl(name, IMPLEMENTED[name], "CompositeImplicitAutograd")
+        if name in IMPLEMENTED:  # autograd differentiates what they are made of
+            _LIBRARY.impl(name, _STAND_INS.get(name, IMPLEMENTED[name]),
+                          "CompositeImplicitAutograd")
         else:
             _LIBRARY.impl(name, _refuse, "CompositeExplicitAutograd")
     STUBBED = True
