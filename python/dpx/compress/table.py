@@ -142,7 +142,8 @@ def compress_block(block, min_nbor_dist: float, step: float = 0.01, extrapolate:
                                block.mean.dtype)
         nets[k] = TabulatedNet(table, info, width)
         ranges[name] = (ll, uu)
-    if hasattr(block, "fused"):  # the table is the net now: the fused op cannot run it
+    if hasattr(block, "tabulated"):
+        # se_e2_a: each table contracts its rows in one op; the fused op runs layers, not tables
         block.fused = False
-        block.tabulated = True  # se_e2_a: table and contraction by one op per net
+        block.tabulated = True
     return ranges

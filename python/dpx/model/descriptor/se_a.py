@@ -108,9 +108,7 @@ class DescrptBlockSeA(EnvMatBlock):
         rows = em.reshape(nf * nloc, width, 4)
         flat_type = atype.reshape(-1)
         t = em.new_zeros(nf * nloc, 4, self.m1)
-        starts = [0]
-        for w in widths:
-            starts.append(starts[-1] + w)
+        starts = _section_starts(widths)
         for k, net in enumerate(self.filter_layers.networks):
             nb = k if self.type_one_side else k // self.ntypes
             section = rows[:, starts[nb]:starts[nb + 1]]
@@ -191,9 +189,7 @@ class DescrptBlockSeA(EnvMatBlock):
         flat_type = atype.reshape(-1)
         filled = filled.reshape(nf * nloc, width)
         s = em[..., 0].reshape(-1, 1)
-        starts = [0]
-        for w in widths:
-            starts.append(starts[-1] + w)
+        starts = _section_starts(widths)
         nb_type = torch.repeat_interleave(torch.arange(ntypes, device=em.device),
                                           torch.tensor(widths, device=em.device))
         where = (flat_type[:, None] * ntypes + nb_type[None, :]).reshape(-1)
@@ -294,3 +290,12 @@ class DescrptSeA(Descriptor):
 
     def transfer_from(self, src: Descriptor, index: list[int]) -> None:
         self.sea.transfer_from(src.sea, index)
+
+
+def _section_starts(widths: list[int]) -> list[int]:
+    """[0, w0, w0 + w1, ...]: where each neighbor type's section of the (narrowed) slots
+    begins, and where the last one ends."""
+    starts = [0]
+    for w in widths:
+        starts.append(starts[-1] + w)
+    return starts
