@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/tile_gemm.h"
+
 // The BLAS inside torch's library (MKL or OpenBLAS): weak, so a torch without it still loads
 // this library and the kernels multiply with a plain loop.
 extern "C" {
@@ -44,20 +46,34 @@ void gemm(bool ta, bool tb, int m, int n, int k, const T* a, int lda, const T* b
     }
 }
 
-// row-major products of the layers: z [r, out] = x [r, in] w [in, out]
+// The tile products below, row-major: tile_gemm.h's kernel in AVX-512 builds (MKL's packing
+// costs more than these small products), the BLAS elsewhere. beta is 0 or 1.
+// z [r, out] = x [r, in] w [in, out]: a layer
 template <typename T>
 void mm_xw(int64_t r, int64_t in, int64_t out, const T* x, const T* w, T* z) {
+#if defined(__AVX512F__)
+  tile_gemm::product<T>(r, out, in, x, in, 1, w, out, z, out, 1, false);
+#else
   gemm<T>(false, false, out, r, in, w, out, x, in, T(0), z, out);
+#endif
 }
-// xb [r, in] = zb [r, out] w^T
+// xb [r, in] = zb [r, out] wt [out, in], wt = w^T: the layer's input cotangent
 template <typename T>
-void mm_zwt(int64_t r, int64_t in, int64_t out, const T* zb, const T* w, T* xb) {
-  gemm<T>(true, false, in, r, out, w, out, zb, out, T(0), xb, in);
+void mm_zwt(int64_t r, int64_t in, int64_t out, const T* zb, const T* wt, T* xb) {
+#if defined(__AVX512F__)
+  tile_gemm::product<T>(r, in, out, zb, out, 1, wt, in, xb, in, 1, false);
+#else
+  gemm<T>(false, false, in, r, out, wt, in, zb, out, T(0), xb, in);
+#endif
 }
-// wb [in, out] += x^T [in, r] zb [r, out]
+// wb [in, out] += x^T [in, r] zb [r, out]: the layer's weight gradient
 template <typename T>
 void mm_xtz(int64_t r, int64_t in, int64_t out, const T* x, const T* zb, T* wb) {
+#if defined(__AVX512F__)
+  tile_gemm::product<T>(in, out, r, x, 1, in, zb, out, wb, out, 1, true);
+#else
   gemm<T>(false, true, out, in, r, zb, out, x, in, T(1), wb, out);
+#endif
 }
 
 // the contractions with the environment matrix, row-major with leading dimensions:
@@ -65,19 +81,38 @@ void mm_xtz(int64_t r, int64_t in, int64_t out, const T* x, const T* zb, T* wb) 
 template <typename T>
 void mm_ab(int64_t m, int64_t k, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb,
            T* c, int64_t ldc, T alpha, T beta) {
+#if defined(__AVX512F__)
+  tile_gemm::product<T>(m, n, k, a, lda, 1, b, ldb, c, ldc, alpha, beta != T(0));
+#else
   gemm<T>(false, false, n, m, k, b, ldb, a, lda, beta, c, ldc, alpha);
+#endif
 }
 // c [m, n] = alpha a^T b + beta c with a [k, m], b [k, n]
 template <typename T>
 void mm_atb(int64_t k, int64_t m, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb,
             T* c, int64_t ldc, T alpha, T beta) {
+#if defined(__AVX512F__)
+  tile_gemm::product<T>(m, n, k, a, 1, lda, b, ldb, c, ldc, alpha, beta != T(0));
+#else
   gemm<T>(false, true, n, m, k, b, ldb, a, lda, beta, c, ldc, alpha);
+#endif
 }
-// c [m, n] = alpha a b^T + beta c with a [m, k], b [n, k]
+// c [m, n] = alpha a bt + beta c with a [m, k], bt [k, n] (= b^T of the [n, k] b that
+// transpose() wrote)
 template <typename T>
-void mm_abt(int64_t m, int64_t k, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb,
-            T* c, int64_t ldc, T alpha, T beta) {
-  gemm<T>(true, false, n, m, k, b, ldb, a, lda, beta, c, ldc, alpha);
+void mm_abt(int64_t m, int64_t k, int64_t n, const T* a, int64_t lda, const T* bt, T* c,
+            int64_t ldc, T alpha, T beta) {
+#if defined(__AVX512F__)
+  tile_gemm::product<T>(m, n, k, a, lda, 1, bt, n, c, ldc, alpha, beta != T(0));
+#else
+  gemm<T>(false, false, n, m, k, bt, n, a, lda, beta, c, ldc, alpha);
+#endif
+}
+// bt [k, n] = b^T of b [n, k]
+template <typename T>
+void transpose(int64_t n, int64_t k, const T* b, T* bt) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t q = 0; q < k; ++q) bt[q * n + i] = b[i * k + q];
 }
 
 // ------------------------------------------------------------------ activations
@@ -301,11 +336,15 @@ struct Tile {
   const EmbedNet<T>& net;
   std::vector<Layer> ls;
   int64_t width_max = 1;
-  std::vector<std::vector<T>> h, z, a, d1;
+  std::vector<std::vector<T>> h, z, a, d1, wt;  // wt[l]: layer l's matrix transposed
   std::vector<T> hb0, hb1, zb, d2, sbar;
 
   explicit Tile(const EmbedNet<T>& n) : net(n), ls(layers_of(n)) {
     for (int64_t l = 0; l <= n.nlayer; ++l) width_max = std::max(width_max, n.widths[l]);
+    for (const Layer& y : ls) {
+      wt.emplace_back(y.in * y.out);
+      transpose(y.in, y.out, param(y.w), wt.back().data());
+    }
     for (int64_t l = 0; l <= n.nlayer; ++l) h.emplace_back(2 * kTile * n.widths[l]);
     for (const Layer& y : ls) {
       z.emplace_back(2 * kTile * y.out + kPad);
@@ -418,7 +457,7 @@ struct Tile {
       }
       mm_xtz(rows, y.in, y.out, x, zb.data(), gw);
       T* xb = (yb == hb0.data()) ? hb1.data() : hb0.data();
-      mm_zwt(rows, y.in, y.out, zb.data(), w, xb);
+      mm_zwt(rows, y.in, y.out, zb.data(), wt[l].data(), xb);
       if (y.skip)
         for (int64_t r = 0; r < rows; ++r) add_skip_t(xb + r * y.in, yb + r * y.out, y.in, y.out);
       yb = xb;
@@ -466,14 +505,15 @@ void embed_reduce_grad_em(const EmbedNet<T>& net, const T* gt, const T* em,
                           int64_t cb, int64_t ce) {
   Tile<T> tile(net);
   const int64_t m = tile.m();
-  std::vector<T> v(4 * kTile);
+  std::vector<T> v(4 * kTile), gct(4 * m);
   for_tiles(bounds, cb, ce, [&](int64_t, int64_t p0, int64_t n) {
     tile.forward(em + 4 * p0, n, true);
     for_runs(center + p0, n, [&](int64_t c, int64_t r0, int64_t r1) {
-      const T* gc = gt + c * 4 * m;
+      transpose<T>(4, m, gt + c * 4 * m, gct.data());
       // gem = s G gT_c^T, v = s G' gT_c^T; gem[:, 0] += R . v
-      mm_abt(r1 - r0, m, 4, tile.g() + r0 * m, m, gc, m, gem + 4 * (p0 + r0), 4, scale, T(0));
-      mm_abt(r1 - r0, m, 4, tile.dg(n) + r0 * m, m, gc, m, v.data(), 4, scale, T(0));
+      mm_abt(r1 - r0, m, 4, tile.g() + r0 * m, m, gct.data(), gem + 4 * (p0 + r0), 4, scale,
+             T(0));
+      mm_abt(r1 - r0, m, 4, tile.dg(n) + r0 * m, m, gct.data(), v.data(), 4, scale, T(0));
       for (int64_t r = r0; r < r1; ++r) {
         const T *e = em + 4 * (p0 + r), *vr = v.data() + 4 * (r - r0);
         gem[4 * (p0 + r)] += e[0] * vr[0] + e[1] * vr[1] + e[2] * vr[2] + e[3] * vr[3];
@@ -507,7 +547,7 @@ void embed_reduce_grad_em_grad(const EmbedNet<T>& net, const T* ggem, const T* g
   Tile<T> tile(net);
   const int64_t m = tile.m();
   const int64_t np = embed_nparams(net.nlayer, net.widths, net.resnet_dt);
-  std::vector<T> c2(4 * kTile), v(4 * kTile);
+  std::vector<T> c2(4 * kTile), v(4 * kTile), gct(4 * m);
   for_tiles(bounds, cb, ce, [&](int64_t c, int64_t p0, int64_t n) {
     tile.forward(em + 4 * p0, n, true);
     T* hbar = tile.hb0.data();
@@ -523,7 +563,8 @@ void embed_reduce_grad_em_grad(const EmbedNet<T>& net, const T* ggem, const T* g
       mm_atb(nr, 4, m, gg, 4, tile.g() + r0 * m, m, ggc, m, scale, T(1));
       mm_atb(nr, 4, m, c2.data(), 4, tile.dg(n) + r0 * m, m, ggc, m, scale, T(1));
       // g_em (explicit in R) = s ggem[:, 0] G' gT_c^T
-      mm_abt(nr, m, 4, tile.dg(n) + r0 * m, m, gc, m, v.data(), 4, scale, T(0));
+      transpose<T>(4, m, gc, gct.data());
+      mm_abt(nr, m, 4, tile.dg(n) + r0 * m, m, gct.data(), v.data(), 4, scale, T(0));
       for (int64_t r = 0; r < nr; ++r)
         for (int a = 0; a < 4; ++a) g_em[4 * (p0 + r0 + r) + a] = gg[4 * r] * v[4 * r + a];
     });
