@@ -48,13 +48,16 @@ void gemm(bool ta, bool tb, int m, int n, int k, const T* a, int lda, const T* b
 
 // The tile products below, row-major: tile_gemm.h's kernel in AVX-512 builds (MKL's packing
 // costs more than these small products), the BLAS elsewhere. beta is 0 or 1.
-// z [r, out] = x [r, in] w [in, out]: a layer
+// z [r, out] = x [r, in] w [in, out] (+ b [out] on every row when b): a layer
 template <typename T>
-void mm_xw(int64_t r, int64_t in, int64_t out, const T* x, const T* w, T* z) {
+void mm_xw(int64_t r, int64_t in, int64_t out, const T* x, const T* w, const T* b, T* z) {
 #if defined(__AVX512F__)
-  tile_gemm::product<T>(r, out, in, x, in, 1, w, out, z, out, 1, false);
+  tile_gemm::product<T>(r, out, in, x, in, 1, w, out, z, out, 1, false, b);
 #else
   gemm<T>(false, false, out, r, in, w, out, x, in, T(0), z, out);
+  if (b)
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < out; ++j) z[i * out + j] += b[j];
 #endif
 }
 // xb [r, in] = zb [r, out] wt [out, in], wt = w^T: the layer's input cotangent
@@ -370,14 +373,17 @@ struct Tile {
       const Layer& y = ls[l];
       const T *x = h[l].data(), *w = param(y.w), *b = param(y.b);
       T* zl = z[l].data();
+      // z = x W + b on the value rows, z' = x' W on the tangent rows
       if (y.in == 1) {  // an outer product; the tangent rows get w itself
-        for (int64_t r = 0; r < rows; ++r)
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t j = 0; j < y.out; ++j) zl[r * y.out + j] = x[r] * w[j] + b[j];
+        for (int64_t r = n; r < rows; ++r)
           for (int64_t j = 0; j < y.out; ++j) zl[r * y.out + j] = x[r] * w[j];
       } else {
-        mm_xw(rows, y.in, y.out, x, w, zl);
+        mm_xw(n, y.in, y.out, x, w, b, zl);
+        mm_xw(rows - n, y.in, y.out, x + n * y.in, w, static_cast<const T*>(nullptr),
+              zl + n * y.out);
       }
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < y.out; ++j) zl[r * y.out + j] += b[j];
       activate(net.act, zl, a[l].data(), d1[l].data(), n * y.out);
       T* out = h[l + 1].data();
       const T* idt = y.idt >= 0 ? param(y.idt) : nullptr;
