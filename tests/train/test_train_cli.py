@@ -30,8 +30,9 @@ def test_train_writes_deepmd_layout(dataset, run_dir):
     assert extra["train_infos"]["step"] == 5
     assert isinstance(extra["model_params"]["descriptor"]["sel"], list)
     assert "optimizer" in state
-    # DeePMD-kit's optimizer groups: foreach None (dpx steps with foreach, same numbers)
-    assert all(g["foreach"] is None for g in state["optimizer"]["param_groups"])
+    # DeePMD-kit's optimizer groups: foreach None, fused False (dpx steps fused)
+    assert all(g["foreach"] is None and g["fused"] is False
+               for g in state["optimizer"]["param_groups"])
 
 
 def test_restart_continues_exactly(dataset, run_dir):
@@ -46,7 +47,7 @@ def test_restart_continues_exactly(dataset, run_dir):
     a, b = params_of(run_dir / "a/model.ckpt-6.pt"), params_of(run_dir / "b/model.ckpt-6.pt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    # the Adam moments too (the restarted run stepped with foreach, as the first did)
+    # the Adam moments too (the restarted run stepped fused, as the first did)
     oa = torch.load(run_dir / "a/model.ckpt-6.pt", weights_only=False)["optimizer"]["state"]
     ob = torch.load(run_dir / "b/model.ckpt-6.pt", weights_only=False)["optimizer"]["state"]
     for i in oa:
