@@ -70,9 +70,12 @@ class Trainer:
         """Continue where a checkpoint's run stopped: optimizer, step, branch draws, data
         streams and the torch RNG (the weights are loaded before the parts are wired)."""
         if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:  # a loaded group brings its own
-                group["foreach"], group["fused"] = None, True
+            # a saved group brings its own flags (DeePMD-kit's: fused False); said fused before
+            # loading, torch also moves each Adam step count to its parameter's device, which
+            # the fused update on CUDA needs
+            saved = state["optimizer"]
+            groups = [{**g, "foreach": None, "fused": True} for g in saved["param_groups"]]
+            self.optimizer.load_state_dict({**saved, "param_groups": groups})
         extra = state.get("dpx", {})
         # DeePMD-kit stores the index of the last step taken and takes it again on restart;
         # dpx checkpoints also say which step comes next, so a restart continues exactly
