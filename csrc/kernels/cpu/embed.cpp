@@ -48,7 +48,8 @@ void gemm(bool ta, bool tb, int m, int n, int k, const T* a, int lda, const T* b
 
 // The tile products below, row-major: tile_gemm.h's kernel in AVX-512 builds (MKL's packing
 // costs more than these small products), the BLAS elsewhere. beta is 0 or 1.
-// z [r, out] = x [r, in] w [in, out] (+ b [out] on every row when b): a layer
+// z [r, out] = x [r, in] w [in, out] (+ b [out] on every row when b): a layer; with w^T
+// (Tile::wt) in place of w, its input cotangent
 template <typename T>
 void mm_xw(int64_t r, int64_t in, int64_t out, const T* x, const T* w, const T* b, T* z) {
 #if defined(__AVX512F__)
@@ -58,24 +59,6 @@ void mm_xw(int64_t r, int64_t in, int64_t out, const T* x, const T* w, const T* 
   if (b)
     for (int64_t i = 0; i < r; ++i)
       for (int64_t j = 0; j < out; ++j) z[i * out + j] += b[j];
-#endif
-}
-// xb [r, in] = zb [r, out] wt [out, in], wt = w^T: the layer's input cotangent
-template <typename T>
-void mm_zwt(int64_t r, int64_t in, int64_t out, const T* zb, const T* wt, T* xb) {
-#if defined(__AVX512F__)
-  tile_gemm::product<T>(r, in, out, zb, out, 1, wt, in, xb, in, 1, false);
-#else
-  gemm<T>(false, false, in, r, out, wt, in, zb, out, T(0), xb, in);
-#endif
-}
-// wb [in, out] += x^T [in, r] zb [r, out]: the layer's weight gradient
-template <typename T>
-void mm_xtz(int64_t r, int64_t in, int64_t out, const T* x, const T* zb, T* wb) {
-#if defined(__AVX512F__)
-  tile_gemm::product<T>(in, out, r, x, 1, in, zb, out, wb, out, 1, true);
-#else
-  gemm<T>(false, true, out, in, r, zb, out, x, in, T(1), wb, out);
 #endif
 }
 
@@ -100,18 +83,13 @@ void mm_atb(int64_t k, int64_t m, int64_t n, const T* a, int64_t lda, const T* b
   gemm<T>(false, true, n, m, k, b, ldb, a, lda, beta, c, ldc, alpha);
 #endif
 }
-// c [m, n] = alpha a bt + beta c with a [m, k], bt [k, n] (= b^T of the [n, k] b that
-// transpose() wrote)
+// wb [in, out] += x^T [in, r] zb [r, out]: a layer's weight gradient
 template <typename T>
-void mm_abt(int64_t m, int64_t k, int64_t n, const T* a, int64_t lda, const T* bt, T* c,
-            int64_t ldc, T alpha, T beta) {
-#if defined(__AVX512F__)
-  tile_gemm::product<T>(m, n, k, a, lda, 1, bt, n, c, ldc, alpha, beta != T(0));
-#else
-  gemm<T>(false, false, n, m, k, bt, n, a, lda, beta, c, ldc, alpha);
-#endif
+void mm_xtz(int64_t r, int64_t in, int64_t out, const T* x, const T* zb, T* wb) {
+  mm_atb<T>(r, in, out, x, in, zb, out, wb, out, T(1), T(1));
 }
-// bt [k, n] = b^T of b [n, k]
+// bt [k, n] = b^T of b [n, k]: the layers' W^T and gT_c^T, so that the input cotangent
+// (zb W^T) and the products with gT_c^T are plain a b products
 template <typename T>
 void transpose(int64_t n, int64_t k, const T* b, T* bt) {
   for (int64_t i = 0; i < n; ++i)
@@ -463,7 +441,7 @@ struct Tile {
       }
       mm_xtz(rows, y.in, y.out, x, zb.data(), gw);
       T* xb = (yb == hb0.data()) ? hb1.data() : hb0.data();
-      mm_zwt(rows, y.in, y.out, zb.data(), wt[l].data(), xb);
+      mm_xw(rows, y.out, y.in, zb.data(), wt[l].data(), static_cast<const T*>(nullptr), xb);
       if (y.skip)
         for (int64_t r = 0; r < rows; ++r) add_skip_t(xb + r * y.in, yb + r * y.out, y.in, y.out);
       yb = xb;
@@ -517,9 +495,9 @@ void embed_reduce_grad_em(const EmbedNet<T>& net, const T* gt, const T* em,
     for_runs(center + p0, n, [&](int64_t c, int64_t r0, int64_t r1) {
       transpose<T>(4, m, gt + c * 4 * m, gct.data());
       // gem = s G gT_c^T, v = s G' gT_c^T; gem[:, 0] += R . v
-      mm_abt(r1 - r0, m, 4, tile.g() + r0 * m, m, gct.data(), gem + 4 * (p0 + r0), 4, scale,
-             T(0));
-      mm_abt(r1 - r0, m, 4, tile.dg(n) + r0 * m, m, gct.data(), v.data(), 4, scale, T(0));
+      mm_ab(r1 - r0, m, 4, tile.g() + r0 * m, m, gct.data(), 4, gem + 4 * (p0 + r0), 4, scale,
+            T(0));
+      mm_ab(r1 - r0, m, 4, tile.dg(n) + r0 * m, m, gct.data(), 4, v.data(), 4, scale, T(0));
       for (int64_t r = r0; r < r1; ++r) {
         const T *e = em + 4 * (p0 + r), *vr = v.data() + 4 * (r - r0);
         gem[4 * (p0 + r)] += e[0] * vr[0] + e[1] * vr[1] + e[2] * vr[2] + e[3] * vr[3];
@@ -570,7 +548,7 @@ void embed_reduce_grad_em_grad(const EmbedNet<T>& net, const T* ggem, const T* g
       mm_atb(nr, 4, m, c2.data(), 4, tile.dg(n) + r0 * m, m, ggc, m, scale, T(1));
       // g_em (explicit in R) = s ggem[:, 0] G' gT_c^T
       transpose<T>(4, m, gc, gct.data());
-      mm_abt(nr, m, 4, tile.dg(n) + r0 * m, m, gct.data(), v.data(), 4, scale, T(0));
+      mm_ab(nr, m, 4, tile.dg(n) + r0 * m, m, gct.data(), 4, v.data(), 4, scale, T(0));
       for (int64_t r = 0; r < nr; ++r)
         for (int a = 0; a < 4; ++a) g_em[4 * (p0 + r0 + r) + a] = gg[4 * r] * v[4 * r + a];
     });
