@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/simd.h"
 #include "kernels/cpu/tile_gemm.h"
 
 // The BLAS inside torch's library (MKL or OpenBLAS): weak, so a torch without it still loads
@@ -97,56 +98,23 @@ void transpose(int64_t n, int64_t k, const T* b, T* bt) {
 }
 
 // ------------------------------------------------------------------ activations
-// Written with the GCC/Clang vector extensions (as kernels/cpu/se_a.cpp), so that every build
-// gets whole-vector loops: 16 bytes baseline, 32 with AVX2, 64 with AVX-512. The tile
-// buffers are padded to whole vectors (kPad), so the loops run past n into slack entries.
-#if !defined(__GNUC__)
-#error "embed.cpp uses the GCC/Clang vector extensions"
-#endif
-#if defined(__AVX512F__)
-constexpr int kVectorBytes = 64;
-#elif defined(__AVX2__)
-constexpr int kVectorBytes = 32;
-#else
-constexpr int kVectorBytes = 16;
-#endif
-template <typename T, int Bytes = kVectorBytes>
-struct VecOf {
-  typedef T type __attribute__((vector_size(Bytes)));
-};
+// Vectors of this build's full width (kernels/cpu/simd.h): 16 bytes baseline, 32 with AVX2,
+// 64 with AVX-512. These loops are elementwise, so the width changes no sum; the tile buffers
+// are padded to whole vectors (kPad), so the loops run past n into slack entries.
+constexpr int kVectorBytes = simd::kMaxBytes;
 template <typename T>
-using Vec = typename VecOf<T>::type;
+using Vec = simd::Vec<T, kVectorBytes>;
 template <typename T>
-constexpr int64_t kLanes = kVectorBytes / sizeof(T);
+constexpr int64_t kLanes = simd::kLanes<T, kVectorBytes>;
 constexpr int64_t kPad = 16;  // >= the lanes of any build
-// the integer of T's width, for the exponent bits
-template <typename T>
-using IntOf = std::conditional_t<std::is_same_v<T, double>, int64_t, int32_t>;
-
-template <typename T>
-inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-inline void store(T* p, Vec<T> v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <typename To, typename From>
-inline To bits_as(From v) {
-  static_assert(sizeof(To) == sizeof(From));
-  To out;
-  std::memcpy(&out, &v, sizeof out);
-  return out;
-}
+static_assert(kPad >= kLanes<float>);
 
 // exp by range reduction (x = k ln2 + r, |r| <= ln2 / 2), a Taylor polynomial (degree 13 in
 // double, 7 in float: below an ulp on that interval) and 2^k from the exponent bits
 template <typename T>
 inline Vec<T> exp_v(Vec<T> x) {
   using V = Vec<T>;
-  using VI = typename VecOf<IntOf<T>>::type;
+  using VI = simd::Vec<simd::IntOf<T>, kVectorBytes>;
   constexpr bool dbl = std::is_same_v<T, double>;
   const T lo = dbl ? T(-700) : T(-87), hi = -lo;
   x = x < lo ? V{} + lo : x;
@@ -167,9 +135,9 @@ inline Vec<T> exp_v(Vec<T> x) {
     for (float c : {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
       p = p * r + c;
   }
-  const IntOf<T> bias = dbl ? 1023 : 127, mant = dbl ? 52 : 23;
-  const VI e = (bits_as<VI>(kk) - bits_as<IntOf<T>>(shift) + bias) << mant;
-  return p * bits_as<V>(e);
+  const simd::IntOf<T> bias = dbl ? 1023 : 127, mant = dbl ? 52 : 23;
+  const VI e = (simd::bits_as<VI>(kk) - simd::bits_as<simd::IntOf<T>>(shift) + bias) << mant;
+  return p * simd::bits_as<V>(e);
 }
 
 template <typename T>
@@ -207,7 +175,7 @@ void activate(int act, const T* z, T* a, T* d1, int64_t n) {
     return;
   }
   for (int64_t i = 0; i < n; i += L) {
-    const V x = load(z + i);
+    const V x = simd::load<V>(z + i);
     V f, g;
     switch (act) {
       case kTanh:
@@ -232,8 +200,8 @@ void activate(int act, const T* z, T* a, T* d1, int64_t n) {
         f = x;
         g = V{} + T(1);
     }
-    store(a + i, f);
-    store(d1 + i, g);
+    simd::store(a + i, f);
+    simd::store(d1 + i, g);
   }
 }
 
@@ -244,7 +212,7 @@ void second_derivative(int act, const T* z, const T* a, const T* d1, T* d2, int6
   constexpr int64_t L = kLanes<T>;
   constexpr T k0 = T(0.7978845608028654), k1 = T(0.044715);
   for (int64_t i = 0; i < n; i += L) {
-    const V x = load(z + i), f = load(a + i), g = load(d1 + i);
+    const V x = simd::load<V>(z + i), f = simd::load<V>(a + i), g = simd::load<V>(d1 + i);
     V h;
     switch (act) {
       case kTanh:
@@ -265,7 +233,7 @@ void second_derivative(int act, const T* z, const T* a, const T* d1, T* d2, int6
       default:  // linear, relu
         h = V{};
     }
-    store(d2 + i, h);
+    simd::store(d2 + i, h);
   }
 }
 

@@ -1,43 +1,21 @@
 #include "kernels/cpu/se_a.h"
 
-#include <cstring>
+#include "kernels/cpu/simd.h"
 
 namespace dpx::cpu::DPX_KERNEL_ISA {
 namespace {
 
-// The hot loops run over the embedding width m (contiguous) in vectors of this build,
-// written with the GCC/Clang vector extensions: 32 bytes with AVX2, 16 with SSE2 (or NEON).
-// Left to itself the vectorizer's choices for these register blocks differ between float
-// and double and between the builds (shuffles, spilled accumulators); spelled out, each
-// build gets the loop written here, with FMAs where the build has them.
-#if !defined(__GNUC__)
-#error "se_a.cpp uses the GCC/Clang vector extensions"
-#endif
-#ifdef __AVX2__
-constexpr int kVectorBytes = 32;
-#else
-constexpr int kVectorBytes = 16;
-#endif
-// (a struct: GCC ignores vector_size on an alias of a dependent type)
-template <typename T, int Bytes = kVectorBytes>
-struct VecOf {
-  typedef T type __attribute__((vector_size(Bytes)));
-};
-template <typename T, int Bytes = kVectorBytes>
-using Vec = typename VecOf<T, Bytes>::type;
+// The hot loops run over the embedding width m (contiguous) in vectors (kernels/cpu/simd.h)
+// of 16 bytes in the generic build (SSE2 or NEON) and 32 in the AVX2 and AVX-512 builds. Not
+// 64 with AVX-512: the register blocks below were sized for the 16 registers of SSE2 and AVX2
+// (dots4's 8 accumulators) and timed at these widths only, and dots4's sums split over the
+// lanes, so 32 bytes keeps the AVX-512 build's numbers those of the AVX2 build. Going wider is
+// a change of its own, to be measured.
+constexpr int kVectorBytes = simd::kMaxBytes < 32 ? simd::kMaxBytes : 32;
 template <typename T>
-constexpr int64_t kLanes = kVectorBytes / sizeof(T);
-
+using Vec = simd::Vec<T, kVectorBytes>;
 template <typename T>
-inline Vec<T> load(const T* p) {  // unaligned
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-inline void store(T* p, Vec<T> v) {
-  std::memcpy(p, &v, sizeof v);
-}
+constexpr int64_t kLanes = simd::kLanes<T, kVectorBytes>;
 
 // t for one atom, columns [x0, x0 + NV W): slots [j0, j1) added to what slots [0, j0) left
 // there, scaled by inv after the last slot. The 4 NV vector accumulators stay in registers
@@ -52,31 +30,18 @@ template <typename T, int NV>
   Vec<T> acc[4][NV] = {};
   if (j0 > 0)
     for (int a = 0; a < 4; ++a)
-      for (int v = 0; v < NV; ++v) acc[a][v] = load(tn + a * m + x0 + v * W);
+      for (int v = 0; v < NV; ++v) acc[a][v] = simd::load<Vec<T>>(tn + a * m + x0 + v * W);
   for (int64_t j = j0; j < j1; ++j) {
     const T* e = en + j * 4;
     const T* gj = gn + j * m + x0;
     for (int v = 0; v < NV; ++v) {
-      const Vec<T> gv = load(gj + v * W);
+      const Vec<T> gv = simd::load<Vec<T>>(gj + v * W);
       for (int a = 0; a < 4; ++a) acc[a][v] += e[a] * gv;
     }
   }
   const T scale = j1 == nnei ? inv : T(1);
   for (int a = 0; a < 4; ++a)
-    for (int v = 0; v < NV; ++v) store(tn + a * m + x0 + v * W, acc[a][v] * scale);
-}
-
-// sum of the lanes of v: add its halves until one lane is left (vector adds, no stack)
-template <typename T, int Bytes = kVectorBytes>
-inline T lane_sum(Vec<T, Bytes> v) {
-  if constexpr (Bytes == sizeof(T)) {
-    return v[0];
-  } else {
-    Vec<T, Bytes / 2> lo, hi;
-    std::memcpy(&lo, &v, Bytes / 2);
-    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
-    return lane_sum<T, Bytes / 2>(lo + hi);
-  }
+    for (int v = 0; v < NV; ++v) simd::store(tn + a * m + x0 + v * W, acc[a][v] * scale);
 }
 
 // s[r][a] = sum_x u[a * ldu + x] v[r * ldv + x] over x < len: the dot products of R rows of
@@ -93,14 +58,14 @@ template <typename T, int R>
   int64_t x = 0;
   for (; x + W <= len; x += W) {
     Vec<T> ua[4];
-    for (int a = 0; a < 4; ++a) ua[a] = load(u + a * ldu + x);
+    for (int a = 0; a < 4; ++a) ua[a] = simd::load<Vec<T>>(u + a * ldu + x);
     for (int r = 0; r < R; ++r) {
-      const Vec<T> vr = load(v + r * ldv + x);
+      const Vec<T> vr = simd::load<Vec<T>>(v + r * ldv + x);
       for (int a = 0; a < 4; ++a) acc[r][a] += ua[a] * vr;
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int a = 0; a < 4; ++a) s[r][a] = lane_sum<T>(acc[r][a]);
+    for (int a = 0; a < 4; ++a) s[r][a] = simd::lane_sum(acc[r][a]);
   for (; x < len; ++x)
     for (int r = 0; r < R; ++r)
       for (int a = 0; a < 4; ++a) s[r][a] += u[a * ldu + x] * v[r * ldv + x];
