@@ -25,9 +25,9 @@ def deepmd_ops() -> str:
     except (ImportError, AttributeError, RuntimeError):
         pass
     try:
-        from dpx.io import deepmd_ops as dpx_ops
+        from dpx.ops import deepmd as dpx_ops
         dpx_ops.ensure()
-        return "dpx's PyTorch stand-ins (dpx.compress.tabulate)"
+        return "dpx's PyTorch stand-ins (dpx.ops.reference)"
     except ImportError:
         return "none"
 

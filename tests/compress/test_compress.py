@@ -1,6 +1,6 @@
 """`dpx compress` end to end on data the test makes: from a checkpoint and from a frozen file,
 the compressed model's energies, forces and virials per atom equal the uncompressed model's
-within the table's error (1e-10 here; the bound is in dpx.compress.table), `dpx test` and
+within the table's error (1e-10 here; the bound is in dpx.model.tabulate), `dpx test` and
 `dpx show` read the file, and bad input is refused by name. Against DeePMD-kit's `dp --pt
 compress`: tests/fidelity/test_compress_fidelity.py; in LAMMPS: tests/lammps."""
 import json
@@ -11,12 +11,11 @@ import torch
 
 from dpx.cli.main import main
 from dpx.compress.compress import _min_nbor_dist
-from dpx.compress.table import compress_block
 from dpx.data import load_systems
 from dpx.data.synthetic import make_dataset
 from dpx.export.frozen import FrozenEnergyModel
 from dpx.infer.evaluate import evaluate
-from dpx.io import deepmd_ops, load_model
+from dpx.io import load_model
 from tests.export.test_frozen import assert_close, lammps_case, make_model
 
 
@@ -80,15 +79,14 @@ def test_compressed_forward_lower_on_raw_lists(sel, options):
     """LAMMPS' path: a compressed se_e2_a file on a raw list (rows shuffled, entries beyond
     rcut, -1 padded wider) equals the uncompressed model on DeePMD-kit's sorted list. The
     table + contraction op stops at the first row that repeats a section's last row
-    (dpx.compress.tabulate has DeePMD-kit's rule), so this fails if any padding row of the
+    (dpx.ops.reference has DeePMD-kit's rule), so this fails if any padding row of the
     typed list came before a filled one."""
     model = make_model(sel=sel, **options)
     nl, raw, typed, ref = lammps_case(model)
     centers = nl.ext_coord[0, :typed.shape[1], None, :]
     dist = (nl.ext_coord[0, typed[0].clamp(min=0)] - centers).norm(dim=-1)[typed[0] >= 0]
     frozen = FrozenEnergyModel.from_model(model, "{}")
-    compress_block(frozen.atomic_model.descriptor.sea, float(dist.min()) * 0.99)
-    deepmd_ops.ensure()
+    frozen.atomic_model.descriptor.enable_compression(float(dist.min()) * 0.99)
     out = torch.jit.script(frozen).forward_lower(nl.ext_coord, nl.ext_atype, raw, nl.mapping,
                                                  do_atomic_virial=True)
     for key in ("energy", "atom_energy", "extended_force", "virial", "extended_virial"):

@@ -1,4 +1,4 @@
-"""dpx's PyTorch versions of DeePMD-kit's tabulate ops (dpx.compress.tabulate) against a
+"""dpx's PyTorch versions of DeePMD-kit's tabulate ops (dpx.ops.reference) against a
 scalar loop written from DeePMD-kit 3.2.0's CPU kernel semantics (measured against that
 kernel: intervals of stride0 then stride1, linear extension with the boundary slope outside
 [lower, max), the rows from the first repeat of the last row's input counted as that row
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dpx.compress.tabulate import tabulate_fusion_se_a, tabulate_fusion_se_r
-from dpx.io.deepmd_ops import unsupported_compression
+from dpx.ops.deepmd import unsupported_compression
+from dpx.ops.reference import tabulate_fusion_se_a, tabulate_fusion_se_r
 
 INFO = torch.tensor([-1.0, 1.0, 2.0, 0.1, 0.2, -1.0], dtype=torch.float64)
 NINT, M = 25, 3  # (1 - -1) / 0.1 + (2 - 1) / 0.2 intervals

@@ -1,5 +1,5 @@
 """dpx's compiled deepmd::tabulate_fusion_se_a stand-in (dpx::tabulate_se_a and its
-derivative) against its pure-PyTorch twin (dpx.compress.tabulate): values and derivatives on
+derivative) against its pure-PyTorch twin (dpx.ops.reference): values and derivatives on
 rows inside, below and beyond the table, sorted padding (the early stop) and unsorted rows,
 float64 and float32; gradcheck and gradgradcheck (the second order goes through the twin),
 opcheck, and bad arguments named. The twin itself is checked against DeePMD-kit's own kernel
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dpx import ops
-from dpx.compress import tabulate as twin
-from dpx.compress.table import tabulate
 from dpx.model.network import EmbeddingNet
+from dpx.model.tabulate import tabulate
+from dpx.ops import reference as twin
 from dpx.ops import tabulate as compiled
 
 pytestmark = pytest.mark.skipif(not ops.LOADED, reason="dpx op library not built")

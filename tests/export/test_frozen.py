@@ -39,6 +39,7 @@ def make_model(sel=(12, 24), pair_exclude=(), exclude=(), atom_exclude=(),
     sea.mean[:, :, 0] = torch.tensor([0.3, 0.2])[:, None]
     sea.stddev.copy_(torch.tensor([[0.4, 0.7, 0.7, 0.7], [0.5, 0.6, 0.6, 0.6]])[:, None, :]
                      .expand_as(sea.stddev))
+    sea.plan()  # statistics written by hand: choose the strategy again
     model.atomic_model.out_bias.copy_(torch.tensor([[[-2.0], [-1.0]]]))
     return model.eval()
 
@@ -195,6 +196,8 @@ def test_slot_dependent_statistics_take_the_dense_path():
     model = make_model()
     model.atomic_model.descriptor.sea.mean[0, 3, 0] = 1.0
     assert not model.atomic_model.descriptor.sea.slot_constant_stats()
+    model.atomic_model.descriptor.plan()
+    assert model.atomic_model.descriptor.sea.strategy == "dense"
     coord, atype, box = random_frame(natoms=20, box_len=6.0)
     ref = model(coord, atype, box)
     out = frozen(model)(coord, atype, box)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpx.config import LossConfig
+from dpx.config import EnergyLossConfig
 from dpx.config.schema import parse
 from dpx.loss import EnergyLoss
 from tests.fidelity.conftest import RUNNER, oracle
@@ -55,7 +55,7 @@ def test_loss_equals_deepmd(case, find_virial, tmp_path, oracle_python):
     theirs = json.loads(oracle(RUNNER, "loss", "--params", json.dumps(params), "--npz",
                                tmp_path / "a.npz", "--lr", str(lr), "--start-lr", str(start_lr))
                         .stdout.splitlines()[-1])
-    loss_fn = EnergyLoss(parse(LossConfig, dict(params), "loss"), start_lr)
+    loss_fn = EnergyLoss(parse(EnergyLossConfig, dict(params), "loss"), start_lr)
     pred = {k[5:]: torch.tensor(v) for k, v in data.items() if k.startswith("pred_")}
     label = {k[6:]: torch.tensor(v) for k, v in data.items() if k.startswith("label_")}
     label.update({k: v for k, v in data.items() if k.startswith("find_")})

@@ -31,6 +31,7 @@ def with_stats(model):
     with torch.no_grad():
         block.mean[..., 0] = torch.tensor([0.3, 0.2])[:, None]
         block.stddev[..., :] = torch.tensor([0.4, 0.6])[:, None, None]
+    d.plan()  # statistics written by hand: choose the strategy again
     return model
 
 

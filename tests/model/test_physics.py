@@ -27,6 +27,7 @@ def small_model(type_one_side=False, exclude=(), precision="float64", seed=3):
     sea.stddev.copy_(0.5 + torch.rand(sea.stddev.shape, generator=g))
     # one std for x, y, z (as the statistics make it), or rotations would change the energy
     sea.stddev[..., 2:] = sea.stddev[..., 1:2]
+    sea.plan()  # statistics written by hand: choose the strategy again
     model.atomic_model.out_bias.copy_(torch.tensor([[[-2.0], [-1.0]]]))
     return model.eval()
 

@@ -181,6 +181,7 @@ def toy_model(type_map, one_side, exclude=(), sel=(6, 8, 4), seed=3):
         for t in range(len(type_map)):  # slot-constant per type, as statistics make them
             sea.mean[t, :, 0] = torch.rand((), generator=g, dtype=torch.float64) * 0.1
             sea.stddev[t] = 0.5 + torch.rand(4, generator=g, dtype=torch.float64)
+        sea.plan()  # statistics written by hand: choose the strategy again
         model.atomic_model.out_bias.copy_(torch.randn(1, len(type_map), 1, generator=g,
                                                       dtype=torch.float64))
     model.eval()

@@ -1,4 +1,2 @@
-"""Model compression: tabulated embedding nets (DeePMD-kit's `dp compress` format).
-
-tabulate: DeePMD-kit's tabulate_fusion ops in PyTorch, so that dpx evaluates compressed files
-without DeePMD-kit's op library."""
+"""`dpx compress`: a frozen model whose descriptor tabulates its embedding nets
+(Descriptor.enable_compression; the tables: dpx.model.tabulate)."""

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import torch
 
-from dpx.compress.table import compress_block
 from dpx.export.frozen import FrozenEnergyModel
-from dpx.io import deepmd_ops, is_frozen, load_model, params
+from dpx.io import is_frozen, load_model, params
 from dpx.io.load import model_from_params
 
 log = logging.getLogger(__name__)
@@ -26,14 +25,12 @@ def compress(source: str | Path, output: str | Path = "frozen_model_compressed.p
     model, section = _eager(source, branch)
     min_dist = _min_nbor_dist(model, training_script, source)
     frozen = FrozenEnergyModel.from_model(model, json.dumps(section))
-    descriptor = frozen.atomic_model.descriptor
-    ranges = compress_block(getattr(descriptor, "sea", descriptor), min_dist, step,
-                            extrapolate, check_frequency)
+    ranges = frozen.atomic_model.descriptor.enable_compression(min_dist, step, extrapolate,
+                                                               check_frequency)
     for name, (ll, uu) in ranges.items():
         log.info("%s: table on [%g, %g) by %g, to %g by %g", name, ll, uu, step,
                  uu * extrapolate, 10 * step)
-    deepmd_ops.ensure()  # the tables call deepmd::tabulate_fusion_se_a and _se_r
-    scripted = torch.jit.script(frozen)
+    scripted = frozen.script()
     output = Path(output).with_suffix(".pth")
     if output.parent and not output.parent.exists():
         raise FileNotFoundError(f"cannot write {output}: folder {output.parent} does not exist")

@@ -6,10 +6,17 @@ from typing import Union
 
 from dpx.config.descriptor import check_activation, check_precision, positive_ints
 from dpx.config.schema import fail
+from dpx.plugin import RegisteredSection
+
+
+class FittingConfig(RegisteredSection):
+    """The base of the fitting sections; a subclass with TYPES is a choice of
+    model/fitting_net/type (the first defined is the default)."""
+    REGISTRY = {}
 
 
 @dataclass
-class EnergyFittingConfig:
+class EnergyFittingConfig(FittingConfig):
     """The energy fitting net ("ener")."""
     type: str = "ener"
     neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
@@ -47,7 +54,3 @@ class EnergyFittingConfig:
                      f"numb_fparam is {self.numb_fparam}")
         if isinstance(self.trainable, list):
             self.trainable = all(self.trainable)
-
-
-# the fitting types of the input, by `type` (the first is the default)
-FITTINGS = (EnergyFittingConfig,)

@@ -9,17 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from dpx.config.descriptor import DESCRIPTORS
-from dpx.config.fitting import FITTINGS, EnergyFittingConfig
-from dpx.config.schema import fail, keyed
+from dpx.config.descriptor import DescriptorConfig
+from dpx.config.fitting import EnergyFittingConfig, FittingConfig
+from dpx.config.schema import at_least, fail, keyed
+from dpx.plugin import RegisteredSection
 
 
 @dataclass
 class ModelConfig:
     """One energy model (a single task, or one branch of a multi-task input)."""
     type_map: list[str]
-    descriptor: keyed(*DESCRIPTORS)
-    fitting_net: keyed(*FITTINGS) = field(default_factory=EnergyFittingConfig)
+    descriptor: keyed(*DescriptorConfig.kinds())
+    fitting_net: keyed(*FittingConfig.kinds()) = field(default_factory=EnergyFittingConfig)
     type: str = "standard"
     data_stat_nbatch: int = 10
     data_stat_protect: float = 1e-2
@@ -41,10 +42,7 @@ class ModelConfig:
             fail(f"{path}/type_map", f"must be a non-empty list of distinct element names, "
                                      f"got {self.type_map}")
         ntypes = len(self.type_map)
-        sel = self.descriptor.sel
-        if isinstance(sel, list) and len(sel) != ntypes:
-            fail(f"{path}/descriptor/sel", f"must have one entry per type of type_map "
-                                           f"({ntypes}), got {len(sel)}: {sel}")
+        self.descriptor.check_types(f"{path}/descriptor", ntypes)
         for pair in self.descriptor.exclude_types + self.pair_exclude_types:
             if any(not 0 <= t < ntypes for t in pair):
                 fail(f"{path}/descriptor/exclude_types", f"type index out of range in {pair}")
@@ -56,8 +54,14 @@ class ModelConfig:
             fail(f"{path}/bridging_method", "is not supported by dpx (must be 'None')")
 
 
+class LossConfig(RegisteredSection):
+    """The base of the loss sections (`loss`, `loss_dict/<branch>`); a subclass with TYPES is
+    a choice of loss/type (the first defined is the default)."""
+    REGISTRY = {}
+
+
 @dataclass
-class LossConfig:
+class EnergyLossConfig(LossConfig):
     """The `ener` loss; deepmd-compat §7.1."""
     type: str = "ener"
     start_pref_e: float = 0.02
@@ -78,10 +82,9 @@ class LossConfig:
     use_huber: bool = False
     f_use_norm: bool = False
     huber_delta: Union[float, list[float]] = 0.01
+    TYPES = ("ener",)
 
     def check(self, path):
-        if self.type not in ("ener",):
-            fail(f"{path}/type", f"dpx implements the 'ener' loss, got '{self.type}'")
         if self.loss_func not in ("mse", "mae"):
             fail(f"{path}/loss_func", f"must be 'mse' or 'mae', got '{self.loss_func}'")
         if self.relative_f is not None and not self.relative_f > 0:
@@ -224,9 +227,7 @@ class TrainingConfig:
             fail(f"{path}/numb_epoch", "give numb_steps or numb_epoch, not both")
         if self.numb_steps is not None and self.numb_steps < 0:
             fail(f"{path}/numb_steps", f"must be >= 0, got {self.numb_steps}")
-        for key in ("disp_freq", "save_freq", "max_ckpt_keep"):
-            if getattr(self, key) < 1:
-                fail(f"{path}/{key}", f"must be >= 1, got {getattr(self, key)}")
+        at_least(path, self, ("disp_freq", "save_freq", "max_ckpt_keep"), 1)
         if self.task_sampling not in ("per_rank", "same_on_all_ranks"):
             fail(f"{path}/task_sampling", f"must be 'per_rank' or 'same_on_all_ranks', "
                                           f"got '{self.task_sampling}'")

@@ -17,7 +17,7 @@ from dpx.config.input import (
     OptimizerConfig,
     TrainingConfig,
 )
-from dpx.config.schema import ConfigError, fail, parse
+from dpx.config.schema import ConfigError, fail, parse, parse_kind
 
 SHAREABLE = ("type_map", "descriptor", "fitting_net")
 TOP_KEYS = ("model", "learning_rate", "loss", "loss_dict", "training", "optimizer")
@@ -104,7 +104,7 @@ def _single_task(data, model, training) -> Config:
     if training.training_data is None:
         fail("training/training_data", "missing required section")
     branch = Branch("Default", parse(ModelConfig, model, "model"),
-                    parse(LossConfig, data.get("loss", {}), "loss"),
+                    parse_kind(LossConfig, data.get("loss", {}), "loss"),
                     BranchDataConfig(training.training_data, training.validation_data,
                                training.stat_file))
     return Config({"Default": branch}, None, None, training, multi_task=False,
@@ -134,7 +134,7 @@ def _multi_task(data, model, training) -> Config:
                 fail(f"{name}/{k}", f"names no branch of model/model_dict ({', '.join(keys)})")
     _check_weights(training, keys)
     branches = {k: Branch(k, parse(ModelConfig, expanded[k], f"model/model_dict/{k}"),
-                          parse(LossConfig, losses[k], f"loss_dict/{k}"), data_dict[k])
+                          parse_kind(LossConfig, losses[k], f"loss_dict/{k}"), data_dict[k])
                 for k in keys}
     _check_aliases(branches)
     _check_case_embd(branches)

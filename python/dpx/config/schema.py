@@ -22,6 +22,13 @@ def fail(path: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"{path}: {msg}")
 
 
+def at_least(path: str, section, keys, low) -> None:
+    """Each of section's keys (attributes) is >= low."""
+    for key in keys:
+        if getattr(section, key) < low:
+            fail(f"{path}/{key}", f"must be >= {low}, got {getattr(section, key)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class KeyedBy:
     """Marks a union of config classes chosen by the value of `key` in the input object:
@@ -137,6 +144,11 @@ def parse(cls, data: dict, path: str):
     if check is not None:
         check(path)
     return obj
+
+
+def parse_kind(base, data, path: str):
+    """The section of one of base's registered kinds (dpx.plugin) that data's `type` names."""
+    return _value(keyed(*base.kinds()), data, path)
 
 
 def to_dict(obj) -> dict:

@@ -23,7 +23,7 @@ def build(checkpoint: str | Path = ".", branch: str | None = None) -> torch.jit.
     model, stored = load_model(checkpoint, branch)
     section = params.branches(stored)[params.select_branch(stored, branch, checkpoint)]
     frozen = FrozenEnergyModel.from_model(model, json.dumps(section))
-    return torch.jit.script(frozen)
+    return frozen.script()
 
 
 def freeze(checkpoint: str | Path = ".", output: str | Path = "frozen_model.pth",

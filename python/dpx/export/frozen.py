@@ -36,6 +36,14 @@ class FrozenEnergyModel(EnergyModel):
         # centers per autograd pass; boxes up to this size take one pass
         self.chunk_atoms: int = 256
         self.observed = []
+        self.sorted_lower = False
+
+    def script(self) -> torch.jit.ScriptModule:
+        """The TorchScript module to save. Whether forward_lower sorts the raw list (a
+        geometrically compressed DPA-1) is asked of the descriptor here, after any
+        compression."""
+        self.sorted_lower = bool(self.atomic_model.descriptor.need_sorted_nlist_for_lower())
+        return torch.jit.script(self)
 
     @classmethod
     def from_model(cls, model: EnergyModel, model_def_script: str) -> FrozenEnergyModel:
@@ -62,7 +70,8 @@ class FrozenEnergyModel(EnergyModel):
         coord = extended_coord.reshape(nf, -1, 3)
         input_dtype = coord.dtype
         coord = coord.detach().to(torch.float64)
-        nlist = format_nlist(coord, extended_atype, nlist, self.rcut, self.sel)
+        nlist = format_nlist(coord, extended_atype, nlist, self.rcut, self.sel, self.mixed,
+                             self.sorted_lower)
         return _cast_back(self._evaluate(coord, extended_atype, nlist, do_atomic_virial,
                                          fparam, aparam), input_dtype)
 
@@ -114,7 +123,7 @@ class FrozenEnergyModel(EnergyModel):
             ext_coord, ext_atype, mapping = extend(coord, atype, box.detach().to(torch.float64),
                                                    self.rcut)
         raw = all_within(ext_coord, ext_atype, nloc, self.rcut)
-        nlist = format_nlist(ext_coord, ext_atype, raw, self.rcut, self.sel)
+        nlist = format_nlist(ext_coord, ext_atype, raw, self.rcut, self.sel, self.mixed)
         low = self._evaluate(ext_coord, ext_atype, nlist, do_atomic_virial, fparam, aparam)
         out = {"atom_energy": low["atom_energy"], "energy": low["energy"],
                "force": fold(low["extended_force"], mapping, nloc),
@@ -203,7 +212,7 @@ class FrozenEnergyModel(EnergyModel):
 
     @torch.jit.export
     def mixed_types(self) -> bool:
-        return False
+        return self.mixed
 
     @torch.jit.export
     def has_message_passing(self) -> bool:
@@ -211,7 +220,7 @@ class FrozenEnergyModel(EnergyModel):
 
     @torch.jit.export
     def need_sorted_nlist_for_lower(self) -> bool:
-        return False
+        return self.sorted_lower
 
     @torch.jit.export
     def model_output_type(self) -> list[str]:

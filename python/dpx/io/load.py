@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
-from dpx.io import checkpoint, deepmd_ops, params
+from dpx.io import checkpoint, params
 from dpx.model.energy import EnergyModel
+from dpx.ops import deepmd as deepmd_ops
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def is_frozen(path) -> bool:
 
 def load_frozen(path) -> FrozenModel:
     """A frozen file, dpx's or DeePMD-kit's (whose files name DeePMD-kit's custom ops: see
-    deepmd_ops), compressed se_e2_a / se_e2_r ones included."""
+    dpx.ops.deepmd), compressed se_e2_a / se_e2_r ones included."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"frozen model {path} does not exist")

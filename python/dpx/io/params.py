@@ -6,12 +6,15 @@ branch per key (and `shared_dict`). Every reader of a checkpoint goes through he
 """
 from __future__ import annotations
 
-from dpx.config import ModelConfig
+import dataclasses
+
+from dpx.config import DescriptorConfig, FittingConfig, ModelConfig
 from dpx.config.schema import parse
 
 DEFAULT = "Default"
 
-# keys DeePMD-kit's normalizer writes into model_params that do not change the model
+# keys DeePMD-kit's normalizer writes into model_params that do not change the model (a key
+# that is a field of the section's config class is never dropped: DPA-1 has tebd_input_mode)
 _IGNORED = {"descriptor": {"ntypes", "type_map", "spin", "stripped_type_embedding",
                            "tebd_input_mode", "use_econf_tebd", "use_tebd_bias", "type_one_side_"},
             "fitting_net": {"ntypes", "dim_descrpt", "mixed_types", "layer_name", "var_name",
@@ -89,10 +92,20 @@ def describe(params: dict) -> str:
 def model_config(section: dict, where: str) -> ModelConfig:
     """ModelConfig of one branch's stored section, tolerating DeePMD-kit's bookkeeping keys."""
     p = {k: v for k, v in section.items() if k not in _IGNORED["model"]}
-    for part in ("descriptor", "fitting_net"):
+    for part, base in (("descriptor", DescriptorConfig), ("fitting_net", FittingConfig)):
         if isinstance(p.get(part), dict):
-            p[part] = {k: v for k, v in p[part].items() if k not in _IGNORED[part]}
+            keep = _fields(base, p[part].get("type"))
+            p[part] = {k: v for k, v in p[part].items()
+                       if k in keep or k not in _IGNORED[part]}
     return parse(ModelConfig, p, where)
+
+
+def _fields(base, kind) -> set[str]:
+    """The keys of the section class of `base` whose type is `kind` (none if unknown)."""
+    for cls in base.kinds():
+        if kind in cls.TYPES or (kind is None and cls is base.kinds()[0]):
+            return {f.name for f in dataclasses.fields(cls)}
+    return set()
 
 
 def branch_tensors(state: dict, branch: str) -> dict:

@@ -8,14 +8,17 @@ import math
 
 import torch
 
-from dpx.config import LossConfig
+from dpx.config import EnergyLossConfig
+from dpx.loss.base import Loss
 
 TERMS = ("e", "f", "v", "ae", "pf")
 LABEL = {"e": "energy", "f": "force", "v": "virial", "ae": "atom_ener", "pf": "atom_pref"}
 
 
-class EnergyLoss:
-    def __init__(self, cfg: LossConfig, start_lr: float):
+class EnergyLoss(Loss):
+    CONFIG = EnergyLossConfig
+
+    def __init__(self, cfg: EnergyLossConfig, start_lr: float):
         self.cfg, self.start_lr = cfg, start_lr
         # a term is on only when both of its prefactors are non-zero (§7.2)
         self.active = [t for t in TERMS if getattr(cfg, f"start_pref_{t}") != 0

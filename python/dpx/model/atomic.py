@@ -22,7 +22,8 @@ class DPAtomicModel(nn.Module):
         self.ntypes = ntypes
         self.descriptor = descriptors.build(cfg.descriptor, ntypes, options)
         self.fitting_net = fittings.build(cfg.fitting_net, ntypes,
-                                          self.descriptor.get_dim_out())
+                                          self.descriptor.get_dim_out(),
+                                          self.descriptor.mixed_types())
         self.register_buffer("out_bias", torch.zeros(1, ntypes, 1, dtype=torch.float64))
         self.register_buffer("out_std", torch.ones(1, ntypes, 1, dtype=torch.float64))
         # tables as lists, not buffers: the frozen file's state dict must be DeePMD-kit's
@@ -39,7 +40,8 @@ class DPAtomicModel(nn.Module):
         [nf, numb_fparam] and aparam [nf, nloc, numb_aparam] when the fitting takes them."""
         if self.has_pair_exclusion:
             nlist = exclude_pairs(nlist, ext_atype, atype, self.pair_excluded)
-        d = self.descriptor(ext_coord, ext_atype, nlist, atype)
+        # virtual atoms are nobody's neighbors; type 0 stands in where a type is looked up
+        d = self.descriptor(ext_coord, ext_atype.clamp(min=0), nlist, atype)
         e = self.fitting_net(d, atype, fparam, aparam).to(torch.float64)
         e = e + self.out_bias[0, atype]
         if self.has_atom_exclusion:

@@ -23,14 +23,17 @@ from dpx.nlist import format_nlist
 class EnergyModel(nn.Module):
     def __init__(self, cfg: ModelConfig, options: ModelOptions = DEFAULT):
         super().__init__()
-        if not isinstance(cfg.descriptor.sel, list):
-            raise ValueError("model/descriptor/sel must be resolved to a list before building "
-                             "the model (sel 'auto' is resolved from the training data)")
+        if isinstance(cfg.descriptor.sel, str):
+            raise ValueError("model/descriptor/sel must be resolved before building the model "
+                             "(sel 'auto' is resolved from the training data)")
         self.cfg, self.options = cfg, options
         self.type_map = list(cfg.type_map)
         self.atomic_model = DPAtomicModel(cfg, options)
-        self.rcut = float(self.atomic_model.descriptor.get_rcut())
-        self.sel = list(self.atomic_model.descriptor.get_sel())
+        descriptor = self.atomic_model.descriptor
+        self.rcut = float(descriptor.get_rcut())
+        self.sel = list(descriptor.get_sel())
+        # the neighbor list the descriptor reads: typed sections, or one list of any type
+        self.mixed = bool(descriptor.mixed_types())
         self.coord_dtype = DTYPES[cfg.descriptor.precision]
         self.register_buffer("min_nbor_dist", torch.tensor(-1.0, dtype=torch.float64))
 
@@ -44,7 +47,7 @@ class EnergyModel(nn.Module):
         coord = coord.reshape(nf, -1, 3).to(self.coord_dtype)
         box = None if box is None else box.reshape(nf, 9).to(self.coord_dtype)
         nl = ops.neighbor_list(coord.detach(), atype, None if box is None else box.detach(),
-                               self.rcut, self.sel)
+                               self.rcut, self.sel, mixed_types=self.mixed)
         out = self.lower(nl.ext_coord.detach(), nl.ext_atype, nl.nlist, do_atomic_virial,
                          self.training, fparam, aparam)
         result = {"atom_energy": out["atom_energy"], "energy": out["energy"],
@@ -61,7 +64,8 @@ class EnergyModel(nn.Module):
         the local atoms."""
         nf = nlist.shape[0]
         ext_coord = ext_coord.reshape(nf, -1, 3).detach().to(self.coord_dtype)
-        nlist = format_nlist(ext_coord, ext_atype, nlist, self.rcut, self.sel)
+        nlist = format_nlist(ext_coord, ext_atype, nlist, self.rcut, self.sel, self.mixed,
+                             self.atomic_model.descriptor.need_sorted_nlist_for_lower())
         return self.lower(ext_coord, ext_atype, nlist, do_atomic_virial, self.training,
                           fparam, aparam)
 

@@ -118,11 +118,12 @@ class EmbeddingNet(nn.Module):
     """Layers in_dim -> neuron[0] -> ... -> neuron[-1], each with resnet skips (§4.2).
     Scriptable."""
 
-    def __init__(self, in_dim: int, neuron: list[int], act: str, resnet_dt: bool, dtype, seed):
+    def __init__(self, in_dim: int, neuron: list[int], act: str, resnet_dt: bool, dtype, seed,
+                 bias: bool = True):
         super().__init__()
         widths = [in_dim, *neuron]
         self.layers = nn.ModuleList(
-            MLPLayer(widths[k], widths[k + 1], act, True, resnet_dt, dtype=dtype,
+            MLPLayer(widths[k], widths[k + 1], act, True, resnet_dt, bias=bias, dtype=dtype,
                      seed=child_seed(seed, k)) for k in range(len(neuron)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +133,7 @@ class EmbeddingNet(nn.Module):
 
     def contract(self, rows: torch.Tensor) -> torch.Tensor:
         """[n, 4, M]: sum_j rows[:, j]^T (x) net(s_j) of env-mat rows [n, w, 4] whose first
-        column is s. A compressed net (dpx.compress.table.TabulatedNet) has the same call."""
+        column is s. A compressed net (dpx.model.tabulate.TabulatedNet) has the same call."""
         return torch.matmul(rows.transpose(1, 2), self(rows[..., :1]))
 
     def flat_params(self) -> torch.Tensor:
@@ -161,7 +162,8 @@ class FittingNet(EmbeddingNet):
 
 
 class NetworkCollection(nn.Module):
-    """Networks indexed by type: ndim 1 (one per type) or 2 (one per (center, neighbor) pair,
+    """Networks indexed by type: ndim 0 (one net for every type: descriptors with a type
+    embedding and their fittings), 1 (one per type) or 2 (one per (center, neighbor) pair,
     stored at flat index center + neighbor * ntypes). The list is registered under two names,
     `networks` and `_networks`, because DeePMD-kit's state dicts carry both (§3.4, §11).
     Scripted code iterates `networks` (TorchScript cannot index a ModuleList by a variable);
@@ -174,7 +176,24 @@ class NetworkCollection(nn.Module):
         self._networks = self.networks
 
     def __getitem__(self, key) -> nn.Module:
+        if self.ndim == 0:
+            return self.networks[0]
         if self.ndim == 2:
             center, neighbor = key
             return self.networks[center + neighbor * self.ntypes]
         return self.networks[key]
+
+
+class LayerNorm(nn.Module):
+    """y = (x - mean) / sqrt(var + eps) * matrix + bias over the last axis (population
+    variance), matrix starting at 1 and bias at 0: DeePMD-kit's LayerNorm and its names."""
+
+    def __init__(self, num_in: int, eps: float, dtype=torch.float64):
+        super().__init__()
+        self.eps = float(eps)
+        self.matrix = nn.Parameter(torch.ones(num_in, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(num_in, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(x, dim=-1, unbiased=False, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.matrix + self.bias

@@ -1,16 +1,20 @@
-"""A raw neighbor list (LAMMPS', or one built here) in the typed layout the descriptors read
-(deepmd-compat §2): section t of sel[t] slots holds neighbors of type t within rcut, -1 after.
-Scriptable: the frozen model formats LAMMPS' list with it."""
+"""A raw neighbor list (LAMMPS', or one built here) in the layout a descriptor reads
+(deepmd-compat §2): typed, section t of sel[t] slots holds neighbors of type t within rcut,
+-1 after; or mixed (a descriptor whose mixed_types() is true), one list of the nearest
+sum(sel) of any type. Scriptable: the frozen model formats LAMMPS' list with it."""
 from __future__ import annotations
 
 import torch
 
 
 def format_nlist(ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
-                 rcut: float, sel: list[int]) -> torch.Tensor:
+                 rcut: float, sel: list[int], mixed_types: bool = False,
+                 sort: bool = False) -> torch.Tensor:
     """A raw neighbor list [nf, nloc, width] (any order, any width, entries beyond rcut, -1
     padding) in the typed layout [nf, nloc, sum(sel)]: section t holds neighbors of type t
-    within rcut, filled from its start, -1 after.
+    within rcut, filled from its start, -1 after. mixed_types: one section of sum(sel) for
+    every type. sort: the kept neighbors in distance order too (a descriptor whose
+    need_sorted_nlist_for_lower() is true: DeePMD-kit's compressed DPA-1).
 
     DeePMD-kit sorts the whole list by distance and keeps the nearest sum(sel) before the type
     split. When no type has more than sel[t] neighbors within rcut, that keeps every neighbor
@@ -22,11 +26,19 @@ def format_nlist(ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.
     r = torch.linalg.norm(xj - ext_coord[:, :nloc, None, :], dim=-1)
     tj = torch.gather(ext_atype, 1, idx.view(nf, -1)).view(nf, nloc, width)
     tj = torch.where((nlist >= 0) & (r <= rcut), tj, -1)
+    if mixed_types:
+        tj = torch.where(tj >= 0, 0, -1)
+        nsel = 0
+        for s in sel:
+            nsel += s
+        sel = [nsel]
+    if sort:
+        return _sorted_select(nlist, r, tj, rcut, sel, True)
     counts = torch.stack([(tj == t).sum(dim=-1) for t in range(len(sel))], dim=-1)
     limit = torch.tensor(sel, device=nlist.device)
     if nloc * width == 0 or bool((counts.view(-1, len(sel)) <= limit).all()):
         return _pack(nlist, tj, sel)
-    return _sorted_select(nlist, r, tj, rcut, sel)
+    return _sorted_select(nlist, r, tj, rcut, sel, False)
 
 
 def _pack(nlist: torch.Tensor, tj: torch.Tensor, sel: list[int]) -> torch.Tensor:
@@ -46,18 +58,20 @@ def _pack(nlist: torch.Tensor, tj: torch.Tensor, sel: list[int]) -> torch.Tensor
 
 
 def _sorted_select(nlist: torch.Tensor, r: torch.Tensor, tj: torch.Tensor, rcut: float,
-                   sel: list[int]) -> torch.Tensor:
-    """DeePMD-kit's format_nlist + nlist_distinguish_types: a list wider than sum(sel) is
-    sorted by distance and cut to the nearest sum(sel); then per type the first sel[t]."""
+                   sel: list[int], always_sort: bool) -> torch.Tensor:
+    """DeePMD-kit's format_nlist + nlist_distinguish_types: a list wider than sum(sel) (any
+    list, always_sort) is sorted by distance (entries beyond rcut last) and cut to the
+    nearest sum(sel); then per type the first sel[t]."""
     nf, nloc, width = nlist.shape
     nnei = 0
     for s in sel:
         nnei += s
-    if width > nnei:
-        order = torch.sort(torch.where(nlist >= 0, r, torch.inf), dim=-1, stable=True).indices
+    if width > nnei or always_sort:
+        order = torch.sort(torch.where(tj >= 0, r, torch.inf), dim=-1, stable=True).indices
         order = order[..., :nnei]
         nlist, tj = torch.gather(nlist, 2, order), torch.gather(tj, 2, order)
-    elif width < nnei:
+        width = order.shape[2]
+    if width < nnei:
         fill = torch.full((nf, nloc, nnei - width), -1, dtype=nlist.dtype, device=nlist.device)
         nlist, tj = torch.cat([nlist, fill], dim=-1), torch.cat([tj, fill], dim=-1)
     sections: list[torch.Tensor] = []

@@ -55,15 +55,22 @@ def _search(coord, atype, box, rcut, sel):
 
 
 def neighbor_list(coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor | None,
-                  rcut: float, sel: list[int]) -> NeighborList:
+                  rcut: float, sel: list[int], mixed_types: bool = False) -> NeighborList:
     """Extended system and neighbor list of coord [nf, nloc, 3] (atype [nf, nloc]; types < 0
     are virtual atoms: nobody's neighbors, no neighbors of their own) in the cell box [nf, 9]
     (rows = cell vectors) or with open boundaries (box None).
 
     The list follows DeePMD-kit: the nearest sum(sel) atoms within rcut, then the first
-    sel[t] of type t in section t, nearest first, -1 padding. Ghosts are the periodic
-    images within rcut of the cell (any cell shape, including cells thinner than 2 rcut).
+    sel[t] of type t in section t, nearest first, -1 padding. With mixed_types, one list of
+    the nearest sum(sel) atoms of any type, nearest first (nnei_max then counts all types as
+    one). Ghosts are the periodic images within rcut of the cell (any cell shape, including
+    cells thinner than 2 rcut).
     """
+    if mixed_types:  # the search of one type; the real types come back through mapping
+        found = neighbor_list(coord, torch.where(atype >= 0, 0, atype), box, rcut, [sum(sel)])
+        ext_atype = torch.gather(atype.long(), 1, found.mapping)
+        ext_atype = torch.where(found.ext_atype >= 0, ext_atype, found.ext_atype)
+        return found._replace(ext_atype=ext_atype)
     sel = _check(coord, atype, box, rcut, sel)
     atype = atype.long()
     mapping, ext_atype, shift, nlist, nnei_max, min_dist = _search(

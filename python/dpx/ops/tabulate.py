@@ -1,8 +1,8 @@
 """DeePMD-kit's compressed se_e2_a embedding (deepmd::tabulate_fusion_se_a) by dpx's kernel:
-what dpx.io.deepmd_ops registers under DeePMD-kit's op name where DeePMD-kit's library is
+what dpx.ops.deepmd registers under DeePMD-kit's op name where DeePMD-kit's library is
 absent, so that `dpx test` and the ASE calculator run compressed files at compiled speed.
 
-The pure-PyTorch twin is dpx.compress.tabulate.tabulate_fusion_se_a (the same arithmetic,
+The pure-PyTorch twin is dpx.ops.reference.tabulate_fusion_se_a (the same arithmetic,
 differentiable to any order). The compiled pair is the value and its first derivative
 (forces); a derivative of that (create_graph, as a force loss would take) goes through the
 twin. The tables are constants: no gradient flows to them.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from dpx.compress import tabulate as twin
 from dpx.ops import _library
+from dpx.ops import reference as twin
 
 _OPS = torch.ops.dpx if _library.LOADED else None
 

@@ -153,9 +153,10 @@ def descriptor_groups(cfg: Config) -> list[list[str]]:
 
 
 def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: bool) -> None:
-    """sel "auto[:f]" -> 4 * ceil(floor(c_t * f) / 4) from the training data; a user sel below
-    the counts seen is warned about. A shared descriptor sees the data of every branch that
-    links it, and all of them get the same sel."""
+    """sel "auto[:f]" -> 4 * ceil(floor(c * f) / 4) from the training data, c the most
+    neighbors any atom has (per type; of all types as one for a mixed-type descriptor, whose
+    sel is one number); a user sel below the counts seen is warned about. A shared descriptor
+    sees the data of every branch that links it, and all of them get the same sel."""
     cfg = resolved.config
     for group in descriptor_groups(cfg):
         d = cfg.branches[group[0]].model.descriptor
@@ -167,21 +168,31 @@ def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: boo
             continue
         t0 = time.perf_counter()
         systems = [s for k in group for s in data[k].train_systems]
-        counts, dmin = neighbor_counts(systems, d.rcut, len(cfg.branches[group[0]].model.type_map))
-        log.info("neighbor statistics of %s: max neighbors per type %s, min distance %.3f "
-                 "(%.1f s)", ", ".join(group), counts.tolist(), dmin, time.perf_counter() - t0)
+        ntypes = len(cfg.branches[group[0]].model.type_map)
+        counts, dmin = neighbor_counts(systems, d.rcut, ntypes, one_type=d.MIXED_TYPES)
+        log.info("neighbor statistics of %s: max neighbors %s%s, min distance %.3f (%.1f s)",
+                 ", ".join(group), "" if d.MIXED_TYPES else "per type ", counts.tolist(),
+                 dmin, time.perf_counter() - t0)
         sel = d.sel
         if auto:
             factor = float(d.sel.split(":")[1]) if ":" in d.sel else 1.1
-            sel = [int(4 * math.ceil(int(c * factor) / 4)) for c in counts]
+            sel = [_wrap_up_4(c * factor) for c in counts]
+            sel = sel[0] if d.MIXED_TYPES else sel
             log.info("sel '%s' -> %s", d.sel, sel)
-        elif any(s < c for s, c in zip(d.sel, counts)):
-            log.warning("sel %s is below the neighbor counts in the data %s; the farthest "
-                        "neighbors will be dropped (consider sel %s)", d.sel, counts.tolist(),
-                        [int(4 * math.ceil(int(c * 1.1) / 4)) for c in counts])
+        else:
+            given = [sum(d.sel_list())] if d.MIXED_TYPES else d.sel
+            if any(s < c for s, c in zip(given, counts)):
+                log.warning("sel %s is below the neighbor counts in the data %s; the farthest "
+                            "neighbors will be dropped (consider sel %s)", d.sel,
+                            counts.tolist(), [_wrap_up_4(c * 1.1) for c in counts])
         for k in group:
-            cfg.branches[k].model.descriptor.sel = list(sel)
+            cfg.branches[k].model.descriptor.sel = copy.deepcopy(sel)
             resolved.min_nbor_dist[k] = dmin
+
+
+def _wrap_up_4(x: float) -> int:
+    """DeePMD-kit's rounding of a neighbor count to a sel: floor, then up to a multiple of 4."""
+    return int(4 * math.ceil(int(x) / 4))
 
 
 def normalized_input(cfg: Config) -> dict:

@@ -22,12 +22,12 @@ import torch
 
 from dpx.config.descriptor import SeAConfig
 from dpx.model.backend import ModelOptions
-from dpx.model.descriptor.base import Descriptor, EnvMatBlock
+from dpx.model.descriptor.base import BlockDescriptor, Descriptor, TypedEnvMatBlock
 from dpx.model.network import parse_activation
 from dpx.ops.se_a_embed import activation_code
 
 
-class DescrptBlockSeA(EnvMatBlock):
+class DescrptBlockSeA(TypedEnvMatBlock):
     def __init__(self, cfg: SeAConfig, ntypes: int, options: ModelOptions):
         super().__init__(cfg, ntypes, ncol=4, ndim=1 if cfg.type_one_side else 2,
                          options=options)
@@ -43,7 +43,26 @@ class DescrptBlockSeA(EnvMatBlock):
                       and self.backend.has_fused_embedding())
         self.fused_cuda = (self.fused and options.fused_embedding_cuda
                            and self.backend.has_fused_embedding_cuda())
-        self.tabulated = False  # dpx.compress: nets are tables, each contracts its own rows
+        self.tabulated = False  # enable_compression: nets are tables, each contracts its rows
+        self.strategy = "sparse"
+        self.plan()
+
+    def plan(self) -> None:
+        """One of four ways to T, by what holds now:
+        - dense: statistics that vary by slot: every slot through its net, then a reduce;
+        - tabulated: a compressed model: each table contracts its section of the rows;
+        - fused: the fused op per net on the filled slots (G never in memory), where the op
+          library has it for this device and the list is not narrowed;
+        - sparse: the nets on the filled slots, the padding rows from a table of constants
+          (the trailing all-padding columns dropped first when narrow_padding)."""
+        if not self.slot_constant_stats():
+            self.strategy = "dense"
+        elif self.tabulated:
+            self.strategy = "tabulated"
+        elif self.fused and not self.narrow and (self.fused_cuda or not self.mean.is_cuda):
+            self.strategy = "fused"
+        else:
+            self.strategy = "sparse"
 
     def get_dim_out(self) -> int:
         return self.m1 * self.axis_neuron
@@ -53,19 +72,20 @@ class DescrptBlockSeA(EnvMatBlock):
         """D [nf, nloc, M1 * axis_neuron] of centers of type atype [nf, nloc] (>= 0)."""
         nf, nloc = nlist.shape[0], nlist.shape[1]
         ext_coord = ext_coord.to(self.mean.dtype)
-        sparse = self.slot_constant_stats()
+        if self.strategy == "dense":
+            em, _ = self.env_mat(ext_coord, ext_atype, nlist, atype, self.mean, self.stddev)
+            t = self.backend.reduce(em, self._embed_dense(em, atype))
+            return self.backend.gram(t, self.axis_neuron).reshape(nf, nloc, -1)
         widths = self.sel
-        if self.narrow and sparse:
+        if self.narrow:
             nlist, widths = self._narrow(nlist)
         width = nlist.shape[2]
-        # with sparse (slot-constant) stats the first `width` slots' stats are every slot's
+        # slot-constant stats: the first `width` slots' stats are every slot's
         em, filled = self.env_mat(ext_coord, ext_atype, nlist, atype, self.mean[:, :width],
                                   self.stddev[:, :width])
-        if not sparse:
-            t = self.backend.reduce(em, self._embed_dense(em, atype))
-        elif self.fused and width == self.nnei and (self.fused_cuda or not em.is_cuda):
+        if self.strategy == "fused":
             t = self._fused_reduce(em, atype, filled, nlist)
-        elif self.tabulated:
+        elif self.strategy == "tabulated":
             t = self._contract_sections(em, atype, widths)
             if width != self.nnei:
                 t = t + self._cut_padding(self._padding_table(), widths, atype)
@@ -144,7 +164,7 @@ class DescrptBlockSeA(EnvMatBlock):
         npad = torch.stack([(nlist[:, self.sec[t]:self.sec[t + 1]] < 0).sum(dim=1)
                             for t in range(ntypes)], dim=1).to(table.dtype)  # [ncenter, ntypes]
         g_sum = torch.einsum("ct,ctm->cm", npad, table[flat_type])
-        em_pad = -self.mean[:, 0, :] / self.stddev[:, 0, :]  # [ntypes, 4]
+        em_pad = self.padding_rows()  # [ntypes, 4]
         return em_pad[flat_type][:, :, None] * g_sum[:, None, :] * (1.0 / self.nnei)
 
     def _narrow(self, nlist: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
@@ -222,7 +242,7 @@ class DescrptBlockSeA(EnvMatBlock):
         missing = torch.tensor([self.sel[t] - widths[t] for t in range(ntypes)],
                                dtype=table.dtype, device=table.device)
         g_sum = (missing[None, :, None] * table.view(ntypes, ntypes, -1)).sum(dim=1)
-        em_pad = -self.mean[:, 0, :] / self.stddev[:, 0, :]  # [ntypes, 4]
+        em_pad = self.padding_rows()  # [ntypes, 4]
         per_type = em_pad[:, :, None] * g_sum[:, None, :]     # [ntypes, 4, M1]
         return per_type[atype]
 
@@ -247,44 +267,23 @@ class DescrptBlockSeA(EnvMatBlock):
         return g.view(nf, nloc, nnei, -1)
 
 
-class DescrptSeA(Descriptor):
-    """DeePMD-kit's wrapper module: the block under the name `sea`; the interface delegates
-    to it."""
+class DescrptSeA(BlockDescriptor):
+    """DeePMD-kit's wrapper module: the block under the name `sea`."""
     CONFIG = SeAConfig
+    BLOCK = "sea"
+    SHARE_LEVELS = TypedEnvMatBlock.SHARE_LEVELS
 
     def __init__(self, cfg: SeAConfig, ntypes: int, options: ModelOptions):
         super().__init__()
+        self.cfg = cfg
         self.sea = DescrptBlockSeA(cfg, ntypes, options)
 
     def forward(self, ext_coord: torch.Tensor, ext_atype: torch.Tensor, nlist: torch.Tensor,
                 atype: torch.Tensor) -> torch.Tensor:
         return self.sea(ext_coord, ext_atype, nlist, atype)
 
-    def get_rcut(self) -> float:
-        return self.sea.get_rcut()
-
-    def get_sel(self) -> list[int]:
-        return self.sea.get_sel()
-
-    def get_dim_out(self) -> int:
-        return self.sea.get_dim_out()
-
-    def compute_stats(self, frames, pair_excluded=None):
-        return self.sea.compute_stats(frames, pair_excluded)
-
-    def set_stats(self, sums) -> None:
-        self.sea.set_stats(sums)
-
-    def stat_names(self) -> list[str]:
-        return self.sea.stat_names()
-
-    def stat_hash_key(self) -> dict:
-        return self.sea.stat_hash_key()
-
     def shared_with(self, base: Descriptor, level: int) -> Descriptor:
-        if type(base) is not type(self):
-            raise ValueError(f"a {type(self).__name__} cannot share the parameters of a "
-                             f"{type(base).__name__}")
+        self.check_same_kind(base)
         shared = self.sea.shared_with(base.sea, level)
         return base if shared is base.sea else self
 

@@ -13,10 +13,10 @@ import torch
 
 from dpx.config.descriptor import SeRConfig
 from dpx.model.backend import ModelOptions
-from dpx.model.descriptor.base import EnvMatBlock
+from dpx.model.descriptor.base import TypedEnvMatBlock
 
 
-class DescrptSeR(EnvMatBlock):
+class DescrptSeR(TypedEnvMatBlock):
     CONFIG = SeRConfig
 
     def __init__(self, cfg: SeRConfig, ntypes: int, options: ModelOptions):

@@ -3,6 +3,7 @@ outputs and owns what follows from their meaning:
 
 - forward(descriptor [nf, nloc, dim], atype [nf, nloc], fparam [nf, numb_fparam] | None,
   aparam [nf, nloc, numb_aparam] | None) -> atomic outputs [nf, nloc, dim_out] (scriptable);
+  built with mixed_types (the descriptor's): one net for every type, else one per type;
 - OUTPUT: the name of its output and how the model derives from it (an energy is summed over
   atoms and differentiated to forces and virials);
 - fit_bias(frames, ntypes, predicted, preset, excluded) -> (out_bias, out_std) per type, the
@@ -16,8 +17,12 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
+from dpx.plugin import Registered
 
-class Fitting(nn.Module):
+
+class Fitting(Registered, nn.Module):
+    """A subclass that names its config class in CONFIG registers itself (dpx.plugin)."""
+    REGISTRY = {}
     OUTPUT = ""
     SHARE_LEVELS: dict[int, str] = {}
 

@@ -1,11 +1,12 @@
-"""Energy fitting ("ener"): one FittingNet per atom type (the se_e2_* descriptors are not
-mixed-type), deepmd-compat §5. e_i = net(t_i)(D_i) + bias_atom_e[t_i]; the model adds
-out_bias[t_i], sums over atoms and differentiates the sum to forces and virials.
+"""Energy fitting ("ener"), deepmd-compat §5: one FittingNet per atom type on a typed
+descriptor (se_e2_*), one FittingNet for every type on a mixed-type one (DPA-1, whose
+descriptor carries the type: deepmd-dpa1 §8). e_i = net(t_i)(D_i) + bias_atom_e[t_i]; the
+model adds out_bias[t_i], sums over atoms and differentiates the sum to forces and virials.
 
 With `atom_ener` (a value per type, or null), DeePMD-kit removes the "vacuum contribution":
 e_i = net(t_i)(D_i) - net(t_i)(0) + bias_atom_e[t_i], for the types whose entry is given and,
-as DeePMD-kit does it, for the types beyond the end of the list; the values themselves are
-not used (preset_out_bias sets biases).
+as DeePMD-kit does it, for the types beyond the end of the list (with one net: for every
+atom); the values themselves are not used (preset_out_bias sets biases).
 
 Frame parameters (numb_fparam, fparam.npy [nf, k]) and atomic parameters (numb_aparam,
 aparam.npy [nf, natoms * k]) enter each atom's input after the descriptor, normalized by
@@ -33,20 +34,23 @@ log = logging.getLogger(__name__)
 
 
 class EnergyFittingNet(Fitting):
+    CONFIG = EnergyFittingConfig
     OUTPUT = "energy"
     SHARE_LEVELS = {0: "every layer of every per-type net",
                     1: "the hidden layers; each branch keeps its own output layer"}
 
-    def __init__(self, cfg: EnergyFittingConfig, ntypes: int, dim_descrpt: int):
+    def __init__(self, cfg: EnergyFittingConfig, ntypes: int, dim_descrpt: int,
+                 mixed_types: bool = False):
         super().__init__()
-        self.cfg, self.ntypes = cfg, ntypes
+        self.cfg, self.ntypes, self.mixed = cfg, ntypes, mixed_types
         dtype = DTYPES[cfg.precision]
         self.numb_fparam, self.numb_aparam = cfg.numb_fparam, cfg.numb_aparam
         self.dim_descrpt = dim_descrpt
         in_dim = dim_descrpt + cfg.numb_fparam + cfg.numb_aparam + cfg.dim_case_embd
         nets = [FittingNet(in_dim, 1, cfg.neuron, cfg.activation_function, cfg.resnet_dt,
-                           dtype, child_seed(cfg.seed, t)) for t in range(ntypes)]
-        self.filter_layers = NetworkCollection(1, ntypes, nets)
+                           dtype, child_seed(cfg.seed, t))
+                for t in range(1 if mixed_types else ntypes)]
+        self.filter_layers = NetworkCollection(0 if mixed_types else 1, ntypes, nets)
         # DeePMD-kit's buffers, in the state dict only when configured (None buffers are not)
         k_f, k_a = cfg.numb_fparam, cfg.numb_aparam
         self.register_buffer("fparam_avg", torch.zeros(k_f, dtype=dtype) if k_f else None)
@@ -60,7 +64,8 @@ class EnergyFittingNet(Fitting):
         self.register_buffer("case_embd", torch.zeros(k_c, dtype=dtype) if k_c else None)
         given = [e is not None for e in cfg.atom_ener]
         self.has_vacuum = any(given)
-        self.subtract_vacuum = [t >= len(given) or given[t] for t in range(ntypes)]
+        self.subtract_vacuum = [mixed_types or t >= len(given) or given[t]
+                                for t in range(len(nets))]
         # kept for DeePMD-kit's serialization; always zero in PyTorch training (§5.2)
         self.register_buffer("bias_atom_e", torch.zeros(ntypes, 1, dtype=dtype))
         if not cfg.trainable:
@@ -87,6 +92,12 @@ class EnergyFittingNet(Fitting):
             zero = torch.zeros_like(d)
             vacuum = (zero if params is None else torch.cat([zero, params], dim=-1))
             vacuum = vacuum.reshape(nf * nloc, -1)
+        if self.mixed:  # one net for every atom, its type's bias
+            for net in self.filter_layers.networks:
+                out = net(x) + self.bias_atom_e[flat_type]
+                if self.has_vacuum:
+                    out = out - net(vacuum)
+            return out.reshape(nf, nloc, 1)
         for t, net in enumerate(self.filter_layers.networks):
             rows = torch.nonzero(flat_type == t).flatten()
             if rows.shape[0] > 0:
@@ -200,12 +211,15 @@ class EnergyFittingNet(Fitting):
 
     @torch.no_grad()
     def transfer_from(self, src: Fitting, index: list[int]) -> None:
-        """Type i's net and bias_atom_e are src's of type index[i]; the parameter statistics
-        and the case embedding are src's."""
-        for t, old in enumerate(index):
+        """Type i's net and bias_atom_e are src's of type index[i] (the one net of a mixed-type
+        fitting as it is; a type src never saw, index -1, gets bias_atom_e 0); the parameter
+        statistics and the case embedding are src's."""
+        pairs = [(0, 0)] if self.mixed else list(enumerate(index))
+        for t, old in pairs:
             self.filter_layers.networks[t].load_state_dict(
                 src.filter_layers.networks[old].state_dict())
-        self.bias_atom_e.copy_(src.bias_atom_e[index])
+        for t, old in enumerate(index):
+            self.bias_atom_e[t] = src.bias_atom_e[old] if old >= 0 else 0.0
         for name in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std",
                      "case_embd"):
             if getattr(self, name) is not None and getattr(src, name, None) is not None:

@@ -8,12 +8,13 @@ uu = ceil(max (sw(d_min) / d_min - davg) / dstd) that of the closest pair in the
 over the env-mat columns). On each interval of width h,
 G is the quintic that matches G, G' and G'' at both ends (Hermite): its error is at most
 h^6 max|G^(6)| / (720 * 64), below 1e-16 max|G^(6)| for h = 0.01 and 3e-11 max|G^(6)| for
-h = 0.1. Beyond the table the ops extend G linearly (dpx.compress.tabulate).
+h = 0.1. Beyond the table the ops extend G linearly (dpx.ops.reference).
 
 TabulatedNet stands in for an EmbeddingNet: same calls, G(s) (s [..., 1] -> G [..., M]) by
 deepmd::tabulate_fusion_se_r and contract (env-mat rows -> their share of se_e2_a's T) by
 deepmd::tabulate_fusion_se_a, ops of DeePMD-kit's library (so a stock DeePMD-kit LAMMPS runs
-the file) that dpx provides where that library is absent (dpx.io.deepmd_ops)."""
+the file) that dpx provides where that library is absent (dpx.ops.deepmd). A descriptor's
+enable_compression (dpx.model.descriptor) builds its tables with these functions."""
 from __future__ import annotations
 
 import math
@@ -21,6 +22,8 @@ import math
 import numpy as np
 import torch
 from torch import nn
+
+from dpx.ops import deepmd as deepmd_ops
 
 
 def switch(r: float, rcut_smth: float, rcut: float) -> float:
@@ -119,14 +122,14 @@ class TabulatedNet(nn.Module):
         raise RuntimeError("a tabulated embedding net has no parameters for the fused op")
 
 
-def compress_block(block, min_nbor_dist: float, step: float = 0.01, extrapolate: float = 5,
-                   check_frequency: int = -1) -> dict[str, tuple[float, float]]:
-    """Replace each embedding net of a descriptor block (se_e2_a's `sea`, se_e2_r) by its
-    table; returns each net's table range. A net of one neighbor type for all centers
+def tabulate_typed_nets(block, min_nbor_dist: float, step: float = 0.01,
+                        extrapolate: float = 5,
+                        check_frequency: int = -1) -> dict[str, tuple[float, float]]:
+    """Replace each embedding net of a typed block (se_e2_a's `sea`, se_e2_r) by its table;
+    returns each net's table range. A net of one neighbor type for all centers
     (type_one_side, ndim 1) covers the range of every center type, a (center, neighbor) net
     its center type's."""
-    if not math.isfinite(min_nbor_dist) or min_nbor_dist <= 0:
-        raise ValueError(f"min_nbor_dist must be a positive distance, got {min_nbor_dist}")
+    check_min_nbor_dist(min_nbor_dist)
     lower, upper = input_range(block, min_nbor_dist)
     nets = block.filter_layers.networks
     ntypes, ranges = block.ntypes, {}
@@ -142,8 +145,12 @@ def compress_block(block, min_nbor_dist: float, step: float = 0.01, extrapolate:
                                block.mean.dtype)
         nets[k] = TabulatedNet(table, info, width)
         ranges[name] = (ll, uu)
-    if hasattr(block, "tabulated"):
-        # se_e2_a: each table contracts its rows in one op; the fused op runs layers, not tables
-        block.fused = False
-        block.tabulated = True
+    # se_e2_a: each table contracts its rows in one op (its plan() picks that path)
+    block.tabulated = True
     return ranges
+
+
+def check_min_nbor_dist(min_nbor_dist: float) -> None:
+    if not math.isfinite(min_nbor_dist) or min_nbor_dist <= 0:
+        raise ValueError(f"min_nbor_dist must be a positive distance, got {min_nbor_dist}")
+    deepmd_ops.ensure()  # the tables call deepmd::tabulate_fusion_*

@@ -6,7 +6,7 @@ an uncompressed one on a branch it never takes, but TorchScript resolves every o
 when it loads it. Where DeePMD-kit is installed and its op library loads, that library
 provides them; elsewhere dpx defines them with DeePMD-kit's schemas: tabulate_fusion_se_a by
 dpx's compiled kernel (dpx.ops.tabulate) and _se_r by its PyTorch version (both twins in
-dpx.compress.tabulate, differentiable by autograd), the ops
+dpx.ops.reference, differentiable by autograd), the ops
 of descriptors dpx does not implement by kernels that refuse to run. dpx defines them only
 when a file needs them and DeePMD-kit's library is absent, so loading DeePMD-kit into the
 same process later is not a double registration of a live library.
@@ -17,11 +17,12 @@ import logging
 
 import torch
 
-from dpx.compress.tabulate import IMPLEMENTED
-from dpx.ops import tabulate
+from dpx.ops import reference, tabulate
 
-# compiled stand-ins where dpx's op library has one (else IMPLEMENTED's PyTorch versions)
-_STAND_INS = {"tabulate_fusion_se_a": tabulate.tabulate_fusion_se_a}
+# what stands in for each op dpx implements: the compiled kernel where dpx's op library has
+# one, else the PyTorch twin (differentiable by autograd, so registered as composite)
+IMPLEMENTED = {"tabulate_fusion_se_a": tabulate.tabulate_fusion_se_a,
+               "tabulate_fusion_se_r": reference.tabulate_fusion_se_r}
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def ensure() -> None:
     for name, schema in SCHEMAS.items():
         _LIBRARY.define(name + schema)
         if name in IMPLEMENTED:  # autograd differentiates what they are made of
-            _LIBRARY.impl(name, _STAND_INS.get(name, IMPLEMENTED[name]),
-                          "CompositeImplicitAutograd")
+            _LIBRARY.impl(name, IMPLEMENTED[name], "CompositeImplicitAutograd")
         else:
             _LIBRARY.impl(name, _refuse, "CompositeExplicitAutograd")
     STUBBED = True

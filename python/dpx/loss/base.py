@@ -1,0 +1,16 @@
+"""What a loss is to the trainer: called as loss(predictions, labels, lr) -> (scalar, {display
+key: value}) and naming its lcurve columns (display_keys). A loss class names its config
+class (CONFIG, from dpx.config.input) and so registers itself (dpx.plugin)."""
+from __future__ import annotations
+
+from dpx.plugin import Registered
+
+
+class Loss(Registered):
+    REGISTRY = {}
+
+    def __call__(self, pred: dict, label: dict, lr: float):
+        raise NotImplementedError
+
+    def display_keys(self) -> list[str]:
+        raise NotImplementedError
