@@ -1,16 +1,28 @@
-"""dpx's PyTorch versions of DeePMD-kit's tabulate ops (dpx.ops.reference) against a
-scalar loop written from DeePMD-kit 3.2.0's CPU kernel semantics (measured against that
-kernel: intervals of stride0 then stride1, linear extension with the boundary slope outside
-[lower, max), the rows from the first repeat of the last row's input counted as that row
-times their number), and their derivatives by gradcheck / gradgradcheck. Against DeePMD-kit
-itself: tests/fidelity/test_freeze_fidelity.py (a `dp compress` file evaluated by dpx)."""
+"""dpx's PyTorch versions of DeePMD-kit's tabulate ops (dpx.ops.reference). se_a and se_r
+against a scalar loop written from DeePMD-kit 3.2.0's CPU kernel semantics (measured against
+that kernel: intervals of stride0 then stride1, linear extension with the boundary slope
+outside [lower, max), the rows from the first repeat of the last row's input counted as that
+row times their number); se_atten against DeePMD-kit's compiled op itself
+(deepmd::tabulate_fusion_se_atten, run in the oracle venv): values, first derivatives and the
+derivative of those along the cotangent; all by gradcheck / gradgradcheck. Whole files:
+tests/fidelity/test_compress_fidelity.py (`dp compress` against `dpx compress`)."""
+import math
+import os
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from dpx.ops.deepmd import unsupported_compression
-from dpx.ops.reference import tabulate_fusion_se_a, tabulate_fusion_se_r
+from dpx.ops.reference import (
+    tabulate_fusion_se_a,
+    tabulate_fusion_se_atten,
+    tabulate_fusion_se_r,
+)
 
 INFO = torch.tensor([-1.0, 1.0, 2.0, 0.1, 0.2, -1.0], dtype=torch.float64)
 NINT, M = 25, 3  # (1 - -1) / 0.1 + (2 - 1) / 0.2 intervals
@@ -98,13 +110,186 @@ def test_derivatives(op):
     assert torch.autograd.gradgradcheck(f, args)
 
 
+# ---- se_atten against DeePMD-kit's op ---------------------------------------------------
+ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON",
+                             Path(__file__).resolve().parents[2] / ".venv-lammps/bin/python"))
+# INFO; a table_info as `dp compress` writes them (lower, upper, 5 upper, 0.01, 0.1): 400 + 120
+# rows; one whose max is off the stride1 grid: 20 + 6 rows, beyond max the 26th (DeePMD-kit's
+# last row holds nextafter(max, lower))
+INFOS = {"small": INFO.tolist(), "dp": [-1.0, 3.0, 15.0, 0.01, 0.1, -1.0],
+         "offgrid": [-1.0, 1.0, 2.1, 0.1, 0.2, -1.0]}
+GRADS = ("em_x", "em", "two_embed")
+# run by the oracle venv's python: for each case of the npz argv[1], DeePMD-kit's op's value,
+# its derivatives along dy and the derivative of those along v_* with respect to dy
+ORACLE_SCRIPT = """
+import sys
+import numpy as np
+import torch
+import deepmd.pt.cxx_op  # noqa: F401, DeePMD-kit's op library
+src, res = np.load(sys.argv[1]), {}
+for case in sorted({k.split(".")[0] for k in src.files}):
+    a = {k.split(".")[1]: torch.from_numpy(src[k]) for k in src.files if k.startswith(case + ".")}
+    x, em, t, dy = (a[k].clone().requires_grad_() for k in ("em_x", "em", "two_embed", "dy"))
+    out = torch.ops.deepmd.tabulate_fusion_se_atten(a["table"], a["info"], x, em, t,
+                                                    int(a["m"]), bool(a["is_sorted"]))[0]
+    grads = torch.autograd.grad(out, (x, em, t), dy, create_graph=True)
+    ddy = torch.autograd.grad(sum((g * a["v_" + k]).sum()
+                                  for g, k in zip(grads, ("em_x", "em", "two_embed"))), dy)[0]
+    for k, v in zip(("out", "em_x", "em", "two_embed", "ddy"), (out, *grads, ddy)):
+        res[case + "." + k] = v.detach().numpy()
+np.savez(sys.argv[2], **res)
+"""
+
+
+def atten_inputs(dtype, info, ncol, seed=0, padded=True):
+    """table, info, em_x [nloc * nnei, 1], em [nloc, nnei, ncol], two_embed
+    [nloc * nnei, M], dy [nloc, ncol, M] and a v_* like each differentiated input. s spans
+    [lower - 1.5, max + 1.5): below, inside and beyond the table. Padding (s = -0.6, R[1:] = 0,
+    its own two_embed per slot): rows 0, 1 at the end; row 3 after a real neighbor with the
+    padding's s; row 4 throughout; row 5 only at slot 4, its last slot real (DeePMD-kit folds
+    from slot 4 all the same). Row 2: lower, upper, max, the last s below max, no padding."""
+    lower, upper, top = info[:3]
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+    nrow = int((upper - lower) / info[3]) + math.ceil((top - upper) / info[4] - 1e-9)
+    nloc, nnei = 6, 9
+    em = randn(nloc, nnei, ncol)
+    em[..., 0] = torch.rand(nloc, nnei, generator=g, dtype=torch.float64) * (
+        top - lower + 3.0) + lower - 1.5
+    if padded:
+        pad = torch.zeros(ncol, dtype=torch.float64)
+        pad[0] = -0.6
+        em[0, 6:], em[1, 2:], em[3, 6:], em[4], em[5, 4] = pad, pad, pad, pad, pad
+        em[3, 3, 0] = em[5, 8, 0] = -0.6  # the padding's s, R[1:4] not 0
+        if ncol > 4:  # DeePMD-kit's fold looks at R[1:4] only
+            em[0, 6:, 4:] = 0.5
+    em = em.to(dtype)
+    em[2, :4, 0] = torch.tensor([lower, upper, top, 0.0], dtype=dtype)
+    em[2, 3, 0] = torch.nextafter(em[2, 2, 0], em[2, 0, 0])
+    table = randn(nrow, 6 * M).to(dtype)
+    tensors = {"table": table, "info": torch.tensor(info, dtype=dtype),
+               "em_x": em[..., :1].reshape(-1, 1).clone(), "em": em,
+               "two_embed": randn(nloc * nnei, M).to(dtype), "dy": randn(nloc, ncol, M).to(dtype)}
+    for k in GRADS:
+        tensors["v_" + k] = randn(*tensors[k].shape).to(dtype)
+    return tensors
+
+
+def atten_twin(a, is_sorted):
+    """the twin's value, derivatives and derivative along v_* with respect to dy."""
+    x, em, t, dy = (a[k].clone().requires_grad_() for k in (*GRADS, "dy"))
+    out = tabulate_fusion_se_atten(a["table"], a["info"], x, em, t, M, is_sorted)[0]
+    grads = torch.autograd.grad(out, (x, em, t), dy, create_graph=True)
+    ddy = torch.autograd.grad(sum((d * a["v_" + k]).sum() for d, k in zip(grads, GRADS)), dy)[0]
+    return dict(zip(("out", *GRADS, "ddy"), (v.detach() for v in (out, *grads, ddy))))
+
+
+ATTEN_CASES = {f"{dtype}_{info}_{ncol}_{is_sorted}": (dtype, info, ncol, is_sorted)
+               for dtype in ("float64", "float32") for info in INFOS for ncol in (4, 9)
+               for is_sorted in (True, False)
+               if info != "offgrid" or (ncol, is_sorted) == (4, True)}
+
+
+@pytest.fixture(scope="module")
+def deepmd_atten(tmp_path_factory):
+    """{case: {out, em_x, em, two_embed, ddy}} of DeePMD-kit's op, one oracle run."""
+    if not ORACLE.exists():
+        pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
+                    f"(tests/oracle/install_lammps.sh makes it)")
+    work = tmp_path_factory.mktemp("se_atten")
+    arrays = {}
+    for case, (dtype, info, ncol, is_sorted) in ATTEN_CASES.items():
+        a = atten_inputs(getattr(torch, dtype), INFOS[info], ncol)
+        arrays.update({f"{case}.{k}": v.numpy() for k, v in a.items()})
+        arrays[f"{case}.m"], arrays[f"{case}.is_sorted"] = np.array(M), np.array(is_sorted)
+    np.savez(work / "in.npz", **arrays)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([str(ORACLE), "-c", ORACLE_SCRIPT, str(work / "in.npz"),
+                          str(work / "out.npz")], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = np.load(work / "out.npz")
+    return {case: {k.split(".")[1]: torch.from_numpy(out[k]) for k in out.files
+                   if k.startswith(case + ".")} for case in ATTEN_CASES}
+
+
+@pytest.mark.parametrize("case", ATTEN_CASES)
+def test_se_atten_equals_deepmd(case, deepmd_atten):
+    dtype, info, ncol, is_sorted = ATTEN_CASES[case]
+    a = atten_inputs(getattr(torch, dtype), INFOS[info], ncol)
+    ours, theirs = atten_twin(a, is_sorted), deepmd_atten[case]
+    rtol = 1e-10 if dtype == "float64" else 2e-6
+    for k in ("out", *GRADS, "ddy"):
+        assert ours[k].dtype == theirs[k].dtype and ours[k].shape == theirs[k].shape, k
+        err = float((ours[k] - theirs[k]).abs().max() / theirs[k].abs().max())
+        assert err < rtol, (k, err)
+    if is_sorted:  # the fold took place: the padding rows after the first have no derivative
+        assert float(theirs["em_x"].reshape(6, 9)[0, 7:].abs().max()) == 0.0
+
+
+def test_se_atten_fold():
+    """is_sorted folds the padding: the first padding row's two_embed stands for the rest."""
+    a = atten_inputs(torch.float64, INFO.tolist(), 4)
+    later = a["two_embed"].clone()
+    later[7] += 1.0  # row 0's second padding slot
+    args = (a["table"], a["info"], a["em_x"], a["em"])
+    for is_sorted, changed in ((True, False), (False, True)):
+        out = tabulate_fusion_se_atten(*args, a["two_embed"], M, is_sorted)[0]
+        moved = tabulate_fusion_se_atten(*args, later, M, is_sorted)[0]
+        assert bool((out[0] != moved[0]).any()) == changed
+    with pytest.raises(ValueError, match="must be 4, 9, 16, or 25, got 5"):
+        tabulate_fusion_se_atten(*args[:3], torch.zeros(6, 9, 5, dtype=torch.float64),
+                                 a["two_embed"], M, True)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_se_atten_derivatives(padded):
+    # padded: two_embed only (perturbing s or R[1:4] of a padding row would undo the fold)
+    a = atten_inputs(torch.float64, INFO.tolist(), 4, seed=1, padded=padded)
+    table, info = a["table"], a["info"]
+    em_x = a["em_x"].reshape(6, 9)
+    em_x[2, :4] = em_x[2, 4]  # not row 2's boundary values: s on an interval's edge
+    a["em"][2, :4, 0] = em_x[2, 4]
+    em_x = em_x.reshape(-1, 1)
+    if padded:
+        def f(t):
+            return tabulate_fusion_se_atten(table, info, em_x, a["em"], t, M, True)[0]
+        args = (a["two_embed"].requires_grad_(),)
+    else:
+        def f(x, e, t):
+            return tabulate_fusion_se_atten(table, info, x, e, t, M, True)[0]
+        args = (em_x.requires_grad_(), a["em"].requires_grad_(),
+                a["two_embed"].requires_grad_())
+    assert torch.autograd.gradcheck(f, args)
+    assert torch.autograd.gradgradcheck(f, args)
+
+
 def test_compressed_descriptors_dpx_cannot_evaluate_are_named():
-    def module(name):
-        descriptor = SimpleNamespace(original_name=name, compress=True)
+    def part(name, *children, **flags):  # a module named as DeePMD-kit's class
+        m = type(name, (nn.Module,), {})()
+        for k, child in enumerate(children):
+            m.add_module(f"part{k}", child)
+        m.__dict__.update(flags)
+        return m
+
+    def model(descriptor):
         return SimpleNamespace(atomic_model=SimpleNamespace(descriptor=descriptor))
-    assert unsupported_compression(module("DescrptSeA")) is None
-    assert unsupported_compression(module("DescrptSeR")) is None
-    assert unsupported_compression(module("DescrptSeT")) == "descrptset"
-    plain = SimpleNamespace(atomic_model=SimpleNamespace(descriptor=SimpleNamespace(
-        original_name="DescrptSeT", compress=False)))
-    assert unsupported_compression(plain) is None
+    supported = [part("DescrptSeA", part("DescrptBlockSeA", compress=True), compress=True),
+                 part("DescrptSeR", compress=True),
+                 part("DescrptDPA1", part("DescrptBlockSeAtten", geo_compress=True),
+                      geo_compress=True, tebd_compress=True),
+                 part("DescrptSeAttenV2", part("DescrptBlockSeAtten", geo_compress=True),
+                      geo_compress=True),
+                 part("DescrptDPA1", part("DescrptBlockSeAtten"), tebd_compress=True),
+                 part("DescrptSeT", compress=False),
+                 part("DescrptHybrid", part("DescrptSeA", compress=True), part("DescrptSeT"))]
+    for descriptor in supported:
+        assert unsupported_compression(model(descriptor)) is None, descriptor
+    assert unsupported_compression(model(part("DescrptSeT", compress=True))) == "descrptset"
+    dpa2 = part("DescrptDPA2", part("DescrptBlockSeAtten", geo_compress=True),
+                part("DescrptBlockSeTTebd", compress=True), compress=True)
+    assert unsupported_compression(model(dpa2)) == "descrptdpa2"
+    hybrid = part("DescrptHybrid", part("DescrptSeA", compress=True),
+                  part("DescrptSeTTebd", compress=True))
+    assert unsupported_compression(model(hybrid)) == "descrpthybrid"

@@ -1,12 +1,13 @@
 """DeePMD-kit's custom op names, so that its frozen and compressed files load here.
 
-DeePMD-kit's se_e2_a and se_e2_r modules call their compression ops
-(deepmd::tabulate_fusion_se_a, ...): a compressed file (`dp compress`) on every evaluation,
+DeePMD-kit's se_e2_a, se_e2_r and se_atten (DPA-1, se_atten_v2) modules call their
+compression ops (deepmd::tabulate_fusion_se_a, ...): a compressed file (`dp compress`) on
+every evaluation,
 an uncompressed one on a branch it never takes, but TorchScript resolves every op a file names
 when it loads it. Where DeePMD-kit is installed and its op library loads, that library
 provides them; elsewhere dpx defines them with DeePMD-kit's schemas: tabulate_fusion_se_a by
-dpx's compiled kernel (dpx.ops.tabulate) and _se_r by its PyTorch version (both twins in
-dpx.ops.reference, differentiable by autograd), the ops
+dpx's compiled kernel (dpx.ops.tabulate), _se_r and _se_atten by their PyTorch versions (all
+twins in dpx.ops.reference, differentiable by autograd), the ops
 of descriptors dpx does not implement by kernels that refuse to run. dpx defines them only
 when a file needs them and DeePMD-kit's library is absent, so loading DeePMD-kit into the
 same process later is not a double registration of a live library.
@@ -22,7 +23,12 @@ from dpx.ops import reference, tabulate
 # what stands in for each op dpx implements: the compiled kernel where dpx's op library has
 # one, else the PyTorch twin (differentiable by autograd, so registered as composite)
 IMPLEMENTED = {"tabulate_fusion_se_a": tabulate.tabulate_fusion_se_a,
-               "tabulate_fusion_se_r": reference.tabulate_fusion_se_r}
+               "tabulate_fusion_se_r": reference.tabulate_fusion_se_r,
+               "tabulate_fusion_se_atten": reference.tabulate_fusion_se_atten}
+# the DeePMD-kit descriptor parts (lower-case class names) whose compressed forward calls
+# only those ops; DescrptDPA2 is not one: its three-body block calls _se_t_tebd
+COMPRESSED_SUPPORTED = ("descrptsea", "descrptblocksea", "descrptser", "descrptdpa1",
+                        "descrptseattenv2", "descrptblockseatten")
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +61,8 @@ def _present() -> bool:
 def _refuse(*args, **kwargs):
     raise RuntimeError("this compressed DeePMD-kit model's descriptor needs DeePMD-kit's op "
                        "library, which is not installed here (dpx evaluates compressed "
-                       "se_e2_a and se_e2_r files); evaluate the frozen file from before "
-                       "`dp compress`, or its checkpoint")
+                       "se_e2_a, se_e2_r and se_atten (DPA-1, se_atten_v2) files); evaluate "
+                       "the frozen file from before `dp compress`, or its checkpoint")
 
 
 def ensure() -> None:
@@ -83,11 +89,19 @@ def ensure() -> None:
 
 def unsupported_compression(module) -> str | None:
     """The descriptor type of a compressed DeePMD-kit frozen model (`dp compress`) whose ops
-    dpx does not implement, or None (not compressed, or se_e2_a / se_e2_r)."""
+    dpx does not implement, or None (not compressed, or every compressed part of its
+    descriptor one of COMPRESSED_SUPPORTED). A part is compressed when its `compress` flag
+    (se_e2_a, se_e2_r, se_e3, ...) or its `geo_compress` one (DPA-1's, the table of the
+    radial net; `tebd_compress` needs no op) is set."""
     descriptor = getattr(getattr(module, "atomic_model", None), "descriptor", None)
-    for part in (getattr(descriptor, "sea", None), descriptor):
-        if part is not None and bool(getattr(part, "compress", False)):
-            kind = str(getattr(descriptor, "original_name", type(descriptor).__name__))
-            kind = kind.lower()  # DeePMD-kit's class: DescrptSeA, DescrptSeR, ...
-            return None if kind.endswith(("sea", "ser")) else kind
+    if descriptor is None:
+        return None
+    parts = descriptor.modules() if hasattr(descriptor, "modules") else [descriptor]
+    for part in parts:
+        if bool(getattr(part, "compress", False)) or bool(getattr(part, "geo_compress", False)):
+            # DeePMD-kit's class: DescrptSeA, DescrptBlockSeAtten, ...
+            kind = str(getattr(part, "original_name", type(part).__name__)).lower()
+            if kind not in COMPRESSED_SUPPORTED:
+                return str(getattr(descriptor, "original_name",
+                                   type(descriptor).__name__)).lower()
     return None

@@ -334,33 +334,58 @@ def se_a_embed_reduce_grad_em_grad(grad_grad_em, grad_t, em, center, params, wid
 # stride1 on [upper, max). Outside [lower, max) the value is extended linearly with the slope
 # at the boundary (measured against DeePMD-kit's CPU kernels, tests/compress).
 #
-# tabulate_fusion_se_a contracts the table's values with the environment matrix,
-# out[i] = sum_j em[i, j]^T G(em_x[i, j]) -> [nloc, 4, M]; as DeePMD-kit's kernel, the rows
-# from the first that repeats the last row's em_x onwards (the padding of a sorted neighbor
-# list) count as that row times their number.
+# tabulate_fusion_se_a and _se_atten contract the table's values with the environment
+# matrix, out[i] = sum_j w_ij em[i, j]^T G(em_x[i, j]) -> [nloc, ncol, M], as DeePMD-kit's
+# kernel (source/lib/src/tabulate.cc: tabulate_fusion_se_a_cpu) folds a sorted neighbor
+# list's padding: the first row eligible for the fold counts as itself and every row after
+# it (w = nnei - j there, 0 beyond, 1 before). DeePMD-kit's eligible row repeats the last
+# row's em_x and has em[1:4] = 0; dpx's se_a ignores em[1:4] (see tabulate_fusion_se_a).
 
 
-def _locate(x: torch.Tensor, info: list[float]):
-    """(row of the table, offset within the interval, linear extension beyond the table)."""
-    lower, upper, top, stride0, stride1 = info[:5]
+def _table_bounds(table_info: torch.Tensor):
+    """(lower, upper, max, stride0, stride1, first row of the stride1 part, last row, the
+    last row's offset at max), counted in float64 as dpx's compiled se_a kernel does
+    (csrc/kernels/cpu/tabulate.cpp): DeePMD-kit's in float64 tables whose max is on the
+    stride1 grid, not always in others (_deepmd_table_bounds)."""
+    lower, upper, top, stride0, stride1 = [float(v) for v in table_info[:5].tolist()]
     first = int((upper - lower) / stride0)
     last = first + int((top - upper) / stride1) - 1
+    end_offset = top - ((last - first) * stride1 + upper)
+    return lower, upper, top, stride0, stride1, first, last, end_offset
+
+
+def _deepmd_table_bounds(table_info: torch.Tensor, dtype: torch.dtype):
+    """_table_bounds counted as DeePMD-kit's kernel does (tabulate.cc: locate_xx,
+    locate_high_tail_xx): in the table's precision, the last row the one holding
+    nextafter(max, lower). They differ from dpx's in float32: 2 / 0.1f is 20 in float32, but
+    19.99... in float64, so the float64 count starts the stride1 part a row early."""
+    lower, upper, top, stride0, stride1 = table_info[:5].detach().to("cpu", dtype).unbind()
+    first = int((upper - lower) / stride0)
+    last = first + int((torch.nextafter(top, lower) - upper) / stride1)
+    end_offset = top - ((last - first) * stride1 + upper)
+    return (*(float(v) for v in (lower, upper, top, stride0, stride1)), first, last,
+            float(end_offset))
+
+
+def _locate(x: torch.Tensor, bounds):
+    """(row of the table, offset within the interval, linear extension beyond the table)."""
+    lower, upper, top, stride0, stride1, first, last, end_offset = bounds
     in_first = x < upper
     idx = torch.where(in_first, torch.floor((x - lower) / stride0),
                       first + torch.floor((x - upper) / stride1))
     below, above = x < lower, x >= top
     idx = torch.where(below, 0.0, torch.where(above, float(last), idx)).detach()
     start = torch.where(idx < first, idx * stride0 + lower, (idx - first) * stride1 + upper)
-    end_offset = top - ((last - first) * stride1 + upper)
     offset = torch.where(below, 0.0, torch.where(above, end_offset, x - start))
     beyond = torch.where(below, x - lower, torch.where(above, x - top, 0.0))
     return idx.long(), offset, beyond
 
 
 def embedding_values(table: torch.Tensor, table_info: torch.Tensor, x: torch.Tensor,
-                     width: int) -> torch.Tensor:
-    """G(x) [..., width] of the tabulated embedding net at inputs x [...]."""
-    idx, t, beyond = _locate(x, [float(v) for v in table_info.tolist()])
+                     width: int, bounds=None) -> torch.Tensor:
+    """G(x) [..., width] of the tabulated embedding net at inputs x [...]; bounds: the
+    table's rows as _table_bounds (the default) or _deepmd_table_bounds count them."""
+    idx, t, beyond = _locate(x, _table_bounds(table_info) if bounds is None else bounds)
     a = table.reshape(table.shape[0], width, 6)[idx]  # [..., width, 6]
     t, beyond = t[..., None], beyond[..., None]
     value = a[..., 0] + (a[..., 1] + (a[..., 2] + (a[..., 3] + (a[..., 4] + a[..., 5] * t)
@@ -370,18 +395,59 @@ def embedding_values(table: torch.Tensor, table_info: torch.Tensor, x: torch.Ten
     return value + slope * beyond
 
 
+def _folded_contraction(em: torch.Tensor, g: torch.Tensor, eligible: torch.Tensor):
+    """sum_j w_j em[:, j]^T g[:, j] -> [nloc, ncol, M] of em [nloc, nnei, ncol] and
+    g [nloc, nnei, M]: the first eligible row j (eligible [nloc, nnei]) counts nnei - j
+    times, the rows after it not at all; a center with no eligible row sums every row."""
+    nloc, nnei = eligible.shape
+    if nnei > 0:
+        first = eligible.to(torch.int64).argmax(dim=1, keepdim=True)
+        repeat = torch.where(eligible.any(dim=1, keepdim=True), first, nnei)
+        j = torch.arange(nnei, device=em.device)[None, :]
+        weight = torch.where(j < repeat, 1, torch.where(j == repeat, nnei - repeat, 0))
+        em = em * weight.to(em.dtype)[..., None]
+    return torch.einsum("ijc,ijm->icm", em, g)
+
+
 def tabulate_fusion_se_a(table: torch.Tensor, table_info: torch.Tensor, em_x: torch.Tensor,
                          em: torch.Tensor, last_layer_size: int) -> list[torch.Tensor]:
+    """[out [nloc, 4, M]], the fold's eligible rows those whose em_x equals the last row's
+    (DeePMD-kit's also need em[1:4] = 0; they differ where a real neighbor ties the last,
+    as in a symmetric shell that fills sel exactly) and the table's rows as _table_bounds
+    counts them: both as dpx's compiled kernel, which this twin's tests compare it with."""
     nloc, nnei = em.shape[0], em.shape[1]
     x = em_x.reshape(nloc, nnei)
     g = embedding_values(table, table_info, x, last_layer_size)  # [nloc, nnei, M]
-    # DeePMD-kit's early stop: the first row equal to the last row's input stands for all
-    # rows from it to the end
-    repeat = (x == x[:, -1:]).to(torch.int64).argmax(dim=1, keepdim=True)
-    j = torch.arange(nnei, device=em.device)[None, :]
-    weight = torch.where(j < repeat, 1, torch.where(j == repeat, nnei - repeat, 0)).to(em.dtype)
-    out = torch.einsum("ijc,ijm->icm", em.reshape(nloc, nnei, 4) * weight[..., None], g)
-    return [out]
+    return [_folded_contraction(em.reshape(nloc, nnei, 4), g, x == x[:, -1:])]
+
+
+def tabulate_fusion_se_atten(table: torch.Tensor, table_info: torch.Tensor,
+                             em_x: torch.Tensor, em: torch.Tensor, two_embed: torch.Tensor,
+                             last_layer_size: int, is_sorted: bool) -> list[torch.Tensor]:
+    """DeePMD-kit's compressed se_atten (DPA-1, se_atten_v2) embedding contraction:
+    em_x = s [nloc * nnei, 1], em = R [nloc, nnei, ncol] (ncol 4, or (lmax + 1)^2 = 9, 16,
+    25 rows of DeePMD-kit's moment basis), two_embed = t [nloc * nnei, M] (the type-pair
+    embedding, times sw when smooth) -> [out [nloc, ncol, M]],
+      out[i, c, k] = sum_j w_ij R[i, j, c] G_k(s_ij) (1 + t[i, j, k]),
+    w the fold when is_sorted (the first row whose s equals the last row's and whose
+    R[1:4] = 0 counts nnei - j times, with its own s, R and t; the rows after it 0), else 1.
+    Jacobian, the DeePMD-kit op's first derivatives:
+      d out[i, c, k] / d R[i, j, c] = w_ij G_k(s_ij) (1 + t[i, j, k])
+      d out[i, c, k] / d s_ij       = w_ij R[i, j, c] G_k'(s_ij) (1 + t[i, j, k])
+      d out[i, c, k] / d t[i, j, k] = w_ij R[i, j, c] G_k(s_ij)
+    G_k' the slope of the polynomial (of the boundary's outside the table). Its second
+    derivatives differ: DeePMD-kit differentiates these only with respect to the cotangent,
+    and returns 0 for the rest (through s, R, t); autograd's are the true ones."""
+    nloc, nnei, ncol = em.shape
+    if ncol not in (4, 9, 16, 25):
+        raise ValueError(f"The environment basis dimension must be 4, 9, 16, or 25, got {ncol}")
+    x = em_x.reshape(nloc, nnei)
+    bounds = _deepmd_table_bounds(table_info, table.dtype)
+    g = embedding_values(table, table_info, x, last_layer_size, bounds)  # [nloc, nnei, M]
+    t = two_embed.reshape(nloc, nnei, last_layer_size)
+    g = g * t + g  # DeePMD-kit's order of operations: var * t + var
+    eligible = (x == x[:, -1:]) & (em[..., 1:4] == 0).all(dim=-1)
+    return [_folded_contraction(em, g, eligible if is_sorted else torch.zeros_like(eligible))]
 
 
 def tabulate_fusion_se_r(table: torch.Tensor, table_info: torch.Tensor, em: torch.Tensor,
