@@ -3,13 +3,17 @@
 
 Run this file with the *oracle* venv's python (the one prepared by
 ``install_lammps.sh``: a stock deepmd-kit[torch,lmp]), as a subprocess of dpx's
-tests.  dpx's own venv must not import deepmd.  Only ``make-data`` works without deepmd (numpy only).
+tests.  dpx's own venv must not import deepmd.  Only ``make-data`` works without
+deepmd (numpy only).
 
 Sub-commands
 ------------
-make-data  --out DIR [--seed S]
+make-data  --out DIR [--seed S] [--types N]
     Write two small toy systems (O/H, periodic cubic boxes, DeePMD npy format,
-    float64, atoms *not* sorted by type) under DIR/sys_a and DIR/sys_b.
+    float64, atoms *not* sorted by type) under DIR/sys_a and DIR/sys_b.  With
+    --types N (3 or 4: O, H, C, N), three systems whose type_map.raw names all N
+    elements: sys_a without the last element, sys_b without the first, sys_c
+    with all of them.
 eval       --model CKPT_OR_PTH [--head KEY] --system DIR [--set-prefix set]
            --out out.npz [--nlist-backend auto|native|vesin]
     DeepPot(model, head=KEY).eval on every frame of the system (all set.*
@@ -27,12 +31,17 @@ stat       --input input.json --workdir DIR --out stat.npz [--head KEY]
     Run ``dp --pt train input.json`` with training.numb_steps forced to 0 (and
     save_freq 1) inside DIR, load DIR/model.ckpt-0.pt and dump, for every model
     branch, the statistics buffers: ``<KEY>/davg`` (= atomic_model.descriptor.
-    sea.mean, or descriptor.mean for se_e2_r), ``<KEY>/dstd`` (= ...sea.stddev), ``<KEY>/out_bias``,
+    sea.mean; se_atten.mean for DPA-1, descriptor.mean for se_e2_r), ``<KEY>/dstd``
+    (= ...sea.stddev), ``<KEY>/out_bias``,
     ``<KEY>/out_std``, ``<KEY>/bias_atom_e`` (fitting_net.bias_atom_e, if
     present) and ``<KEY>/min_nbor_dist``.  Relative data paths in the input are
     resolved against the input file's directory.  ``--skip-neighbor-stat`` is
     NOT passed by default (then sel "auto" and min_nbor_dist work);
     use --skip-neighbor-stat to save time.
+batch      --jobs jobs.json
+    Run a JSON list of jobs in this one process, in order ({"argv": ["dp", "--pt",
+    "train", ...], "cwd": DIR}: DeePMD-kit's command line; {"argv": ["eval", ...]}:
+    this runner's): DeePMD-kit's start-up is paid once, not per job.
 dump-ckpt  --model CKPT [--out dump.npz]
     Print the structure of a .pt checkpoint (keys, shapes, dtypes,
     _extra_state) and optionally save every tensor of the model state_dict to
@@ -48,6 +57,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +91,23 @@ def _random_positions(rng, natoms, box_len, min_dist):
     return np.array(pos)
 
 
-def _toy_pair_efv(coord, atype, box_len, rc=3.5):
+# the pair potential's well depth and minimum by type pair, types in ELEMENTS' order; the first
+# two rows and columns are the O/H values of the default (two-element) data
+ELEMENTS = ["O", "H", "C", "N"]
+EPS = np.array([[0.30, 0.20, 0.25, 0.22], [0.20, 0.10, 0.15, 0.12],
+                [0.25, 0.15, 0.35, 0.28], [0.22, 0.12, 0.28, 0.32]])
+R0 = np.array([[2.8, 1.8, 2.6, 2.5], [1.8, 1.5, 1.9, 1.8],
+               [2.6, 1.9, 2.9, 2.7], [2.5, 1.8, 2.7, 2.8]])
+EBIAS = np.array([-93.5, -187.0, -102.0, -121.0]) / 10.0  # per-type energy shift
+
+
+def _toy_pair_efv(coord, atype, box_len, rc=3.5, eps=EPS[:2, :2], r0=R0[:2, :2]):
     """Smooth Morse-like pair energy summed over all periodic images.
 
     Returns (energy, force[natoms,3], virial[9]) with
     force = -dE/dr and virial = -sum_pairs rvec (x) dE/drvec (DeePMD's sign
     convention; for a finite system this is sum_i r_i (x) F_i).
     """
-    eps = np.array([[0.30, 0.20], [0.20, 0.10]])
-    r0 = np.array([[2.8, 1.8], [1.8, 1.5]])
     a = 1.6
     rs = rc - 1.0
     n = len(atype)
@@ -133,32 +151,40 @@ def _toy_pair_efv(coord, atype, box_len, rc=3.5):
     return e, f, w.reshape(9)
 
 
-def make_data(out, seed=20240607):
+def _data_specs(ntypes):
+    """[(name, atoms of each type, box length, frames)]: two elements (O, H), sys_a and sys_b;
+    more (ELEMENTS[:ntypes]), sys_a without the last element, sys_b without the first (a
+    branch of a multi-task model may see only some of the type map) and sys_c with all."""
+    if ntypes == 2:
+        return [("sys_a", [4, 8], 6.0, 10), ("sys_b", [8, 12], 7.0, 10)]
+    mid = [8] * (ntypes - 2)
+    return [("sys_a", [4] + mid + [0], 6.0, 6), ("sys_b", [0] + mid + [4], 6.0, 6),
+            ("sys_c", [3] + mid + [3], 6.3, 6)]
+
+
+def make_data(out, seed=20240607, ntypes=2):
+    if not 2 <= ntypes <= len(ELEMENTS):
+        raise SystemExit(f"--types must lie in [2, {len(ELEMENTS)}], got {ntypes}")
     rng = np.random.default_rng(seed)
     out = Path(out)
-    specs = [
-        # name, n_O, n_H, box length, frames
-        ("sys_a", 4, 8, 6.0, 10),
-        ("sys_b", 8, 12, 7.0, 10),
-    ]
-    ebias = np.array([-93.5, -187.0]) / 10.0  # per-type shift, O and H
-    for name, no, nh, L, nf in specs:
+    eps, r0 = EPS[:ntypes, :ntypes], R0[:ntypes, :ntypes]
+    for name, counts, L, nf in _data_specs(ntypes):
         d = out / name
         (d / "set.000").mkdir(parents=True, exist_ok=True)
-        atype = np.array([0] * no + [1] * nh)
+        atype = np.repeat(np.arange(ntypes), counts)
         rng.shuffle(atype)  # deliberately not sorted by type
         coords, boxes, es, fs, vs = [], [], [], [], []
         for _ in range(nf):
             c = _random_positions(rng, len(atype), L, 1.2)
-            e, f, v = _toy_pair_efv(c, atype, L)
-            e += ebias[atype].sum()
+            e, f, v = _toy_pair_efv(c, atype, L, eps=eps, r0=r0)
+            e += EBIAS[atype].sum()
             coords.append(c.reshape(-1))
             boxes.append((np.eye(3) * L).reshape(-1))
             es.append(e)
             fs.append(f.reshape(-1))
             vs.append(v)
         np.savetxt(d / "type.raw", atype, fmt="%d")
-        (d / "type_map.raw").write_text("O\nH\n")
+        (d / "type_map.raw").write_text("".join(f"{e}\n" for e in ELEMENTS[:ntypes]))
         np.save(d / "set.000" / "coord.npy", np.array(coords))
         np.save(d / "set.000" / "box.npy", np.array(boxes))
         np.save(d / "set.000" / "energy.npy", np.array(es))
@@ -355,8 +381,6 @@ def cmd_stat(args):
     for h in keys:
         p = f"model.{h}."
         m = {
-            "davg": p + "atomic_model.descriptor.sea.mean",
-            "dstd": p + "atomic_model.descriptor.sea.stddev",
             "out_bias": p + "atomic_model.out_bias",
             "out_std": p + "atomic_model.out_std",
             "bias_atom_e": p + "atomic_model.fitting_net.bias_atom_e",
@@ -364,12 +388,16 @@ def cmd_stat(args):
         }
         for name in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std"):
             m[name] = p + "atomic_model.fitting_net." + name
-        # se_e2_r has no "sea" block: its davg/dstd sit on the descriptor itself
-        m.setdefault("davg_r", p + "atomic_model.descriptor.mean")
-        m.setdefault("dstd_r", p + "atomic_model.descriptor.stddev")
+        # davg/dstd sit on the descriptor's block (se_e2_a: sea, DPA-1: se_atten) or, for
+        # se_e2_r, on the descriptor itself
+        desc = p + "atomic_model.descriptor."
+        for block in ("sea.", "se_atten.", ""):
+            if f"{desc}{block}mean" in sd:
+                m["davg"], m["dstd"] = f"{desc}{block}mean", f"{desc}{block}stddev"
+                break
         for name, k in m.items():
             if k in sd:
-                out[f"{h}/{name.removesuffix('_r')}"] = _to_np(sd[k])
+                out[f"{h}/{name}"] = _to_np(sd[k])
     out["_model_params_json"] = np.array(
         json.dumps(sd["_extra_state"]["model_params"], sort_keys=True)
     )
@@ -402,12 +430,45 @@ def cmd_dump(args):
         print("wrote", args.out)
 
 
-def main(argv=None):
+# --------------------------------------------------------------------------
+# batch
+# --------------------------------------------------------------------------
+def cmd_batch(args):
+    """The jobs of a JSON list in turn, in this one process: DeePMD-kit's imports and its first
+    model's set-up (about 12 s on 2 cores) are paid once; later runs take about a second each.
+    A job is {"argv": [...]}: ["dp", ...] is DeePMD-kit's command line (run in the job's
+    "cwd"), anything else this runner's (eval, stat, ...)."""
+    jobs = json.loads(Path(args.jobs).read_text())
+    here = os.getcwd()
+    for i, job in enumerate(jobs):
+        argv = [str(a) for a in job["argv"]]
+        t0 = time.perf_counter()
+        try:
+            os.chdir(job.get("cwd", here))
+            if argv[0] == "dp":
+                from deepmd.main import main as dp_main
+
+                dp_main(argv[1:])
+            else:
+                run(_parser().parse_args(argv))
+        except BaseException as e:  # argparse and DeePMD-kit raise SystemExit too
+            raise SystemExit(f"job {i + 1}/{len(jobs)} failed: {' '.join(argv)}\n"
+                             f"(cwd {os.getcwd()}): {e!r}") from e
+        finally:
+            os.chdir(here)
+        print(f"job {i + 1}/{len(jobs)} done in {time.perf_counter() - t0:.1f} s: "
+              f"{' '.join(argv[:3])}", flush=True)
+
+
+def _parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("make-data")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=20240607)
+    p.add_argument("--types", type=int, default=2,
+                   help="number of elements (O, H, C, N): 2 writes sys_a and sys_b; more "
+                        "writes sys_a, sys_b and sys_c")
     for name in ("eval", "ase"):
         p = sub.add_parser(name)
         p.add_argument("--model", required=True)
@@ -435,9 +496,18 @@ def main(argv=None):
     p = sub.add_parser("dump-ckpt")
     p.add_argument("--model", required=True)
     p.add_argument("--out", default=None)
-    a = ap.parse_args(argv)
+    p = sub.add_parser("batch")
+    p.add_argument("--jobs", required=True, help="a JSON list of jobs")
+    return ap
+
+
+def main(argv=None):
+    run(_parser().parse_args(argv))
+
+
+def run(a):
     if a.cmd == "make-data":
-        make_data(a.out, a.seed)
+        make_data(a.out, a.seed, a.types)
     elif a.cmd == "eval":
         cmd_eval(a)
     elif a.cmd == "ase":
@@ -448,6 +518,8 @@ def main(argv=None):
         cmd_stat(a)
     elif a.cmd == "dump-ckpt":
         cmd_dump(a)
+    elif a.cmd == "batch":
+        cmd_batch(a)
 
 
 if __name__ == "__main__":

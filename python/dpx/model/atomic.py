@@ -56,11 +56,12 @@ class DPAtomicModel(nn.Module):
 
     @torch.no_grad()
     def transfer_from(self, src: DPAtomicModel, index: list[int], random_fitting: bool) -> None:
-        """finetune: src's weights with new type i taking src's type index[i]; with a random
-        fitting only the descriptor."""
+        """finetune: src's weights with new type i taking src's type index[i] (-1: an element
+        src never saw); with a random fitting only the descriptor."""
         self.descriptor.transfer_from(src.descriptor, index)
         if random_fitting:
             return
         self.fitting_net.transfer_from(src.fitting_net, index)
-        self.out_bias.copy_(src.out_bias[:, index])
-        self.out_std.copy_(src.out_std[:, index])
+        for t, old in enumerate(index):  # an element src never saw: bias 0, std 1
+            self.out_bias[:, t] = src.out_bias[:, old] if old >= 0 else 0.0
+            self.out_std[:, t] = src.out_std[:, old] if old >= 0 else 1.0

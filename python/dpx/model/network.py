@@ -94,24 +94,23 @@ class MLPLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., num_in] -> [..., num_out]."""
         bias = self.bias
-        if x.dim() == 2 and bias is not None:
-            y = torch.addmm(bias, x, self.matrix)  # one fused call for the common 2-D case
+        shape = list(x.shape[:-1])
+        x2 = x.reshape(-1, x.shape[-1])
+        if bias is not None:
+            y = torch.addmm(bias, x2, self.matrix)  # one fused call: product and bias
         else:
-            y = x @ self.matrix
-            if bias is not None:
-                y = y + bias
+            y = torch.mm(x2, self.matrix)
         y = activate(y, self.act, self.thr)
         idt = self.idt
         if idt is not None:
             y = y * idt
         if self.resnet:
-            width = x.shape[-1]
+            width = x2.shape[-1]
             if y.shape[-1] == width:
-                y = y + x
+                y = y + x2
             else:  # y + concat(x, x), without building the concatenation
-                shape = y.shape
-                y = (y.reshape(-1, 2, width) + x.reshape(-1, 1, width)).view(shape)
-        return y
+                y = (y.view(-1, 2, width) + x2.view(-1, 1, width)).view(y.shape)
+        return y.view(shape + [y.shape[-1]])
 
 
 class EmbeddingNet(nn.Module):

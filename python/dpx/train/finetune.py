@@ -7,6 +7,10 @@ elements of the pretrained one: every per-type tensor follows its element. New t
 pretrained type index[i]; the embedding net of (center, neighbor) = (i, j) is the pretrained
 net of (index[i], index[j]); davg/dstd rows follow the center type and their slot sections
 (sel) the neighbor type; fitting nets, out_bias and out_std follow the atom type.
+
+A descriptor with a type embedding (DPA-1; Descriptor.NEW_TYPES) also takes elements the
+pretrained model never saw, as DeePMD-kit does (index[i] = -1): their type-embedding rows
+start random, their davg/dstd come from the new data, their bias from the bias adjustment.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from dpx.io import checkpoint, load_model
 from dpx.io.params import branches as branches_of
 from dpx.io.params import describe, model_config, model_params, select_branch
 from dpx.model.bias import adjust_bias
+from dpx.model.descriptor import Descriptor
 from dpx.model.energy import EnergyModel
 
 log = logging.getLogger(__name__)
@@ -116,31 +121,43 @@ def align_branch(cfg: Config, rule: Rule, source: dict, path,
     model = cfg.branches[rule.branch].model
     where = "model" if not cfg.multi_task else f"model/model_dict/{rule.branch}"
     src = model_config(source, f"{path}:model_params")
-    missing = [t for t in model.type_map if t not in src.type_map]
-    if missing:
-        raise ValueError(f"{where}/type_map: element(s) {missing} are not in {what} "
-                         f"({path}, branch {rule.source}: type_map {src.type_map}); "
-                         f"it has no weights for them")
-    if strict and sorted(model.type_map) != sorted(src.type_map):
-        raise ValueError(f"{where}/type_map: {model.type_map} lacks element(s) "
-                         f"{sorted(set(src.type_map) - set(model.type_map))} of {what} "
-                         f"({path}: {src.type_map}); start from a subset with --finetune")
-    rule.index = [src.type_map.index(t) for t in model.type_map]
+    _check_elements(where, model, src, strict, path, what, rule.source)
+    rule.index = [src.type_map.index(t) if t in src.type_map else -1 for t in model.type_map]
     if rule.index != list(range(len(src.type_map))):
-        log.info("%s: type_map %s remapped from the pretrained %s", rule.branch,
-                 model.type_map, src.type_map)
+        log.info("%s: type_map %s remapped from the pretrained %s%s", rule.branch,
+                 model.type_map, src.type_map, "" if -1 not in rule.index else
+                 f" (new: {[t for t in model.type_map if t not in src.type_map]})")
     if use_pretrain_script:
         _take_pretrained_sections(model, src, rule)
-    sel = [src.descriptor.sel[i] for i in rule.index]
+    sel = src.descriptor.sel if src.descriptor.MIXED_TYPES else \
+        [src.descriptor.sel[i] for i in rule.index]
     given = model.descriptor.sel
-    if isinstance(given, list) and given != sel:
+    if not isinstance(given, str) and given != sel:
         raise ValueError(f"{where}/descriptor/sel: {given} differs from {what}'s "
                          f"{sel} (type_map {model.type_map}); use {sel} or 'auto'")
-    model.descriptor.sel = sel
+    model.descriptor.sel = copy.deepcopy(sel)
     _compare(f"{where}/descriptor", model.descriptor, src.descriptor, path, strict, what)
     if not rule.random_fitting:
         _compare(f"{where}/fitting_net", model.fitting_net, src.fitting_net, path, strict, what)
     _check_exclusions(where, model, src, rule.index, path, what)
+
+
+def _check_elements(where: str, model, src, strict: bool, path, what: str, source) -> None:
+    """Every element of the new type map has pretrained weights, unless the descriptor has a
+    type embedding (new elements start from a random row); with strict (--init-model) the
+    same elements."""
+    missing = [t for t in model.type_map if t not in src.type_map]
+    new_types_allowed = Descriptor.REGISTRY[type(src.descriptor)].NEW_TYPES and not strict
+    if missing and not new_types_allowed:
+        raise ValueError(f"{where}/type_map: element(s) {missing} are not in {what} "
+                         f"({path}, branch {source}: type_map {src.type_map}); "
+                         f"it has no weights for them" + ("" if strict else
+                         f" (a {src.descriptor.type} descriptor has no type embedding that "
+                         f"could take new elements)"))
+    if strict and sorted(model.type_map) != sorted(src.type_map):
+        raise ValueError(f"{where}/type_map: {model.type_map} lacks element(s) "
+                         f"{sorted(set(src.type_map) - set(model.type_map))} of {what} "
+                         f"({path}: {src.type_map}); start from a subset with --finetune")
 
 
 def _take_pretrained_sections(model, src, rule: Rule) -> None:
@@ -213,6 +230,15 @@ def transfer(src: EnergyModel, dst: EnergyModel, index: list[int], random_fittin
     dst.min_nbor_dist.copy_(src.min_nbor_dist)
 
 
+def _descriptor_statistics(run, model_cfg) -> None:
+    """davg/dstd of a branch's descriptor from its own data (DeePMD-kit's
+    model_with_new_type_stat: the rows of the elements the pretrained model lacks)."""
+    am = run.model.atomic_model
+    frames = run.data.stat_frames(model_cfg.data_stat_nbatch)
+    excluded = am.pair_excluded if am.has_pair_exclusion else None
+    am.descriptor.set_stats(am.descriptor.compute_stats(frames, excluded))
+
+
 def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
     """Weights from the pretrained branches, then each branch's bias from its new data
     (resuming branches keep theirs). branches: {name: BranchRun}."""
@@ -222,6 +248,8 @@ def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
             sources[rule.source], _ = load_model(pre.path, rule.source)
         log.info("%s: weights from %s, branch %s%s", name, pre.path, rule.source,
                  " (descriptor only)" if rule.random_fitting else "")
+        if -1 in rule.index:  # new elements keep the statistics of the new data
+            _descriptor_statistics(branches[name], cfg.branches[name].model)
         transfer(sources[rule.source], branches[name].model, rule.index, rule.random_fitting)
     for name, rule in pre.rules.items():
         if rule.resuming:

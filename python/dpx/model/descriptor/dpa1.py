@@ -36,11 +36,15 @@ from dpx.model.descriptor.base import (
     compression_slots,
 )
 from dpx.model.network import EmbeddingNet, LayerNorm, MLPLayer, NetworkCollection, child_seed
+from dpx.model.tabulate import check_min_nbor_dist, input_range, tabulate
 from dpx.ops.reference import smooth_switch
 
 log = logging.getLogger(__name__)
 
 SHIFT = 20.0  # DeePMD-kit's attention shift: masked keys of a smooth attention score -20
+# the score of a masked key of a non-smooth attention: DeePMD-kit's -inf, finite so that a
+# row without neighbors (zeroed afterwards) has no NaN in its derivatives
+MASKED = -1e30
 
 
 class TypeEmbedding(nn.Module):
@@ -95,63 +99,46 @@ class _Embedding(nn.Module):
 
 class GatedAttentionLayer(nn.Module):
     """One head of width H = attn over the neighbors of each center (deepmd-dpa1 §6.2), on
-    the slots of a (narrowed) list; `extra` more keys of a smooth attention lie beyond it."""
+    the slots of a (narrowed) list. What does not depend on the layer (the smooth score's
+    factor and shift, the gate of masked rows, sw and the angles) comes precomputed."""
 
     def __init__(self, cfg, ng: int, dtype, seed):
         super().__init__()
-        self.hidden = cfg.attn
         self.in_proj = MLPLayer(ng, 3 * cfg.attn, "linear", False, False, dtype=dtype,
                                 seed=child_seed(seed, 0))
         self.out_proj = MLPLayer(cfg.attn, ng, "linear", False, False, dtype=dtype,
                                  seed=child_seed(seed, 1))
         self.scaling = ((cfg.attn * cfg.scaling_factor) ** -0.5 if cfg.temperature is None
                         else float(cfg.temperature))
-        self.normalize, self.smooth, self.dotr = cfg.normalize, cfg.smooth_type_embedding, \
-            cfg.attn_dotr
-        self.shift = SHIFT
+        self.normalize, self.smooth = cfg.normalize, cfg.smooth_type_embedding
+        self.shift, self.masked = SHIFT, MASKED  # attributes: TorchScript reads no globals
 
-    def forward(self, g: torch.Tensor, mask: torch.Tensor, rhat: torch.Tensor,
-                sw: torch.Tensor, extra: int) -> torch.Tensor:
-        """g [B, w, ng], mask [B, w] (a neighbor that is not excluded), rhat [B, w, 3], sw
-        [B, w] (0 where masked) -> the attention's output [B, w, ng]."""
+    def forward(self, g: torch.Tensor, keep: torch.Tensor, factor: torch.Tensor,
+                shift: torch.Tensor, gate: torch.Tensor, extra: int) -> torch.Tensor:
+        """g [B, w, ng] -> the attention's output [B, w, ng]. keep [B, 1, w]: the keys that
+        are neighbors; smooth: score = (q.k) factor + shift ([B, w, w]: scaling sw_j sw_k and
+        SHIFT (sw_j sw_k - 1)), `extra` more keys of score -SHIFT beyond the list; the
+        weights are then multiplied by gate [B, w, w]."""
         q, k, v = self.in_proj(g).chunk(3, dim=-1)
         if self.normalize:
             q, k, v = _unit(q), _unit(k), _unit(v)
-        a = torch.matmul(q * self.scaling, k.transpose(1, 2))
+        a = torch.bmm(q, k.transpose(1, 2))
         if self.smooth:
-            pair = sw.unsqueeze(2) * sw.unsqueeze(1)
-            a = _softmax_padded((a + self.shift) * pair - self.shift, extra, self.shift) * pair
+            a = torch.addcmul(shift, a, factor)
+            if extra > 0:  # the keys beyond the list, as one column of their summed weight
+                a = nn.functional.pad(a, (0, 1), value=math.log(extra) - self.shift)
+                a = torch.softmax(a, dim=-1)[..., :-1]
+            else:
+                a = torch.softmax(a, dim=-1)
         else:
-            a = _masked_softmax(a, mask.unsqueeze(1))
-        a = a * mask.unsqueeze(2).to(a.dtype)
-        if self.dotr:
-            a = a * torch.matmul(rhat, rhat.transpose(1, 2))
-        return self.out_proj(torch.matmul(a, v))
+            a = torch.softmax((a * self.scaling).masked_fill(~keep, self.masked), dim=-1)
+        return self.out_proj(torch.bmm(a * gate, v))
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    """x / max(|x|, 1e-12) over the last axis (torch.nn.functional.normalize's rule)."""
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp(min=1e-12)
-
-
-def _softmax_padded(a: torch.Tensor, extra: int, shift: float) -> torch.Tensor:
-    """Softmax over the last axis as if `extra` more keys of score -shift followed."""
-    m = a.amax(dim=-1, keepdim=True).clamp(min=-shift).detach()
-    e = torch.exp(a - m)
-    z = e.sum(dim=-1, keepdim=True)
-    if extra > 0:
-        z = z + extra * torch.exp(-shift - m)
-    return e / z
-
-
-def _masked_softmax(a: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Softmax over the kept keys; a row without one is 0 (DeePMD-kit's -inf fill makes it
-    NaN and zeroes it afterwards, which only a center without neighbors reaches)."""
-    m = torch.where(keep, a, float("-inf")).amax(dim=-1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, 0.0).detach()
-    e = torch.exp(a - m) * keep.to(a.dtype)
-    z = e.sum(dim=-1, keepdim=True)
-    return e / torch.where(z > 0, z, 1.0)
+    """x / max(|x|, 1e-12) over the last axis (torch.nn.functional.normalize's rule), as a
+    product with the reciprocal norm (one cheap [.., 1] factor instead of a division)."""
+    return x * torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp(min=1e-12).reciprocal()
 
 
 class NeighborGatedAttentionLayer(nn.Module):
@@ -162,9 +149,10 @@ class NeighborGatedAttentionLayer(nn.Module):
         self.attention_layer = GatedAttentionLayer(cfg, ng, dtype, child_seed(seed, 0))
         self.attn_layer_norm = LayerNorm(ng, cfg.eps, dtype)
 
-    def forward(self, g: torch.Tensor, mask: torch.Tensor, rhat: torch.Tensor,
-                sw: torch.Tensor, extra: int) -> torch.Tensor:
-        return self.attn_layer_norm(g + self.attention_layer(g, mask, rhat, sw, extra))
+    def forward(self, g: torch.Tensor, keep: torch.Tensor, factor: torch.Tensor,
+                shift: torch.Tensor, gate: torch.Tensor, extra: int) -> torch.Tensor:
+        return self.attn_layer_norm(g + self.attention_layer(g, keep, factor, shift, gate,
+                                                             extra))
 
     def padding(self, g_pad: torch.Tensor) -> torch.Tensor:
         """The layer on a slot whose attention row is zero: LN(G + out_proj(0))."""
@@ -179,17 +167,63 @@ class NeighborGatedAttention(nn.Module):
         self.attention_layers = nn.ModuleList(
             NeighborGatedAttentionLayer(cfg, ng, dtype, child_seed(seed, i))
             for i in range(cfg.attn_layer))
+        self.scaling = ((cfg.attn * cfg.scaling_factor) ** -0.5 if cfg.temperature is None
+                        else float(cfg.temperature))
+        self.smooth, self.dotr = cfg.smooth_type_embedding, cfg.attn_dotr
+        self.nlayer = cfg.attn_layer
+        self.shift = SHIFT
 
     def forward(self, g: torch.Tensor, mask: torch.Tensor, rhat: torch.Tensor,
                 sw: torch.Tensor, extra: int) -> torch.Tensor:
+        """g [B, w, ng], mask [B, w] (a neighbor that is not excluded), rhat [B, w, 3], sw
+        [B, w] (0 where masked); extra: the padding slots beyond the w listed ones."""
+        if self.nlayer == 0:
+            return g
+        # what the layers share (deepmd-dpa1 §6.2 steps 5-9): a masked row's weights are 0
+        # (its sw is 0 when smooth), the smooth scores are damped by sw_j sw_k and the
+        # weights too, the angular gate multiplies them
+        keep = mask.unsqueeze(1)
+        if self.smooth:
+            pair = sw.unsqueeze(2) * sw.unsqueeze(1)
+            factor = pair * self.scaling
+            shift = pair * self.shift - self.shift
+            gate = pair
+        else:
+            gate = mask.unsqueeze(2).to(g.dtype).expand(-1, -1, mask.shape[1])
+            factor, shift = gate, gate  # unused
+        if self.dotr:
+            gate = gate * torch.bmm(rhat, rhat.transpose(1, 2))
         for layer in self.attention_layers:
-            g = layer(g, mask, rhat, sw, extra)
+            g = layer(g, keep, factor, shift, gate, extra)
         return g
 
     def padding(self, g_pad: torch.Tensor) -> torch.Tensor:
         for layer in self.attention_layers:
             g_pad = layer.padding(g_pad)
         return g_pad
+
+
+class _NoTable(nn.Module):
+    """What an uncompressed block holds where a compressed one has its table's op (so that
+    the frozen file of an uncompressed model names no DeePMD-kit op)."""
+
+    def forward(self, table: torch.Tensor, info: torch.Tensor, s: torch.Tensor,
+                em: torch.Tensor, two_embed: torch.Tensor, ng: int,
+                is_sorted: bool) -> torch.Tensor:
+        raise RuntimeError("this DPA-1 block is not geometrically compressed")
+
+
+class _AttenTable(nn.Module):
+    """T * nnei of a geometrically compressed block by deepmd::tabulate_fusion_se_atten:
+    sum_j R_j (x) N_s(s_j) (1 + two_embed_j), the table in place of N_s (deepmd-dpa1 §11.3);
+    DeePMD-kit's op, or dpx's where its library is absent (dpx.ops.deepmd)."""
+
+    def forward(self, table: torch.Tensor, info: torch.Tensor, s: torch.Tensor,
+                em: torch.Tensor, two_embed: torch.Tensor, ng: int,
+                is_sorted: bool) -> torch.Tensor:
+        return torch.ops.deepmd.tabulate_fusion_se_atten(
+            table.contiguous(), info.cpu().contiguous(), s.contiguous(), em.contiguous(),
+            two_embed.contiguous(), ng, is_sorted)[0]
 
 
 class DescrptBlockSeAtten(EnvMatBlock):
@@ -219,15 +253,28 @@ class DescrptBlockSeAtten(EnvMatBlock):
         self.compress_data = compression_slots(1, dtype)
         self.register_buffer("type_embd_data", torch.zeros(0, dtype=dtype))
         self.tebd_compress = False
+        self.geo_compress = False
+        self.geo_table: nn.Module = _NoTable()
+        # the table op's padding fold: DeePMD-kit 3.2.0's block sets is_sorted from the
+        # exclusions and then resets it to False, so its files always sum every slot
+        self.is_sorted = False
         self.strategy = "dense"
         self.zero_padding = True
         self.plan()
 
     def plan(self) -> None:
-        """narrow (trailing all-padding columns in closed form) when the statistics are the
-        same in every slot, as statistics make them; dense otherwise."""
-        self.strategy = "narrow" if self.slot_constant_stats() else "dense"
+        """geo (the compressed embedding: DeePMD-kit's op on the full sorted list); narrow
+        (trailing all-padding columns in closed form) when the statistics are the same in
+        every slot, as statistics make them; dense otherwise."""
+        if self.geo_compress:
+            self.strategy = "geo"
+        else:
+            self.strategy = "narrow" if self.slot_constant_stats() else "dense"
         self.zero_padding = bool((self.mean[:, 0, 0] == 0).all())
+
+    def need_sorted_nlist_for_lower(self) -> bool:
+        """The table op folds the trailing padding of a distance-sorted list."""
+        return self.geo_compress
 
     def get_dim_out(self) -> int:
         return self.ng * self.axis_neuron
@@ -247,9 +294,15 @@ class DescrptBlockSeAtten(EnvMatBlock):
         mask = mask.view(nf * nloc, width)
         sw = self._switch(ext_coord, nlist, mask)
         # padding and excluded slots take the type of extended atom 0, as in DeePMD-kit
-        nb_type = torch.gather(ext_atype, 1, torch.where(mask.view(nf, -1), nlist.view(nf, -1),
+        nb_type = torch.gather(ext_atype, 1, torch.where(mask.view(nf, -1), nlist.reshape(nf, -1),
                                                          0)).view(nf * nloc, width)
         center = atype.reshape(-1)
+        if self.strategy == "geo":
+            g_t = self._gate(nb_type, center, sw, tebd)
+            t = self.geo_table(self.compress_data[0], self.compress_info[0],
+                               em[..., :1].reshape(-1, 1), em, g_t.reshape(-1, self.ng),
+                               self.ng, self.is_sorted)
+            return self.backend.gram(t / self.nnei, self.axis_neuron).reshape(nf, nloc, -1)
         g = self._embed(em[..., :1], nb_type, center, sw, tebd)
         rhat = em[..., 1:] / torch.linalg.vector_norm(em[..., 1:], dim=-1,
                                                       keepdim=True).clamp(min=1e-12)
@@ -284,10 +337,16 @@ class DescrptBlockSeAtten(EnvMatBlock):
                 parts.append(tebd[center].unsqueeze(1).expand(-1, s.shape[1], -1))
             return net(torch.cat(parts, dim=-1))
         g_s = net(s)
+        return g_s * self._gate(nb_type, center, sw, tebd) + g_s
+
+    def _gate(self, nb_type: torch.Tensor, center: torch.Tensor, sw: torch.Tensor,
+              tebd: torch.Tensor) -> torch.Tensor:
+        """The strip mode's type factor N_t(e(t_j), e(t_i)) [B, w, ng], times sw when
+        smooth."""
         g_t = self._type_pair_table(tebd)[self._pair_index(nb_type, center)]
         if self.smooth:
             g_t = g_t * sw.unsqueeze(-1)
-        return g_s * g_t + g_s
+        return g_t
 
     def _pair_index(self, nb_type: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         """Row of the strip table: the neighbor's type, or center * (ntypes + 1) + neighbor."""
@@ -323,13 +382,27 @@ class DescrptBlockSeAtten(EnvMatBlock):
 
     @torch.no_grad()
     def compress_type_embedding(self, tebd: torch.Tensor) -> None:
-        """Strip mode: N_t on the whole (padded) table, stored (DeePMD-kit's type_embd_data);
-        the forward then only indexes it (exact)."""
-        if self.concat:
-            raise ValueError("only tebd_input_mode 'strip' compresses (DeePMD-kit's rule); this "
-                             "descriptor concatenates the type embedding to the net's input")
+        """N_t on the whole (padded) table, stored (DeePMD-kit's type_embd_data); the forward
+        then only indexes it (exact)."""
         self.type_embd_data = self._type_pair_table(tebd).detach().clone()
         self.tebd_compress = True
+
+    @torch.no_grad()
+    def compress_geometry(self, min_nbor_dist: float, step: float, extrapolate: float,
+                          check_frequency: int) -> dict[str, tuple[float, float]]:
+        """N_s as DeePMD-kit's table "filter_net" on the input range of every center type,
+        in compress_data[0] / compress_info[0] (DeePMD-kit's places)."""
+        check_min_nbor_dist(min_nbor_dist)
+        lower, upper = input_range(self, min_nbor_dist)
+        ll, uu = float(lower.min()), float(upper.max())
+        table, info = tabulate(self.filter_layers.networks[0], ll, uu, step, extrapolate,
+                               check_frequency, self.mean.dtype)
+        self.compress_data[0] = nn.Parameter(table, requires_grad=False)
+        self.compress_info[0] = nn.Parameter(info, requires_grad=False)
+        self.geo_table = _AttenTable()
+        self.geo_compress = True
+        self.plan()
+        return {"filter_net": (ll, uu)}
 
 
 def _narrow(nlist: torch.Tensor) -> torch.Tensor:
@@ -402,6 +475,33 @@ class DescrptDPA1(BlockDescriptor):
             if part is not None:
                 part.load_state_dict(getattr(theirs, name).state_dict())
         block.plan()
+
+
+    def enable_compression(self, min_nbor_dist: float, step: float = 0.01,
+                           extrapolate: float = 5, check_frequency: int = -1) -> dict:
+        """DeePMD-kit's DPA-1 compression (strip mode only): the type-pair factor N_t always
+        (exact), the radial net N_s as a table when attn_layer is 0 (its output feeds the
+        attention otherwise)."""
+        cfg, block = self.cfg, self.se_atten
+        if block.tebd_compress or block.geo_compress:
+            raise ValueError("the descriptor is compressed already")
+        if cfg.tebd_input_mode != "strip":
+            raise ValueError("DPA-1 compresses in tebd_input_mode 'strip' only (DeePMD-kit's "
+                             "rule); this model concatenates the type embedding to the "
+                             "embedding net's input")
+        if cfg.resnet_dt:
+            raise ValueError("DPA-1 with resnet_dt true cannot be compressed (DeePMD-kit's "
+                             "rule)")
+        if len({tuple(sorted(p)) for p in cfg.exclude_types}) >= \
+                self.ntypes * (self.ntypes + 1) // 2:
+            raise ValueError("every type pair is excluded: nothing to compress")
+        block.compress_type_embedding(self.type_embedding())
+        if cfg.attn_layer > 0:
+            log.warning("attn_layer %d > 0: only the type embedding is compressed (the "
+                        "geometric part feeds the attention), as in DeePMD-kit",
+                        cfg.attn_layer)
+            return {}
+        return block.compress_geometry(min_nbor_dist, step, extrapolate, check_frequency)
 
 
 class DescrptSeAttenV2(DescrptDPA1):
