@@ -207,7 +207,8 @@ def test_deepmd_loads_dpx_frozen_dpa1(single_runs, eval_data3, variant):
 def test_deepmd_restarts_dpx_dpa1_checkpoint(single_runs):
     """dp --pt train --restart of dpx's 3-step checkpoint runs the fourth step."""
     ckpt = torch.load(single_runs["restart"], map_location="cpu", weights_only=False)
-    assert ckpt["model"]["_extra_state"]["train_infos"]["step"] == 4
+    # model.ckpt-N.pt holds the 0-based index of its last step, N - 1
+    assert ckpt["model"]["_extra_state"]["train_infos"]["step"] == 3
 
 
 def _stats(model) -> dict:
