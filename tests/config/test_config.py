@@ -141,3 +141,98 @@ def test_shared_examples_parse():
     for name in ("single_task/input.json", "single_task/input_finetune.json",
                  "multi_task/input.json"):
         load_input(shared / name)
+
+
+# ---------------------------------------------------------------- DPA-1 (deepmd-dpa1 §1)
+DPA1 = with_change(SINGLE, "model/descriptor", {"type": "dpa1", "sel": 30, "rcut": 6.0,
+                                                "rcut_smth": 0.5, "neuron": [25, 50, 100]})
+
+
+def dpa1_section(base=DPA1, **keys):
+    d = copy.deepcopy(base)
+    d["model"]["descriptor"].update(keys)
+    return parse_input(d).branches["Default"].model.descriptor
+
+
+@pytest.mark.parametrize("path, value, match", [
+    ("model/descriptor/attn_mask", True, r"model/descriptor/attn_mask: true is not implemented"),
+    ("model/descriptor/lmax", 2, r"model/descriptor/lmax: dpx implements the standard DPA-1 "
+                                 r"moments \(lmax 1\)"),
+    ("model/descriptor/sel", 0, r"model/descriptor/sel: must be >= 1"),
+    pytest.param("model/descriptor/sel", [0, 0], r"model/descriptor/sel", marks=pytest.mark.xfail(
+        strict=True, reason="bug: a sel list summing to 0 passes the config (only an integer "
+                            "sel is checked >= 1) and the model fails later with an IndexError "
+                            "(python/dpx/config/descriptor.py, _AttentionConfig.check)")),
+    ("model/descriptor/sel", "many", r"model/descriptor/sel: must be a list of integers, 'auto'"),
+    ("model/descriptor/tebd_input_mode", "mixed",
+     r"model/descriptor/tebd_input_mode: must be 'concat' or 'strip', got 'mixed'"),
+    ("model/descriptor/attn_layer", -1, r"model/descriptor/attn_layer: must be >= 0"),
+    ("model/descriptor/tebd_dim", 0, r"model/descriptor/tebd_dim: must be >= 1"),
+    ("model/descriptor/ln_eps", 0.0, r"model/descriptor/ln_eps: must be > 0"),
+    ("model/descriptor/axis_neuron", 101, r"model/descriptor/axis_neuron: must lie in"),
+    ("model/descriptor/typo_key", 1, r"model/descriptor/typo_key: unknown key"),
+])
+def test_dpa1_errors(path, value, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_input(with_change(DPA1, path, value))
+
+
+@pytest.mark.parametrize("key, value", [("tebd_input_mode", "strip"),
+                                        ("smooth_type_embedding", True),
+                                        ("stripped_type_embedding", True)])
+def test_se_atten_v2_rejects_the_keys_it_fixes(key, value):
+    """DeePMD-kit's argcheck of se_atten_v2 has no such keys (strip and smooth are fixed)."""
+    v2 = with_change(DPA1, "model/descriptor/type", "se_atten_v2")
+    with pytest.raises(ConfigError, match=rf"model/descriptor/{key}: unknown key"):
+        parse_input(with_change(v2, f"model/descriptor/{key}", value))
+
+
+def test_use_econf_tebd_is_refused_by_name():
+    from dpx.model.energy import EnergyModel
+    cfg = parse_input(with_change(DPA1, "model/descriptor/use_econf_tebd", True))
+    with pytest.raises(ValueError, match=r"descriptor/use_econf_tebd: the electronic-config"):
+        EnergyModel(cfg.branches["Default"].model)
+
+
+def test_dpa1_aliases():
+    """The deprecated stripped_type_embedding overrides tebd_input_mode (deepmd-dpa1 §1.2);
+    smooth_type_embdding is DeePMD-kit's misspelled alias; n_axis_neuron as for se_e2_a."""
+    assert dpa1_section(stripped_type_embedding=True).tebd_input_mode == "strip"
+    assert dpa1_section(stripped_type_embedding=False,
+                        tebd_input_mode="strip").tebd_input_mode == "concat"
+    assert dpa1_section(tebd_input_mode="strip").tebd_input_mode == "strip"
+    assert dpa1_section(smooth_type_embdding=True).smooth_type_embedding is True
+    assert dpa1_section(n_axis_neuron=6).axis_neuron == 6
+
+
+def test_dpa1_sel_forms():
+    """One list of any type: an integer, a list (only its sum counts, any length) or auto."""
+    assert dpa1_section(sel=30).nsel == 30 and dpa1_section(sel=30).sel_list() == [30]
+    assert dpa1_section(sel=[10, 20, 5]).nsel == 35  # three entries for two types
+    assert dpa1_section(sel="auto").sel == "auto"
+    assert dpa1_section(sel="auto:1.5").sel == "auto:1.5"
+
+
+# deepmd-dpa1 §1.1 / §1.3: the argcheck defaults of DeePMD-kit 3.2.0 (not its class defaults)
+DPA1_DEFAULTS = {"sel": "auto", "rcut": 6.0, "rcut_smth": 0.5, "neuron": [10, 20, 40],
+                 "axis_neuron": 4, "tebd_dim": 8, "tebd_input_mode": "concat",
+                 "resnet_dt": False, "type_one_side": False, "set_davg_zero": True,
+                 "attn": 128, "attn_layer": 2, "attn_dotr": True, "attn_mask": False,
+                 "activation_function": "tanh", "precision": "default", "exclude_types": [],
+                 "env_protection": 0.0, "scaling_factor": 1.0, "normalize": True,
+                 "temperature": None, "concat_output_tebd": True, "trainable": True,
+                 "trainable_ln": True, "ln_eps": None, "smooth_type_embedding": False,
+                 "use_econf_tebd": False, "use_tebd_bias": False, "seed": None}
+
+
+@pytest.mark.parametrize("kind", ["dpa1", "se_atten", "se_atten_v2"])
+def test_dpa1_defaults_are_deepmd_argcheck_defaults(kind):
+    d = with_change(SINGLE, "model/descriptor", {"type": kind})
+    section = parse_input(d).branches["Default"].model.descriptor
+    want = dict(DPA1_DEFAULTS)
+    if kind == "se_atten_v2":  # strip and smooth fixed, davg computed
+        want.update(tebd_input_mode="strip", smooth_type_embedding=True, set_davg_zero=False)
+    for key, value in want.items():
+        assert getattr(section, key) == value, key
+    assert section.eps == 1e-5  # ln_eps null: DeePMD-kit's PyTorch 1e-5
+    assert section.type == ("se_atten_v2" if kind == "se_atten_v2" else "se_atten")
