@@ -7,6 +7,9 @@ their validation passes), start-up time (launch to the first lcurve line), and p
 
     python benchmarks/train_step.py --example single   # ../shared/examples/single_task
     python benchmarks/train_step.py --example multi    # ../shared/examples/multi_task
+    python benchmarks/train_step.py --example dpa1     # ../shared/examples/dpa1 (DeePMD-kit's)
+    python benchmarks/train_step.py --example se_atten_v2   # the same, se_atten_v2 without
+                                                            # attention layers
     python benchmarks/train_step.py --steps 300 --dp /path/to/venv/bin/dp
     python benchmarks/train_step.py --dpx-ref /path/to/other/venv/bin/dpx   # + another build
     python benchmarks/train_step.py --replicate 2 2 1     # 768-atom frames (supercells)
@@ -37,7 +40,11 @@ from _runner import run_training  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EXAMPLES = {"single": SHARED / "examples" / "single_task" / "input.json",
-            "multi": SHARED / "examples" / "multi_task" / "input.json"}
+            "multi": SHARED / "examples" / "multi_task" / "input.json",
+            "dpa1": SHARED / "examples" / "dpa1" / "input_torch.json",
+            "se_atten_v2": SHARED / "examples" / "dpa1" / "input_torch.json"}
+# examples made from another by changing its descriptor's keys
+VARIANTS = {"se_atten_v2": {"type": "se_atten_v2", "attn_layer": 0}}
 # DeePMD-kit as users install it (tests/oracle/install_lammps.sh); DPX_DP or --dp for another
 DEFAULT_DP = os.environ.get("DPX_DP", str(ROOT / ".venv-lammps" / "bin" / "dp"))
 
@@ -74,6 +81,8 @@ def prepare(example: str, steps: int, disp: int, folder: Path, data: dict | None
     step counts."""
     src = EXAMPLES[example]
     cfg = json.loads(src.read_text())
+    if example in VARIANTS:
+        cfg["model"]["descriptor"].update(VARIANTS[example])
 
     def absolute(section):
         if section and "systems" in section:

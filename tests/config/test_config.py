@@ -158,11 +158,8 @@ def dpa1_section(base=DPA1, **keys):
     ("model/descriptor/attn_mask", True, r"model/descriptor/attn_mask: true is not implemented"),
     ("model/descriptor/lmax", 2, r"model/descriptor/lmax: dpx implements the standard DPA-1 "
                                  r"moments \(lmax 1\)"),
-    ("model/descriptor/sel", 0, r"model/descriptor/sel: must be >= 1"),
-    pytest.param("model/descriptor/sel", [0, 0], r"model/descriptor/sel", marks=pytest.mark.xfail(
-        strict=True, reason="bug: a sel list summing to 0 passes the config (only an integer "
-                            "sel is checked >= 1) and the model fails later with an IndexError "
-                            "(python/dpx/config/descriptor.py, _AttentionConfig.check)")),
+    ("model/descriptor/sel", 0, r"model/descriptor/sel: must keep at least one neighbor"),
+    ("model/descriptor/sel", [0, 0], r"model/descriptor/sel: must keep at least one"),
     ("model/descriptor/sel", "many", r"model/descriptor/sel: must be a list of integers, 'auto'"),
     ("model/descriptor/tebd_input_mode", "mixed",
      r"model/descriptor/tebd_input_mode: must be 'concat' or 'strip', got 'mixed'"),

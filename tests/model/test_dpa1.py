@@ -594,12 +594,6 @@ def test_frozen_model_equals_eager(variant, sel, tmp_path):
         close(fold(low["extended_force"], nl.mapping, 10), ref["force"], 1e-10)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the scripted file's state dict holds the "
-                   "non-persistent buffer atomic_model.descriptor.type_embedding.one_hot "
-                   "(TorchScript keeps non-persistent buffers in state_dict), a key DeePMD-kit's "
-                   "has not: DeePMD-kit 3.2.0's `dp --pt compress` of such a file stops with "
-                   "'Unexpected key(s) in state_dict' (it loads the file's state dict "
-                   "strictly) (python/dpx/model/descriptor/dpa1.py:60, TypeEmbedding)")
 def test_frozen_state_dict_is_deepmd_kits(tmp_path):
     """DeePMD-kit's names and nothing else (deepmd-dpa1 §12.2): its `dp --pt compress` of a
     frozen file does get_model(model_def_script).load_state_dict(file.state_dict())."""

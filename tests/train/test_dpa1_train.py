@@ -93,9 +93,6 @@ def test_train_and_restart_exactly(dataset, run_dir):
                            sd["model.Default." + TEBD + "matrix"])  # the embedding trains
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --restart with sel 'auto' takes the "
-                   "checkpoint's sel as list(sel), a TypeError for DPA-1's integer sel "
-                   "(python/dpx/train/resume.py:50, check_restart)")
 def test_restart_with_sel_auto(dataset, run_dir):
     cfg = dpa1_input(dataset, steps=1, save_freq=1)
     path = write(run_dir / "in.json", cfg)

@@ -172,8 +172,9 @@ class _AttentionConfig(DescriptorConfig):
 
     def check(self, path):
         super().check(path)
-        if isinstance(self.sel, int) and self.sel < 1:
-            fail(f"{path}/sel", f"must be >= 1 (the neighbors of any type kept), got {self.sel}")
+        if not isinstance(self.sel, str) and sum(self.sel_list()) < 1:
+            fail(f"{path}/sel", f"must keep at least one neighbor (an integer >= 1, or a list "
+                                f"whose sum is), got {self.sel}")
         at_least(path, self, ("tebd_dim", "attn"), 1)
         at_least(path, self, ("attn_layer",), 0)
         check_axis_neuron(path, self)

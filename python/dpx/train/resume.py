@@ -11,6 +11,7 @@ read, and both load strictly: what cannot be loaded exactly is an error that nam
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 from dpx.config import Config
@@ -47,7 +48,7 @@ def check_restart(cfg: Config, state: dict, path) -> None:
         src = params.model_config(theirs[name], f"{path}:model_params")
         mine = branch.model
         if isinstance(mine.descriptor.sel, str):
-            mine.descriptor.sel = list(src.descriptor.sel)
+            mine.descriptor.sel = copy.deepcopy(src.descriptor.sel)
         _equal(f"{where}/type_map", mine.type_map, src.type_map, path)
         for part in ("descriptor", "fitting_net"):
             a, b = dataclasses.asdict(getattr(mine, part)), dataclasses.asdict(getattr(src, part))

@@ -167,12 +167,16 @@ def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: boo
         if skip:
             continue
         t0 = time.perf_counter()
-        systems = [s for k in group for s in data[k].train_systems]
         ntypes = len(cfg.branches[group[0]].model.type_map)
-        counts, dmin = neighbor_counts(systems, d.rcut, ntypes, one_type=d.MIXED_TYPES)
-        log.info("neighbor statistics of %s: max neighbors %s%s, min distance %.3f (%.1f s)",
+        # each branch's closest pair is its own (DeePMD-kit records it per branch); the
+        # counts of the group decide its one sel
+        found = {k: neighbor_counts(data[k].train_systems, d.rcut, ntypes,
+                                    one_type=d.MIXED_TYPES) for k in group}
+        counts = np.max(np.stack([c for c, _ in found.values()]), axis=0)
+        log.info("neighbor statistics of %s: max neighbors %s%s, min distance %s (%.1f s)",
                  ", ".join(group), "" if d.MIXED_TYPES else "per type ", counts.tolist(),
-                 dmin, time.perf_counter() - t0)
+                 ", ".join(f"{dmin:.3f}" for _, dmin in found.values()),
+                 time.perf_counter() - t0)
         sel = d.sel
         if auto:
             factor = float(d.sel.split(":")[1]) if ":" in d.sel else 1.1
@@ -187,7 +191,7 @@ def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: boo
                             counts.tolist(), [_wrap_up_4(c * 1.1) for c in counts])
         for k in group:
             cfg.branches[k].model.descriptor.sel = copy.deepcopy(sel)
-            resolved.min_nbor_dist[k] = dmin
+            resolved.min_nbor_dist[k] = found[k][1]
 
 
 def _wrap_up_4(x: float) -> int:

@@ -57,10 +57,13 @@ class TypeEmbedding(nn.Module):
         self.ntypes = ntypes
         self.embedding = _Embedding(EmbeddingNet(ntypes, [cfg.tebd_dim], "linear", False,
                                                  dtype, seed, bias=cfg.use_tebd_bias))
-        self.register_buffer("one_hot", torch.eye(ntypes, dtype=dtype), persistent=False)
 
     def forward(self) -> torch.Tensor:
-        table = self.embedding.embedding_net(self.one_hot)
+        # the one-hot inputs made here, not kept as a buffer: a scripted file's state dict
+        # holds even non-persistent buffers, and DeePMD-kit loads frozen files strictly
+        matrix = self.embedding.embedding_net.layers[0].matrix
+        one_hot = torch.eye(self.ntypes, dtype=matrix.dtype, device=matrix.device)
+        table = self.embedding.embedding_net(one_hot)
         return torch.cat([table, table.new_zeros(1, table.shape[1])])
 
     @torch.no_grad()
@@ -118,11 +121,22 @@ class GatedAttentionLayer(nn.Module):
         """g [B, w, ng] -> the attention's output [B, w, ng]. keep [B, 1, w]: the keys that
         are neighbors; smooth: score = (q.k) factor + shift ([B, w, w]: scaling sw_j sw_k and
         SHIFT (sw_j sw_k - 1)), `extra` more keys of score -SHIFT beyond the list; the
-        weights are then multiplied by gate [B, w, w]."""
-        q, k, v = self.in_proj(g).chunk(3, dim=-1)
-        if self.normalize:
-            q, k, v = _unit(q), _unit(k), _unit(v)
+        weights are then multiplied by gate [B, w, w].
+
+        q, k and v are unit vectors when normalize: q_j / |q_j| . k_l / |k_l| is written as
+        (q_j . k_l) / (|q_j| |k_l|) and a v_l / |v_l| as (a / |v_l|) v, so the norms scale
+        the [w, w] scores and weights instead of the [w, H] vectors (H > w here), which
+        spares the H-wide passes and their derivatives."""
+        qkv = self.in_proj(g)
+        q, k, v = qkv.chunk(3, dim=-1)
         a = torch.bmm(q, k.transpose(1, 2))
+        if self.normalize:
+            inv = _inverse_norms(qkv)                                # [B, w, 3]
+            pair = inv[..., 0].unsqueeze(2) * inv[..., 1].unsqueeze(1)
+            factor = factor * pair if self.smooth else pair * self.scaling
+            gate = gate * inv[..., 2].unsqueeze(1)
+        elif not self.smooth:
+            factor = torch.full_like(gate[:, :1, :1], self.scaling)
         if self.smooth:
             a = torch.addcmul(shift, a, factor)
             if extra > 0:  # the keys beyond the list, as one column of their summed weight
@@ -131,14 +145,16 @@ class GatedAttentionLayer(nn.Module):
             else:
                 a = torch.softmax(a, dim=-1)
         else:
-            a = torch.softmax((a * self.scaling).masked_fill(~keep, self.masked), dim=-1)
+            a = torch.softmax((a * factor).masked_fill(~keep, self.masked), dim=-1)
         return self.out_proj(torch.bmm(a * gate, v))
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """x / max(|x|, 1e-12) over the last axis (torch.nn.functional.normalize's rule), as a
-    product with the reciprocal norm (one cheap [.., 1] factor instead of a division)."""
-    return x * torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp(min=1e-12).reciprocal()
+def _inverse_norms(qkv: torch.Tensor) -> torch.Tensor:
+    """1 / max(|x|, 1e-12) of q, k and v (the thirds of qkv's last axis) [B, w, 3]:
+    torch.nn.functional.normalize's rule, from one pass over qkv."""
+    b, w = qkv.shape[0], qkv.shape[1]
+    # vector_norm's derivative is one product with x (x^2's would take several H-wide passes)
+    return torch.linalg.vector_norm(qkv.view(b, w, 3, -1), dim=-1).clamp(min=1e-12).reciprocal()
 
 
 class NeighborGatedAttentionLayer(nn.Module):
