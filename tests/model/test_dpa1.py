@@ -594,6 +594,21 @@ def test_frozen_model_equals_eager(variant, sel, tmp_path):
         close(fold(low["extended_force"], nl.mapping, 10), ref["force"], 1e-10)
 
 
+@pytest.mark.parametrize("variant", ["concat_davg_residual_exclude", "strip_smooth_one_side"])
+def test_frozen_blocks_of_centers_equal_one_pass(variant):
+    """A box larger than chunk_atoms goes a block of centers at a time; the padding still
+    takes the type of the system's atom 0 (with davg != 0 in concat mode it shows in T):
+    blocks of 4 start at atoms of types 1, 2 and 0, and the last one is short."""
+    model = dpa1_model(**VARIANTS[variant])
+    coord, atype, box = periodic_frame()
+    ref = model(coord, atype, box)
+    blocked = FrozenEnergyModel.from_model(model, "{}")
+    blocked.chunk_atoms = 4
+    out = blocked.script()(coord, atype, box)
+    for key in ("energy", "atom_energy", "force", "virial"):
+        close(out[key], ref[key], 1e-10)
+
+
 def test_frozen_state_dict_is_deepmd_kits(tmp_path):
     """DeePMD-kit's names and nothing else (deepmd-dpa1 §12.2): its `dp --pt compress` of a
     frozen file does get_model(model_def_script).load_state_dict(file.state_dict())."""

@@ -153,20 +153,26 @@ class FrozenEnergyModel(EnergyModel):
         block's graph is freed before the next is built, so a large box (LAMMPS, 12k atoms)
         works in tensors of a few MB that the allocator reuses instead of GB-sized ones that
         are mapped and page-faulted anew every step. The block's centers are put in front of
-        the extended system, where the descriptor takes its centers from."""
+        the extended system, where the descriptor takes its centers from, after a copy of
+        atom 0 (computed and dropped): a mixed-type descriptor gives its padding the type of
+        extended atom 0 (DeePMD-kit's rule), which must stay the system's atom 0."""
         nf, nloc = nlist.shape[0], nlist.shape[1]
         grad = torch.zeros_like(coord)
         parts: list[torch.Tensor] = []
         for a in range(0, nloc, self.chunk_atoms):
             b = min(a + self.chunk_atoms, nloc)
-            block = torch.cat([coord[:, a:b], coord], dim=1)
-            block_atype = torch.cat([ext_atype[:, a:b], ext_atype], dim=1)
-            block_nlist = torch.where(nlist[:, a:b] >= 0, nlist[:, a:b] + (b - a), -1)
-            block_aparam = None if aparam is None else aparam.reshape(
-                nf, nloc, -1)[:, a:b]
-            e = self.atomic_model(block, block_atype, block_nlist, atype0[:, a:b], fparam,
+            block = torch.cat([coord[:, :1], coord[:, a:b], coord], dim=1)
+            block_atype = torch.cat([ext_atype[:, :1], ext_atype[:, a:b], ext_atype], dim=1)
+            rows = torch.cat([nlist[:, :1], nlist[:, a:b]], dim=1)
+            block_nlist = torch.where(rows >= 0, rows + (b - a + 1), -1)
+            centers = torch.cat([atype0[:, :1], atype0[:, a:b]], dim=1)
+            block_aparam: Optional[torch.Tensor] = None
+            if aparam is not None:
+                local = aparam.reshape(nf, nloc, -1)
+                block_aparam = torch.cat([local[:, :1], local[:, a:b]], dim=1)
+            e = self.atomic_model(block, block_atype, block_nlist, centers, fparam,
                                   block_aparam)
-            e = e * mask[:, a:b, None]
+            e = e[:, 1:] * mask[:, a:b, None]
             g = torch.autograd.grad([e.sum()], [coord])[0]
             assert g is not None
             grad = grad + g

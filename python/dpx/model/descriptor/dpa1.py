@@ -75,7 +75,9 @@ class TypeEmbedding(nn.Module):
         layer = self.embedding.embedding_net.layers[0]
         rows = src_layer.matrix + _residual(src.ntypes, src_layer.matrix.shape[1],
                                             src_layer.matrix)
-        fresh = torch.rand(len(index), rows.shape[1], dtype=rows.dtype, device=rows.device)
+        # drawn only when there are new types, as DeePMD-kit draws them (the global stream)
+        fresh = torch.rand(len(index), rows.shape[1], dtype=rows.dtype, device=rows.device) \
+            if -1 in index else rows
         new = torch.stack([rows[old] if old >= 0 else fresh[i] for i, old in enumerate(index)])
         layer.matrix.copy_(new - _residual(self.ntypes, new.shape[1], new))
         if layer.bias is not None and src_layer.bias is not None:
@@ -153,8 +155,32 @@ def _inverse_norms(qkv: torch.Tensor) -> torch.Tensor:
     """1 / max(|x|, 1e-12) of q, k and v (the thirds of qkv's last axis) [B, w, 3]:
     torch.nn.functional.normalize's rule, from one pass over qkv."""
     b, w = qkv.shape[0], qkv.shape[1]
-    # vector_norm's derivative is one product with x (x^2's would take several H-wide passes)
-    return torch.linalg.vector_norm(qkv.view(b, w, 3, -1), dim=-1).clamp(min=1e-12).reciprocal()
+    return _squared_norms(qkv.view(b, w, 3, -1)).clamp(min=1e-24).rsqrt()
+
+
+def _squared_norms(x: torch.Tensor) -> torch.Tensor:
+    """sum of x^2 over the last axis; in eager training through _SquaredNorms."""
+    if torch.jit.is_scripting():
+        return (x * x).sum(dim=-1)
+    return _SquaredNorms.apply(x)
+
+
+class _SquaredNorms(torch.autograd.Function):
+    """|x|^2 over the last axis with its derivative written as one product, 2 x g, itself
+    made of differentiable ops (the force loss differentiates it again). Autograd's own
+    derivatives of x^2 or of vector_norm take several passes over the attn-wide q, k, v
+    each (the division by the norm, its mask, the power), in both orders of derivative:
+    17 % of a DPA-1 training step."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x * x).sum(dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return x * (2.0 * grad).unsqueeze(-1)
 
 
 class NeighborGatedAttentionLayer(nn.Module):
@@ -353,7 +379,7 @@ class DescrptBlockSeAtten(EnvMatBlock):
                 parts.append(tebd[center].unsqueeze(1).expand(-1, s.shape[1], -1))
             return net(torch.cat(parts, dim=-1))
         g_s = net(s)
-        return g_s * self._gate(nb_type, center, sw, tebd) + g_s
+        return torch.addcmul(g_s, g_s, self._gate(nb_type, center, sw, tebd))
 
     def _gate(self, nb_type: torch.Tensor, center: torch.Tensor, sw: torch.Tensor,
               tebd: torch.Tensor) -> torch.Tensor:
