@@ -49,10 +49,11 @@ TORCH_LIBRARY(dpx, m) {
 
   // The fused se_e2_a embedding + reduction (kernels/cpu/embed.h): one embedding net (params
   // packed per layer: matrix, bias, idt; widths [1, neuron...]; activation code of
-  // dpx.ops.se_a_embed.ACTIVATIONS) on the slots em [nslot, 4] (s = em[:, 0]) of sorted
-  // centers center [nslot], contracted into T [ncenter, 4, M] with T = scale sum R (x) G(s).
-  // Its derivative for the forces, for the energy's parameter gradient, and the derivative of
-  // the first for a force loss (d/d(grad_t, em, params)).
+  // dpx.ops.se_a_embed.ACTIVATIONS) on the slots em [nslot, K] (s = em[:, 0]; with s_last,
+  // em [nslot, K + 1] and s = em[:, K]) of sorted centers center [nslot], contracted into
+  // T [ncenter, K, M] with T = scale sum R (x) G(s), R = em[:, :K]. Its derivative for the
+  // forces, for the energy's parameter gradient, and the derivative of the first for a force
+  // loss (d/d(grad_t, em, params)); with s_last, d/ds is em's last column of each.
   m.def(dpx::ops::embed_schemas::kReduce);
   m.def(dpx::ops::embed_schemas::kGradEm);
   m.def(dpx::ops::embed_schemas::kGradParams);

@@ -21,8 +21,9 @@ constexpr int64_t kChunk = 256;
 
 Args prepare(const char* op, const at::Tensor& em, const at::Tensor& center,
              const at::Tensor& params, at::IntArrayRef widths, int64_t act, bool resnet_dt,
-             int64_t ncenter) {
-  return embed_args::prepare(op, em, center, params, widths, act, resnet_dt, ncenter, kChunk);
+             int64_t ncenter, bool s_last) {
+  return embed_args::prepare(op, em, center, params, widths, act, resnet_dt, ncenter, s_last,
+                             kChunk);
 }
 
 template <typename T>
@@ -55,14 +56,15 @@ at::Tensor sum_chunks(const at::Tensor& per_chunk, int64_t np) {
 
 at::Tensor se_a_embed_reduce(const at::Tensor& em, const at::Tensor& center,
                              const at::Tensor& params, at::IntArrayRef widths, int64_t act,
-                             bool resnet_dt, int64_t ncenter, double scale) {
+                             bool resnet_dt, int64_t ncenter, double scale, bool s_last) {
   TORCH_CHECK(ncenter >= 0, "dpx::se_a_embed_reduce: ncenter must be >= 0, got ", ncenter);
-  auto a = prepare("se_a_embed_reduce", em, center, params, widths, act, resnet_dt, ncenter);
-  auto t = at::zeros({ncenter, 4, widths.back()}, em.options());
+  auto a = prepare("se_a_embed_reduce", em, center, params, widths, act, resnet_dt, ncenter,
+                   s_last);
+  auto t = at::zeros({ncenter, a.lay.k, widths.back()}, em.options());
   AT_DISPATCH_FLOATING_TYPES(em.scalar_type(), "dpx_embed_reduce", [&] {
     const auto net = net_of<scalar_t>(a);
     over_chunks(a, [&](int64_t b, int64_t e) {
-      DPX_CPU_KERNEL(embed_reduce<scalar_t>)(net, a.em.data_ptr<scalar_t>(),
+      DPX_CPU_KERNEL(embed_reduce<scalar_t>)(net, a.lay, a.em.data_ptr<scalar_t>(),
                                              a.center.data_ptr<int64_t>(), t.data_ptr<scalar_t>(),
                                              (scalar_t)scale, a.bounds.data(), b, e);
     });
@@ -73,9 +75,9 @@ at::Tensor se_a_embed_reduce(const at::Tensor& em, const at::Tensor& center,
 at::Tensor se_a_embed_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& em,
                                      const at::Tensor& center, const at::Tensor& params,
                                      at::IntArrayRef widths, int64_t act, bool resnet_dt,
-                                     double scale) {
+                                     double scale, bool s_last) {
   const char* op = "se_a_embed_reduce_grad_em";
-  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0));
+  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0), s_last);
   check_grad_t(op, grad_t, a);
   auto gt = grad_t.contiguous();
   auto gem = at::zeros_like(a.em);
@@ -83,8 +85,9 @@ at::Tensor se_a_embed_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor&
     const auto net = net_of<scalar_t>(a);
     over_chunks(a, [&](int64_t b, int64_t e) {
       DPX_CPU_KERNEL(embed_reduce_grad_em<scalar_t>)(
-          net, gt.data_ptr<scalar_t>(), a.em.data_ptr<scalar_t>(), a.center.data_ptr<int64_t>(),
-          gem.data_ptr<scalar_t>(), (scalar_t)scale, a.bounds.data(), b, e);
+          net, a.lay, gt.data_ptr<scalar_t>(), a.em.data_ptr<scalar_t>(),
+          a.center.data_ptr<int64_t>(), gem.data_ptr<scalar_t>(), (scalar_t)scale,
+          a.bounds.data(), b, e);
     });
   });
   return gem;
@@ -93,9 +96,9 @@ at::Tensor se_a_embed_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor&
 at::Tensor se_a_embed_reduce_grad_params(const at::Tensor& grad_t, const at::Tensor& em,
                                          const at::Tensor& center, const at::Tensor& params,
                                          at::IntArrayRef widths, int64_t act, bool resnet_dt,
-                                         double scale) {
+                                         double scale, bool s_last) {
   const char* op = "se_a_embed_reduce_grad_params";
-  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0));
+  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0), s_last);
   check_grad_t(op, grad_t, a);
   auto gt = grad_t.contiguous();
   auto per_chunk = at::zeros({std::max<int64_t>(nchunks(a), 0), a.np}, em.options());
@@ -103,8 +106,9 @@ at::Tensor se_a_embed_reduce_grad_params(const at::Tensor& grad_t, const at::Ten
     const auto net = net_of<scalar_t>(a);
     over_chunks(a, [&](int64_t b, int64_t e) {
       DPX_CPU_KERNEL(embed_reduce_grad_params<scalar_t>)(
-          net, gt.data_ptr<scalar_t>(), a.em.data_ptr<scalar_t>(), a.center.data_ptr<int64_t>(),
-          per_chunk.data_ptr<scalar_t>(), (scalar_t)scale, a.bounds.data(), b, e);
+          net, a.lay, gt.data_ptr<scalar_t>(), a.em.data_ptr<scalar_t>(),
+          a.center.data_ptr<int64_t>(), per_chunk.data_ptr<scalar_t>(), (scalar_t)scale,
+          a.bounds.data(), b, e);
     });
   });
   return sum_chunks(per_chunk, a.np);
@@ -113,9 +117,9 @@ at::Tensor se_a_embed_reduce_grad_params(const at::Tensor& grad_t, const at::Ten
 std::tuple<at::Tensor, at::Tensor, at::Tensor> se_a_embed_reduce_grad_em_grad(
     const at::Tensor& grad_grad_em, const at::Tensor& grad_t, const at::Tensor& em,
     const at::Tensor& center, const at::Tensor& params, at::IntArrayRef widths, int64_t act,
-    bool resnet_dt, double scale) {
+    bool resnet_dt, double scale, bool s_last) {
   const char* op = "se_a_embed_reduce_grad_em_grad";
-  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0));
+  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0), s_last);
   check_grad_t(op, grad_t, a);
   embed_args::check_grad_grad_em(op, grad_grad_em, a);
   auto gt = grad_t.contiguous();
@@ -127,9 +131,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> se_a_embed_reduce_grad_em_grad(
     const auto net = net_of<scalar_t>(a);
     over_chunks(a, [&](int64_t b, int64_t e) {
       DPX_CPU_KERNEL(embed_reduce_grad_em_grad<scalar_t>)(
-          net, gge.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), a.em.data_ptr<scalar_t>(),
-          a.center.data_ptr<int64_t>(), g_gt.data_ptr<scalar_t>(), g_em.data_ptr<scalar_t>(),
-          per_chunk.data_ptr<scalar_t>(), (scalar_t)scale, a.bounds.data(), b, e);
+          net, a.lay, gge.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(),
+          a.em.data_ptr<scalar_t>(), a.center.data_ptr<int64_t>(), g_gt.data_ptr<scalar_t>(),
+          g_em.data_ptr<scalar_t>(), per_chunk.data_ptr<scalar_t>(), (scalar_t)scale,
+          a.bounds.data(), b, e);
     });
   });
   return {g_gt, g_em, sum_chunks(per_chunk, a.np)};

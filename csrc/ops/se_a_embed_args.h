@@ -21,16 +21,20 @@ struct Args {
   std::vector<int64_t> bounds;
   int64_t act, np;
   bool resnet_dt;
+  // em's columns: K = lay.k contracted into T [ncenter, K, M], s in column lay.js
+  cpu::EmLayout lay;
 
   int64_t nchunks() const { return (int64_t)bounds.size() - 1; }
 };
 
+// s_last: s is em's last column, apart from the K = em.size(1) - 1 contracted ones; else
+// s = em[:, 0] and all K = em.size(1) columns are contracted
 inline Args prepare(const char* op, const at::Tensor& em, const at::Tensor& center,
                     const at::Tensor& params, at::IntArrayRef widths, int64_t act, bool resnet_dt,
-                    int64_t ncenter, int64_t chunk) {
+                    int64_t ncenter, bool s_last, int64_t chunk) {
   check_float(em, op, "em");
-  TORCH_CHECK(em.dim() == 2 && em.size(1) == 4, "dpx::", op, ": em must be [nslot, 4], got ",
-              em.sizes());
+  TORCH_CHECK(em.dim() == 2 && em.size(1) >= 1 + s_last, "dpx::", op, ": em must be [nslot, ",
+              s_last ? "K + 1] (K >= 1, s last" : "K] (K >= 1", "), got ", em.sizes());
   check_dtype(center, at::kLong, op, "center");
   TORCH_CHECK(center.dim() == 1 && center.size(0) == em.size(0), "dpx::", op,
               ": center must be [nslot] with nslot = ", em.size(0), ", got ", center.sizes());
@@ -43,8 +47,9 @@ inline Args prepare(const char* op, const at::Tensor& em, const at::Tensor& cent
   for (int64_t w : widths) TORCH_CHECK(w >= 1, "dpx::", op, ": widths must be positive, got ", widths);
   TORCH_CHECK(act >= cpu::kLinear && act <= cpu::kGelu, "dpx::", op,
               ": activation code must be in [0, 5], got ", act);
+  const int64_t ld = em.size(1), k = ld - s_last;
   Args a{em.contiguous(), center.contiguous(), params.contiguous(), {}, widths.vec(), {}, act, 0,
-         resnet_dt};
+         resnet_dt, {ld, k, s_last ? k : 0}};
   a.np = cpu::embed_nparams((int64_t)widths.size() - 1, widths.data(), resnet_dt);
   TORCH_CHECK(params.dim() == 1 && params.size(0) == a.np, "dpx::", op, ": params must be [",
               a.np, "] for widths ", widths, " (resnet_dt ", resnet_dt, "), got ", params.sizes());
@@ -67,9 +72,10 @@ inline Args prepare(const char* op, const at::Tensor& em, const at::Tensor& cent
 }
 
 inline void check_grad_t(const char* op, const at::Tensor& grad_t, const Args& a) {
-  TORCH_CHECK(grad_t.dim() == 3 && grad_t.size(1) == 4 && grad_t.size(2) == a.widths.back(),
-              "dpx::", op, ": grad_t must be [ncenter, 4, ", a.widths.back(), "], got ",
-              grad_t.sizes());
+  TORCH_CHECK(grad_t.dim() == 3 && grad_t.size(1) == a.lay.k &&
+                  grad_t.size(2) == a.widths.back(),
+              "dpx::", op, ": grad_t must be [ncenter, ", a.lay.k, ", ", a.widths.back(),
+              "], got ", grad_t.sizes());
   TORCH_CHECK(grad_t.scalar_type() == a.em.scalar_type(), "dpx::", op, ": grad_t has dtype ",
               grad_t.scalar_type(), " but em has ", a.em.scalar_type());
   TORCH_CHECK(grad_t.device() == a.em.device(), "dpx::", op, ": grad_t is on ", grad_t.device(),

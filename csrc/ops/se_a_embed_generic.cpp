@@ -1,13 +1,14 @@
 // dpx::se_a_embed_reduce family in ATen operations (ops/se_a_embed_generic.h).
 //
-// Notation per chunk of n slots: R [n, 4] the em rows, s = R[:, 0], H [n, 4, M] = grad_t of
-// each slot's center, q [n, 4] = grad_grad_em; G, G' [n, M] the net and its d/ds.
+// Notation per chunk of n slots: R [n, K] the contracted columns of em, s its column js
+// (Args::lay), H [n, K, M] = grad_t of each slot's center, q = grad_grad_em (em's shape),
+// q_K its first K columns, q_s its column js; G, G' [n, M] the net and its d/ds.
 //   T[c]           += scale sum_p R_p (x) G_p
-//   grad_em        =  scale (H G) + [column 0] scale R . (H G')
+//   grad_em        =  scale (H G) in the first K columns + [column js] scale R . (H G')
 //   grad_params    =  scale d/dparams sum_p u_p . G_p,               u = R^T H
-//   grad_em_grad:     L = scale sum_p (q^T H_p) . G_p + q_0 (R_p^T H_p) . G'_p, so
-//     d/dH[a, m]   =  scale (q_a G[m] + q_0 R[a] G'[m])   (segment sums into grad_t's shape)
-//     d/dR         =  scale q_0 (H G') + [column 0] d/ds of L,   d/dparams of L
+//   grad_em_grad:     L = scale sum_p (q_K^T H_p) . G_p + q_s (R_p^T H_p) . G'_p, so
+//     d/dH[a, m]   =  scale (q_K[a] G[m] + q_s R[a] G'[m])  (segment sums into grad_t's shape)
+//     d/dR         =  scale q_s (H G'),  d/ds = d/ds of L,  d/dparams of L
 //   where d/ds and d/dparams of sum_p u_p . G_p + v_p . G'_p are one reverse pass.
 #include "ops/se_a_embed_generic.h"
 
@@ -210,13 +211,18 @@ std::pair<at::Tensor, at::Tensor> reverse(const std::vector<Layer>& net, const P
 
 struct Chunk {
   int64_t b, e;
-  at::Tensor rows, center, s;  // rows [n, 4] of em, their centers, s = rows[:, :1]
+  at::Tensor rows, center, s;  // R [n, K] (em's first K columns), the centers, s [n, 1]
 };
 
 Chunk chunk_of(const Args& a, int64_t k) {
   const int64_t b = a.bounds[k], e = a.bounds[k + 1];
-  auto rows = a.em.slice(0, b, e);
-  return {b, e, rows, a.center.slice(0, b, e), rows.narrow(1, 0, 1)};
+  auto em = a.em.slice(0, b, e);
+  return {b, e, em.narrow(1, 0, a.lay.k), a.center.slice(0, b, e), em.narrow(1, a.lay.js, 1)};
+}
+
+// [n, K] -> em's shape [n, ld]: s's own column (s apart) appended as zeros
+at::Tensor widened(const at::Tensor& x, const Args& a) {
+  return a.lay.ld == a.lay.k ? x : at::constant_pad_nd(x, {0, a.lay.ld - a.lay.k});
 }
 
 // out[c] += scale * sum over the chunk's slots p of center c of data[p]: one segment sum
@@ -232,7 +238,7 @@ void add_by_center(at::Tensor& out, const at::Tensor& data, const Args& a, const
   out.narrow(0, lo, hi - lo + 1).add_(sums, scale);
 }
 
-// [n, 4] = (H G)[a] for each slot: H [n, 4, M], g [n, M]
+// [n, K] = (H G)[a] for each slot: H [n, K, M], g [n, M]
 at::Tensor contract(const at::Tensor& h, const at::Tensor& g) {
   return at::bmm(h, g.unsqueeze(2)).squeeze(2);
 }
@@ -244,17 +250,17 @@ at::Tensor weigh(const at::Tensor& r, const at::Tensor& h) {
 
 Args prepare(const char* op, const at::Tensor& em, const at::Tensor& center,
              const at::Tensor& params, at::IntArrayRef widths, int64_t act, bool resnet_dt,
-             int64_t ncenter) {
-  return embed_args::prepare(op, em, center, params, widths, act, resnet_dt, ncenter,
+             int64_t ncenter, bool s_last) {
+  return embed_args::prepare(op, em, center, params, widths, act, resnet_dt, ncenter, s_last,
                              kGenericChunk);
 }
 
-// the checks, chunk plan and layers of a derivative op, whose grad_t is [ncenter, 4, M]
+// the checks, chunk plan and layers of a derivative op, whose grad_t is [ncenter, K, M]
 std::pair<Args, std::vector<Layer>> prepare_grad(const char* op, const at::Tensor& grad_t,
                                                  const at::Tensor& em, const at::Tensor& center,
                                                  const at::Tensor& params, at::IntArrayRef widths,
-                                                 int64_t act, bool resnet_dt) {
-  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0));
+                                                 int64_t act, bool resnet_dt, bool s_last) {
+  auto a = prepare(op, em, center, params, widths, act, resnet_dt, grad_t.size(0), s_last);
   embed_args::check_grad_t(op, grad_t, a);
   auto net = layers_of(a);
   return {std::move(a), std::move(net)};
@@ -264,12 +270,13 @@ std::pair<Args, std::vector<Layer>> prepare_grad(const char* op, const at::Tenso
 
 at::Tensor embed_reduce(const at::Tensor& em, const at::Tensor& center, const at::Tensor& params,
                         at::IntArrayRef widths, int64_t act, bool resnet_dt, int64_t ncenter,
-                        double scale) {
+                        double scale, bool s_last) {
   TORCH_CHECK(ncenter >= 0, "dpx::se_a_embed_reduce: ncenter must be >= 0, got ", ncenter);
   c10::OptionalDeviceGuard guard(em.device());
-  auto a = prepare("se_a_embed_reduce", em, center, params, widths, act, resnet_dt, ncenter);
+  auto a = prepare("se_a_embed_reduce", em, center, params, widths, act, resnet_dt, ncenter,
+                   s_last);
   auto net = layers_of(a);
-  auto t = at::zeros({ncenter, 4, widths.back()}, em.options());
+  auto t = at::zeros({ncenter, a.lay.k, widths.back()}, em.options());
   for (int64_t k = 0; k < a.nchunks(); ++k) {
     auto ch = chunk_of(a, k);
     auto g = forward(net, ch.s, act, false, false).g;
@@ -281,17 +288,17 @@ at::Tensor embed_reduce(const at::Tensor& em, const at::Tensor& center, const at
 at::Tensor embed_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& em,
                                 const at::Tensor& center, const at::Tensor& params,
                                 at::IntArrayRef widths, int64_t act, bool resnet_dt,
-                                double scale) {
+                                double scale, bool s_last) {
   c10::OptionalDeviceGuard guard(em.device());
   auto [a, net] = prepare_grad("se_a_embed_reduce_grad_em", grad_t, em, center, params, widths,
-                               act, resnet_dt);
+                               act, resnet_dt, s_last);
   auto gem = at::empty_like(a.em);
   for (int64_t k = 0; k < a.nchunks(); ++k) {
     auto ch = chunk_of(a, k);
     auto f = forward(net, ch.s, act, true, false);
     auto h = grad_t.index_select(0, ch.center);
-    auto part = contract(h, f.g);
-    part.select(1, 0).add_((ch.rows * contract(h, f.dg)).sum(1));
+    auto part = widened(contract(h, f.g), a);
+    part.select(1, a.lay.js).add_((ch.rows * contract(h, f.dg)).sum(1));
     gem.slice(0, ch.b, ch.e).copy_(part.mul_(scale));
   }
   return gem;
@@ -300,10 +307,10 @@ at::Tensor embed_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& em,
 at::Tensor embed_reduce_grad_params(const at::Tensor& grad_t, const at::Tensor& em,
                                     const at::Tensor& center, const at::Tensor& params,
                                     at::IntArrayRef widths, int64_t act, bool resnet_dt,
-                                    double scale) {
+                                    double scale, bool s_last) {
   c10::OptionalDeviceGuard guard(em.device());
   auto [a, net] = prepare_grad("se_a_embed_reduce_grad_params", grad_t, em, center, params,
-                               widths, act, resnet_dt);
+                               widths, act, resnet_dt, s_last);
   auto gp = at::zeros({a.np}, em.options());
   for (int64_t k = 0; k < a.nchunks(); ++k) {
     auto ch = chunk_of(a, k);
@@ -317,10 +324,10 @@ at::Tensor embed_reduce_grad_params(const at::Tensor& grad_t, const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> embed_reduce_grad_em_grad(
     const at::Tensor& grad_grad_em, const at::Tensor& grad_t, const at::Tensor& em,
     const at::Tensor& center, const at::Tensor& params, at::IntArrayRef widths, int64_t act,
-    bool resnet_dt, double scale) {
+    bool resnet_dt, double scale, bool s_last) {
   const char* op = "se_a_embed_reduce_grad_em_grad";
   c10::OptionalDeviceGuard guard(em.device());
-  auto [a, net] = prepare_grad(op, grad_t, em, center, params, widths, act, resnet_dt);
+  auto [a, net] = prepare_grad(op, grad_t, em, center, params, widths, act, resnet_dt, s_last);
   embed_args::check_grad_grad_em(op, grad_grad_em, a);
   auto gge = grad_grad_em.contiguous();
   auto g_gt = at::zeros(grad_t.sizes(), grad_t.options());
@@ -331,13 +338,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> embed_reduce_grad_em_grad(
     auto f = forward(net, ch.s, act, true, true);
     auto h = grad_t.index_select(0, ch.center);
     auto q = gge.slice(0, ch.b, ch.e);
-    auto q0 = q.narrow(1, 0, 1);
-    auto q0r = q0 * ch.rows;
-    add_by_center(g_gt, q.unsqueeze(2) * f.g.unsqueeze(1) + q0r.unsqueeze(2) * f.dg.unsqueeze(1),
-                  a, ch, scale);
-    auto [gs, gpar] = reverse(net, f, weigh(q, h), weigh(q0r, h), act);
-    auto part = q0 * contract(h, f.dg);
-    part.select(1, 0).add_(gs.squeeze(1));
+    auto qk = q.narrow(1, 0, a.lay.k), qs = q.narrow(1, a.lay.js, 1);
+    auto qsr = qs * ch.rows;
+    add_by_center(g_gt,
+                  qk.unsqueeze(2) * f.g.unsqueeze(1) + qsr.unsqueeze(2) * f.dg.unsqueeze(1), a,
+                  ch, scale);
+    auto [gs, gpar] = reverse(net, f, weigh(qk, h), weigh(qsr, h), act);
+    auto part = widened(qs * contract(h, f.dg), a);
+    part.select(1, a.lay.js).add_(gs.squeeze(1));
     g_em.slice(0, ch.b, ch.e).copy_(part.mul_(scale));
     g_p.add_(gpar);
   }

@@ -17,17 +17,18 @@ namespace dpx::ops::generic {
 
 at::Tensor embed_reduce(const at::Tensor& em, const at::Tensor& center, const at::Tensor& params,
                         at::IntArrayRef widths, int64_t act, bool resnet_dt, int64_t ncenter,
-                        double scale);
+                        double scale, bool s_last);
 at::Tensor embed_reduce_grad_em(const at::Tensor& grad_t, const at::Tensor& em,
                                 const at::Tensor& center, const at::Tensor& params,
-                                at::IntArrayRef widths, int64_t act, bool resnet_dt, double scale);
+                                at::IntArrayRef widths, int64_t act, bool resnet_dt, double scale,
+                                bool s_last);
 at::Tensor embed_reduce_grad_params(const at::Tensor& grad_t, const at::Tensor& em,
                                     const at::Tensor& center, const at::Tensor& params,
                                     at::IntArrayRef widths, int64_t act, bool resnet_dt,
-                                    double scale);
+                                    double scale, bool s_last);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> embed_reduce_grad_em_grad(
     const at::Tensor& grad_grad_em, const at::Tensor& grad_t, const at::Tensor& em,
     const at::Tensor& center, const at::Tensor& params, at::IntArrayRef widths, int64_t act,
-    bool resnet_dt, double scale);
+    bool resnet_dt, double scale, bool s_last);
 
 }  // namespace dpx::ops::generic

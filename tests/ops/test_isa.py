@@ -62,7 +62,7 @@ def outputs() -> dict[str, torch.Tensor]:
 
 def embed_outputs(gen, dtype) -> dict[str, torch.Tensor]:
     """The fused embedding ops (embed.cpp) on every activation; widths whose rows are not
-    whole vectors in any build (3, 5) and ones that are (8, 16)."""
+    whole vectors in any build (3, 5) and ones that are (8, 16); em's layouts."""
     out = {}
     widths = [1, 3, 8, 16, 5]
     nparam = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
@@ -78,6 +78,20 @@ def embed_outputs(gen, dtype) -> dict[str, torch.Tensor]:
         out[f"se_a_embed_reduce_grad_params {tag}"] = OPS.se_a_embed_reduce_grad_params(
             gt, em, *net, 0.1)
         for i, x in enumerate(OPS.se_a_embed_reduce_grad_em_grad(gge, gt, em, *net, 0.1)):
+            out[f"se_a_embed_reduce_grad_em_grad[{i}] {tag}"] = x
+    # em's other layouts: K = 8 with s apart (its last column, s_last), K = 1
+    for k, s_last in ((8, True), (1, False)):
+        em = randn(gen, 200, k + s_last, dtype=dtype)
+        gt, gge = randn(gen, 9, k, 5, dtype=dtype), randn(gen, 200, k + s_last, dtype=dtype)
+        net = (center, params, widths, 1, False)
+        tag = f"K={k} s_last={s_last} {dtype}"
+        out[f"se_a_embed_reduce {tag}"] = OPS.se_a_embed_reduce(em, *net, 9, 0.1, s_last)
+        out[f"se_a_embed_reduce_grad_em {tag}"] = OPS.se_a_embed_reduce_grad_em(
+            gt, em, *net, 0.1, s_last)
+        out[f"se_a_embed_reduce_grad_params {tag}"] = OPS.se_a_embed_reduce_grad_params(
+            gt, em, *net, 0.1, s_last)
+        for i, x in enumerate(OPS.se_a_embed_reduce_grad_em_grad(gge, gt, em, *net, 0.1,
+                                                                 s_last)):
             out[f"se_a_embed_reduce_grad_em_grad[{i}] {tag}"] = x
     return out
 

@@ -310,10 +310,10 @@ struct Tile {
   const T* g() const { return h.back().data(); }                    // [n, M]
   const T* dg(int64_t n) const { return h.back().data() + n * m(); }  // [n, M] (tangent)
 
-  // G of the n slots whose s are em[0], em[4], ...; and G' when tangent
-  void forward(const T* em, int64_t n, bool tangent) {
+  // G of the n slots of em's rows (s in column lay.js); and G' when tangent
+  void forward(const T* em, const EmLayout& lay, int64_t n, bool tangent) {
     const int64_t rows = tangent ? 2 * n : n;
-    for (int64_t r = 0; r < n; ++r) h[0][r] = em[4 * r];
+    for (int64_t r = 0; r < n; ++r) h[0][r] = em[lay.ld * r + lay.js];
     for (int64_t r = n; r < rows; ++r) h[0][r] = T(1);
     for (size_t l = 0; l < ls.size(); ++l) {
       const Layer& y = ls[l];
@@ -417,6 +417,27 @@ struct Tile {
   }
 };
 
+// x y + z, in one rounding where the build has a fast FMA (the AVX2 and AVX-512 builds)
+template <typename T>
+inline T madd(T x, T y, T z) {
+#if defined(__FP_FAST_FMA) && defined(__FP_FAST_FMAF)
+  return std::fma(x, y, z);
+#else
+  return x * y + z;
+#endif
+}
+
+// e . v over k entries, in the roundings GCC gave the expression e0 v0 + e1 v1 + e2 v2 + e3 v3
+// of se_e2_a's kernel before K was general: e1 v1, then e0 v0 and each next product added in
+// an FMA. Spelled out: left to the compiler, a loop over k is vectorized into products and
+// ordered sums without FMA, and se_e2_a's forces would change in their last bits.
+template <typename T>
+inline T dot_em(const T* e, const T* v, int64_t k) {
+  T acc = madd(e[0], v[0], k > 1 ? e[1] * v[1] : T(0));
+  for (int64_t a = 2; a < k; ++a) acc = madd(e[a], v[a], acc);
+  return acc;
+}
+
 // f(chunk, first slot p0, n slots) over the tiles of chunks [cb, ce)
 template <typename F>
 void for_tiles(const int64_t* bounds, int64_t cb, int64_t ce, F&& f) {
@@ -438,104 +459,109 @@ void for_runs(const int64_t* center, int64_t n, F&& f) {
 }  // namespace
 
 template <typename T>
-void embed_reduce(const EmbedNet<T>& net, const T* em, const int64_t* center, T* t, T scale,
-                  const int64_t* bounds, int64_t cb, int64_t ce) {
+void embed_reduce(const EmbedNet<T>& net, const EmLayout& lay, const T* em,
+                  const int64_t* center, T* t, T scale, const int64_t* bounds, int64_t cb,
+                  int64_t ce) {
   Tile<T> tile(net);
-  const int64_t m = tile.m();
+  const int64_t m = tile.m(), ld = lay.ld, k = lay.k;
   for_tiles(bounds, cb, ce, [&](int64_t, int64_t p0, int64_t n) {
-    tile.forward(em + 4 * p0, n, false);
-    for_runs(center + p0, n, [&](int64_t c, int64_t r0, int64_t r1) {  // T_c += s R^T G
-      mm_atb(r1 - r0, 4, m, em + 4 * (p0 + r0), 4, tile.g() + r0 * m, m, t + c * 4 * m, m,
+    tile.forward(em + ld * p0, lay, n, false);
+    for_runs(center + p0, n, [&](int64_t c, int64_t r0, int64_t r1) {  // T_c += scale R^T G
+      mm_atb(r1 - r0, k, m, em + ld * (p0 + r0), ld, tile.g() + r0 * m, m, t + c * k * m, m,
              scale, T(1));
     });
   });
 }
 
 template <typename T>
-void embed_reduce_grad_em(const EmbedNet<T>& net, const T* gt, const T* em,
+void embed_reduce_grad_em(const EmbedNet<T>& net, const EmLayout& lay, const T* gt, const T* em,
                           const int64_t* center, T* gem, T scale, const int64_t* bounds,
                           int64_t cb, int64_t ce) {
   Tile<T> tile(net);
-  const int64_t m = tile.m();
-  std::vector<T> v(4 * kTile), gct(4 * m);
+  const int64_t m = tile.m(), ld = lay.ld, k = lay.k;
+  std::vector<T> v(k * kTile), gct(k * m);
   for_tiles(bounds, cb, ce, [&](int64_t, int64_t p0, int64_t n) {
-    tile.forward(em + 4 * p0, n, true);
+    tile.forward(em + ld * p0, lay, n, true);
     for_runs(center + p0, n, [&](int64_t c, int64_t r0, int64_t r1) {
-      transpose<T>(4, m, gt + c * 4 * m, gct.data());
-      // gem = s G gT_c^T, v = s G' gT_c^T; gem[:, 0] += R . v
-      mm_ab(r1 - r0, m, 4, tile.g() + r0 * m, m, gct.data(), 4, gem + 4 * (p0 + r0), 4, scale,
-            T(0));
-      mm_ab(r1 - r0, m, 4, tile.dg(n) + r0 * m, m, gct.data(), 4, v.data(), 4, scale, T(0));
+      transpose<T>(k, m, gt + c * k * m, gct.data());
+      // gem[:, :K] = scale G gT_c^T, v = scale G' gT_c^T; gem[:, js] += R . v
+      mm_ab(r1 - r0, m, k, tile.g() + r0 * m, m, gct.data(), k, gem + ld * (p0 + r0), ld,
+            scale, T(0));
+      mm_ab(r1 - r0, m, k, tile.dg(n) + r0 * m, m, gct.data(), k, v.data(), k, scale, T(0));
       for (int64_t r = r0; r < r1; ++r) {
-        const T *e = em + 4 * (p0 + r), *vr = v.data() + 4 * (r - r0);
-        gem[4 * (p0 + r)] += e[0] * vr[0] + e[1] * vr[1] + e[2] * vr[2] + e[3] * vr[3];
+        const T *e = em + ld * (p0 + r), *vr = v.data() + k * (r - r0);
+        gem[ld * (p0 + r) + lay.js] += dot_em(e, vr, k);
       }
     });
   });
 }
 
 template <typename T>
-void embed_reduce_grad_params(const EmbedNet<T>& net, const T* gt, const T* em,
-                              const int64_t* center, T* gparams, T scale,
+void embed_reduce_grad_params(const EmbedNet<T>& net, const EmLayout& lay, const T* gt,
+                              const T* em, const int64_t* center, T* gparams, T scale,
                               const int64_t* bounds, int64_t cb, int64_t ce) {
   Tile<T> tile(net);
-  const int64_t m = tile.m();
+  const int64_t m = tile.m(), ld = lay.ld, k = lay.k;
   const int64_t np = embed_nparams(net.nlayer, net.widths, net.resnet_dt);
   for_tiles(bounds, cb, ce, [&](int64_t c, int64_t p0, int64_t n) {
-    tile.forward(em + 4 * p0, n, false);
+    tile.forward(em + ld * p0, lay, n, false);
     T* hbar = tile.hb0.data();
-    for_runs(center + p0, n, [&](int64_t ci, int64_t r0, int64_t r1) {  // dL/dG = s R gT_c
-      mm_ab(r1 - r0, 4, m, em + 4 * (p0 + r0), 4, gt + ci * 4 * m, m, hbar + r0 * m, m, scale,
-            T(0));
+    for_runs(center + p0, n, [&](int64_t ci, int64_t r0, int64_t r1) {  // dL/dG = scale R gT_c
+      mm_ab(r1 - r0, k, m, em + ld * (p0 + r0), ld, gt + ci * k * m, m, hbar + r0 * m, m,
+            scale, T(0));
     });
     tile.backward(hbar, n, false, gparams + c * np, false);
   });
 }
 
 template <typename T>
-void embed_reduce_grad_em_grad(const EmbedNet<T>& net, const T* ggem, const T* gt, const T* em,
-                               const int64_t* center, T* g_gt, T* g_em, T* gparams, T scale,
-                               const int64_t* bounds, int64_t cb, int64_t ce) {
+void embed_reduce_grad_em_grad(const EmbedNet<T>& net, const EmLayout& lay, const T* ggem,
+                               const T* gt, const T* em, const int64_t* center, T* g_gt,
+                               T* g_em, T* gparams, T scale, const int64_t* bounds, int64_t cb,
+                               int64_t ce) {
   Tile<T> tile(net);
-  const int64_t m = tile.m();
+  const int64_t m = tile.m(), ld = lay.ld, k = lay.k, js = lay.js;
   const int64_t np = embed_nparams(net.nlayer, net.widths, net.resnet_dt);
-  std::vector<T> c2(4 * kTile), v(4 * kTile), gct(4 * m);
+  std::vector<T> c2(k * kTile), v(k * kTile), gct(k * m);
   for_tiles(bounds, cb, ce, [&](int64_t c, int64_t p0, int64_t n) {
-    tile.forward(em + 4 * p0, n, true);
+    tile.forward(em + ld * p0, lay, n, true);
     T* hbar = tile.hb0.data();
     for_runs(center + p0, n, [&](int64_t ci, int64_t r0, int64_t r1) {
       const int64_t nr = r1 - r0;
-      const T *gc = gt + ci * 4 * m, *gg = ggem + 4 * (p0 + r0), *e = em + 4 * (p0 + r0);
-      for (int64_t r = 0; r < nr; ++r)  // c2 = ggem[:, 0] R: the coefficient of G'
-        for (int a = 0; a < 4; ++a) c2[4 * r + a] = gg[4 * r] * e[4 * r + a];
-      // the cotangents of G and G', and of gT_c
-      mm_ab(nr, 4, m, gg, 4, gc, m, hbar + r0 * m, m, scale, T(0));
-      mm_ab(nr, 4, m, c2.data(), 4, gc, m, hbar + (n + r0) * m, m, scale, T(0));
-      T* ggc = g_gt + ci * 4 * m;
-      mm_atb(nr, 4, m, gg, 4, tile.g() + r0 * m, m, ggc, m, scale, T(1));
-      mm_atb(nr, 4, m, c2.data(), 4, tile.dg(n) + r0 * m, m, ggc, m, scale, T(1));
-      // g_em (explicit in R) = s ggem[:, 0] G' gT_c^T
-      transpose<T>(4, m, gc, gct.data());
-      mm_ab(nr, m, 4, tile.dg(n) + r0 * m, m, gct.data(), 4, v.data(), 4, scale, T(0));
+      const T *gc = gt + ci * k * m, *gg = ggem + ld * (p0 + r0), *e = em + ld * (p0 + r0);
+      for (int64_t r = 0; r < nr; ++r)  // c2 = ggem[:, js] R: the coefficient of G'
+        for (int64_t a = 0; a < k; ++a) c2[k * r + a] = gg[ld * r + js] * e[ld * r + a];
+      // the cotangents of G and G' (ggem[:, :K] and c2 against gT_c), and of gT_c
+      mm_ab(nr, k, m, gg, ld, gc, m, hbar + r0 * m, m, scale, T(0));
+      mm_ab(nr, k, m, c2.data(), k, gc, m, hbar + (n + r0) * m, m, scale, T(0));
+      T* ggc = g_gt + ci * k * m;
+      mm_atb(nr, k, m, gg, ld, tile.g() + r0 * m, m, ggc, m, scale, T(1));
+      mm_atb(nr, k, m, c2.data(), k, tile.dg(n) + r0 * m, m, ggc, m, scale, T(1));
+      // g_em (explicit in R) = scale ggem[:, js] G' gT_c^T
+      transpose<T>(k, m, gc, gct.data());
+      mm_ab(nr, m, k, tile.dg(n) + r0 * m, m, gct.data(), k, v.data(), k, scale, T(0));
       for (int64_t r = 0; r < nr; ++r)
-        for (int a = 0; a < 4; ++a) g_em[4 * (p0 + r0 + r) + a] = gg[4 * r] * v[4 * r + a];
+        for (int64_t a = 0; a < k; ++a)
+          g_em[ld * (p0 + r0 + r) + a] = gg[ld * r + js] * v[k * r + a];
     });
+    // and through s
     tile.backward(hbar, n, true, gparams + c * np, true);
-    for (int64_t r = 0; r < n; ++r) g_em[4 * (p0 + r)] += tile.sbar[r];
+    for (int64_t r = 0; r < n; ++r) g_em[ld * (p0 + r) + js] += tile.sbar[r];
   });
 }
 
 #define DPX_EMBED_INSTANTIATE(T)                                                                \
-  template void embed_reduce<T>(const EmbedNet<T>&, const T*, const int64_t*, T*, T,            \
-                                const int64_t*, int64_t, int64_t);                              \
-  template void embed_reduce_grad_em<T>(const EmbedNet<T>&, const T*, const T*, const int64_t*, \
-                                        T*, T, const int64_t*, int64_t, int64_t);               \
-  template void embed_reduce_grad_params<T>(const EmbedNet<T>&, const T*, const T*,             \
-                                            const int64_t*, T*, T, const int64_t*, int64_t,     \
-                                            int64_t);                                           \
-  template void embed_reduce_grad_em_grad<T>(const EmbedNet<T>&, const T*, const T*, const T*,  \
-                                             const int64_t*, T*, T*, T*, T, const int64_t*,     \
-                                             int64_t, int64_t);
+  template void embed_reduce<T>(const EmbedNet<T>&, const EmLayout&, const T*, const int64_t*, \
+                                T*, T, const int64_t*, int64_t, int64_t);                       \
+  template void embed_reduce_grad_em<T>(const EmbedNet<T>&, const EmLayout&, const T*, const T*, \
+                                        const int64_t*, T*, T, const int64_t*, int64_t,         \
+                                        int64_t);                                               \
+  template void embed_reduce_grad_params<T>(const EmbedNet<T>&, const EmLayout&, const T*,      \
+                                            const T*, const int64_t*, T*, T, const int64_t*,    \
+                                            int64_t, int64_t);                                  \
+  template void embed_reduce_grad_em_grad<T>(const EmbedNet<T>&, const EmLayout&, const T*,     \
+                                             const T*, const T*, const int64_t*, T*, T*, T*, T, \
+                                             const int64_t*, int64_t, int64_t);
 DPX_EMBED_INSTANTIATE(float)
 DPX_EMBED_INSTANTIATE(double)
 

@@ -1,9 +1,11 @@
-// The fused se_e2_a embedding + reduction (ops/se_a_embed.cpp): one embedding net G(s) run on
-// the filled slots p of its (center type, neighbor type) pair, contracted with their
-// environment-matrix rows R_p = em[p] (s = R_p[0]) into the center c_p's
-//   T[c, a, m] = scale * sum_{p: c_p = c} R_p[a] G(s_p)[m]                 (embed_reduce)
-// and the derivatives a force loss needs (gT = dL/dT, ggem = dL/d(gem)):
-//   gem[p, a]  = scale * (gT[c_p] G_p)[a] + [a = 0] scale * R_p . (gT[c_p] G'_p)
+// The fused embedding + reduction (ops/se_a_embed.cpp): one embedding net G(s) run on the
+// filled slots p of its (center type, neighbor type) pair, contracted with their
+// environment-matrix rows R_p = em[p, :K] into the center c_p's
+//   T[c, a, m] = scale * sum_{p: c_p = c} R_p[a] G(s_p)[m],  a < K         (embed_reduce)
+// and the derivatives a force loss needs (gT = dL/dT, ggem = dL/d(gem)). The net's input s
+// is a column js of em's rows (EmLayout): js = 0 for se_e2_a (s = R[0], K = 4), or a column
+// of its own after the K contracted ones (s apart, js = K). For every column j of em:
+//   gem[p, j]  = [j < K] scale * (gT[c_p] G_p)[j] + [j = js] scale * R_p . (gT[c_p] G'_p)
 //                                                                (embed_reduce_grad_em)
 //   gparams    = d/dparams of sum_p scale * R_p^T gT[c_p] G_p      (embed_reduce_grad_params)
 //   d/d(gT, em, params) of sum_p ggem[p] . gem[p]                 (embed_reduce_grad_em_grad)
@@ -33,6 +35,13 @@ struct EmbedNet {
   const T* params;
   int act;
   bool resnet_dt;
+};
+
+// em's rows: ld entries each (em [nslot, ld], row-major), the first k of them contracted
+// into T, entry js the net's input s: js = 0 with k = ld (s also contracted, se_e2_a), or
+// js = k = ld - 1 (s apart: the net's input only).
+struct EmLayout {
+  int64_t ld, k, js;
 };
 
 // Entries of params for these widths.

@@ -284,38 +284,43 @@ def embed_net(s: torch.Tensor, params: torch.Tensor, widths: list[int], activati
 
 def se_a_embed_reduce(em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
                       widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
-                      scale: float) -> torch.Tensor:
-    """T [ncenter, 4, M]: T[c] = scale sum_{p: center[p] = c} em[p] (x) G(em[p, 0])."""
-    g = embed_net(em[:, :1], params, widths, activation, resnet_dt)
-    t = em.new_zeros(ncenter, 4, widths[-1])
-    return t.index_add(0, center, em[:, :, None] * g[:, None, :]) * scale
+                      scale: float, s_last: bool = False) -> torch.Tensor:
+    """T [ncenter, K, M]: T[c] = scale sum_{p: center[p] = c} em[p, :K] (x) G(s[p]), with
+    s = em[:, 0] and K = em.shape[1]; or, s_last, s = em[:, K] and K = em.shape[1] - 1 (the
+    net's input apart from the contracted columns)."""
+    k = em.shape[1] - 1 if s_last else em.shape[1]
+    g = embed_net(em[:, k:] if s_last else em[:, :1], params, widths, activation, resnet_dt)
+    t = em.new_zeros(ncenter, k, widths[-1])
+    return t.index_add(0, center, em[:, :k, None] * g[:, None, :]) * scale
 
 
 def se_a_embed_reduce_grad_em(grad_t, em, center, params, widths: list[int], activation: int,
-                              resnet_dt: bool, scale: float):
+                              resnet_dt: bool, scale: float, s_last: bool = False):
     with torch.enable_grad():
         em = em.detach().requires_grad_(True)
         t = se_a_embed_reduce(em, center, params.detach(), widths, activation, resnet_dt,
-                              grad_t.shape[0], scale)
+                              grad_t.shape[0], scale, s_last)
         return torch.autograd.grad(t, em, grad_t)[0]
 
 
 def se_a_embed_reduce_grad_params(grad_t, em, center, params, widths: list[int],
-                                  activation: int, resnet_dt: bool, scale: float):
+                                  activation: int, resnet_dt: bool, scale: float,
+                                  s_last: bool = False):
     with torch.enable_grad():
         params = params.detach().requires_grad_(True)
         t = se_a_embed_reduce(em.detach(), center, params, widths, activation, resnet_dt,
-                              grad_t.shape[0], scale)
+                              grad_t.shape[0], scale, s_last)
         return torch.autograd.grad(t, params, grad_t)[0]
 
 
 def se_a_embed_reduce_grad_em_grad(grad_grad_em, grad_t, em, center, params, widths: list[int],
-                                   activation: int, resnet_dt: bool, scale: float):
+                                   activation: int, resnet_dt: bool, scale: float,
+                                   s_last: bool = False):
     """d/d(grad_t, em, params) of sum(grad_grad_em * se_a_embed_reduce_grad_em(...))."""
     with torch.enable_grad():
         gt, em, params = (x.detach().requires_grad_(True) for x in (grad_t, em, params))
         t = se_a_embed_reduce(em, center, params, widths, activation, resnet_dt,
-                              gt.shape[0], scale)
+                              gt.shape[0], scale, s_last)
         gem = torch.autograd.grad(t, em, gt, create_graph=True)[0]
         # with its graph: the backward of the fused op differentiates this once more
         return torch.autograd.grad(gem, (gt, em, params), grad_grad_em, create_graph=True)
