@@ -6,6 +6,7 @@ DeePMD-kit's own DPA-1 example. DeePMD-kit's runs of a fixture happen in one ora
 (OracleBatch)."""
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ VARIANTS = {
 }
 SYSTEMS = ("sys_a", "sys_c")  # O and H; all three elements
 FROZEN = ("concat", "strip_smooth")
+# strip mode: the type embedding compressed (with attention), the radial net too (without)
+COMPRESSED = ("strip_smooth", "v2_no_attention")
 # DeePMD-kit's examples/water/se_atten/input_torch.json, its model section
 EXAMPLE_MODEL = {
     "type_map": ["O", "H"],
@@ -151,11 +154,18 @@ def single_runs(tmp_path_factory, toy_data3, eval_data3):
     for name, descriptor in VARIANTS.items():
         run = root / name
         runs[name] = r = _dp_and_dpx(dpa1_single(toy_data3, **descriptor), run, batch)
+        r["folder"] = run
         r["theirs"] = {(who, system): batch.eval(r[who], eval_data3 / system)
                        for who in ("dp", "dpx") for system in SYSTEMS}
-        if name in FROZEN:
+        if name in FROZEN or name in COMPRESSED:
             assert main(["freeze", "-c", str(r["dpx"]), "-o", str(run / "dpx.pth")]) == 0
             batch.dp("--pt", "freeze", "-c", r["dpx"], "-o", run / "dp.pth", cwd=run)
+        if name in COMPRESSED:  # both compress dpx's checkpoint; DeepPot runs both files
+            assert main(["compress", "-i", str(r["dpx"]), "-o", str(run / "dpx_c.pth")]) == 0
+            batch.dp("--pt", "compress", "-i", run / "dp.pth", "-o", run / "dp_c.pth", cwd=run)
+            r["compressed"] = {c: batch.eval(run / f"{c}.pth", eval_data3 / "sys_c")
+                               for c in ("dpx_c", "dp_c")}
+        if name in FROZEN:
             r["frozen"] = {kind: batch.eval(run / f"{frozen}.pth", eval_data3 / "sys_c",
                                             nlist_backend=backend)
                            for kind, frozen, backend in (("dpx_vesin", "dpx", "auto"),
@@ -202,6 +212,35 @@ def test_deepmd_loads_dpx_frozen_dpa1(single_runs, eval_data3, variant):
     ours = dpx_eval(run["dpx"], eval_data3 / "sys_c")
     for npz in (run["theirs"]["dpx", "sys_c"], *run["frozen"].values()):
         assert_same(ours, dict(np.load(npz)))
+
+
+@pytest.mark.parametrize("variant", FROZEN)
+def test_dpx_evaluates_deepmd_frozen_dpa1(single_runs, eval_data3, variant):
+    """DeePMD-kit's frozen DPA-1 file (its freeze of dpx's checkpoint) run by dpx equals
+    DeepPot on it."""
+    run = single_runs[variant]
+    assert_same(dpx_eval(run["folder"] / "dp.pth", eval_data3 / "sys_c"),
+                dict(np.load(run["frozen"]["dp"])))
+
+
+@pytest.mark.parametrize("variant", COMPRESSED)
+def test_compressed_dpa1_equals_deepmd(single_runs, eval_data3, variant):
+    """dpx compress and dp --pt compress of one checkpoint: both files give the same numbers
+    under DeepPot (dpx's on DeePMD-kit's tabulate_fusion_se_atten), dpx runs both as
+    DeepPot does (DeePMD-kit's file on dpx's twin of the op), and with attention layers
+    only the type embedding is compressed: the uncompressed model's numbers."""
+    run, system = single_runs[variant], eval_data3 / "sys_c"
+    folder = run["folder"]
+    ours, theirs = ({k: dict(np.load(v)) for k, v in run["compressed"].items()}[c]
+                    for c in ("dpx_c", "dp_c"))
+    assert_same(ours, theirs)
+    assert_same(dpx_eval(folder / "dpx_c.pth", system), ours)
+    assert_same(dpx_eval(folder / "dp_c.pth", system), theirs)
+    uncompressed = dpx_eval(run["dpx"], system)
+    if variant == "strip_smooth":
+        assert_same(ours, uncompressed)
+    else:  # tables of stride 0.01 / 0.1, fifth order
+        assert np.abs(ours["force"] - uncompressed["force"]).max() < 1e-8
 
 
 def test_deepmd_restarts_dpx_dpa1_checkpoint(single_runs):
@@ -337,3 +376,78 @@ def example_runs(tmp_path_factory, toy_data):
 def test_deepmd_dpa1_example_both_ways(example_runs, who):
     assert_same(dpx_eval(example_runs[who], example_runs["system"]),
                 dict(np.load(example_runs["theirs"][who])))
+
+
+# ---------------------------------------------------------------- finetune
+FINETUNE = VARIANTS["strip_smooth"]
+FINETUNE_MAPS = {"same": ["O", "H", "C"], "reordered": ["C", "O", "H"],
+                 "new_element": ["O", "H", "C"]}
+
+
+@pytest.fixture(scope="module")
+def finetune_runs(tmp_path_factory, toy_data3, single_runs):
+    """Both tools finetune (0 steps) the same pretrained checkpoints on the three-element
+    data: dpx's and DeePMD-kit's 3-step models of FINETUNE to the same and to a reordered
+    type map, and a model pretrained on O and H only to a map with C (a new element)."""
+    root = tmp_path_factory.mktemp("dpa1_finetune")
+    # sys_a holds O and H only, but its type_map.raw names C too, which a model of O and H
+    # refuses (as DeePMD-kit does): a copy that names O and H
+    oh_data = root / "sys_oh"
+    shutil.copytree(toy_data3 / "sys_a", oh_data)
+    assert (oh_data / "type_map.raw").read_text().split()[:2] == ["O", "H"]
+    (oh_data / "type_map.raw").write_text("O\nH\n")
+    only_oh = dpa1_single(toy_data3, **FINETUNE)
+    only_oh["model"]["type_map"] = ["O", "H"]
+    only_oh["training"]["training_data"]["systems"] = [str(oh_data)]
+    only_oh["training"]["validation_data"]["systems"] = [str(oh_data)]
+    (root / "oh").mkdir()
+    dpx_train(only_oh, root / "oh")
+    sources = {("dpx", "same"): single_runs["strip_smooth"]["dpx"],
+               ("dp", "same"): single_runs["strip_smooth"]["dp"],
+               ("dpx", "reordered"): single_runs["strip_smooth"]["dpx"],
+               ("dpx", "new_element"): root / "oh" / "model.ckpt-3.pt"}
+    batch = OracleBatch(root)
+    runs = {}
+    for (source, case), pretrained in sources.items():
+        cfg = dpa1_single(toy_data3, **FINETUNE)
+        cfg["model"]["type_map"] = FINETUNE_MAPS[case]
+        cfg["training"].update(numb_steps=0)
+        run = root / f"{source}_{case}"
+        (run / "dp").mkdir(parents=True)
+        batch.dp("--pt", "train", write_json(run / "dp" / "in.json", cfg), "--finetune",
+                 pretrained, "--skip-neighbor-stat", cwd=run / "dp")
+        cfg["training"].update(save_ckpt=str(run / "model.ckpt"),
+                               disp_file=str(run / "lcurve.out"))
+        assert main(["train", str(write_json(run / "in.json", cfg)), "--finetune",
+                     str(pretrained), "-o", str(run / "out.json")]) == 0
+        runs[source, case] = {"dp": run / "dp" / "model.ckpt-0.pt",
+                              "dpx": run / "model.ckpt-0.pt"}
+    batch.run()
+    return runs
+
+
+@pytest.mark.parametrize("source,case", [("dpx", "same"), ("dp", "same"),
+                                         ("dpx", "reordered"), ("dpx", "new_element")])
+def test_dpa1_finetune_equals_deepmd(finetune_runs, source, case):
+    """The same weights, statistics and changed out_bias as `dp --pt train --finetune`. A
+    new element's type-embedding row is random in both (each from its own generator), and
+    the bias change, fitted to predictions that use that row, differs with it: those are
+    compared for their shape only; its davg/dstd come from the new data in both."""
+    run = finetune_runs[source, case]
+    theirs, ours = (checkpoint_tensors(run[who], keep_empty=False) for who in ("dp", "dpx"))
+    random_row = case == "new_element"
+    compared = []
+    for key, ref in theirs.items():
+        assert key in ours, key
+        value = ours[key]
+        assert value.shape == ref.shape, key
+        if random_row and key.endswith(("out_bias", "out_std")):
+            continue
+        if random_row and "type_embedding" in key and key.endswith("matrix"):
+            value, ref = value[:2], ref[:2]  # O and H: the pretrained rows
+        np.testing.assert_allclose(value.numpy(), ref.numpy(), rtol=TOL, atol=1e-12,
+                                   err_msg=key)
+        compared.append(key)
+    assert any("se_atten.mean" in k for k in compared)
+    assert any("fitting_net.filter_layers" in k for k in compared)
+    assert random_row or "model.Default.atomic_model.out_bias" in compared

@@ -60,6 +60,9 @@ VARIANTS = {
     "concat_model_exclusions": {"set_davg_zero": False, "_model": {
         "pair_exclude_types": [[1, 2]], "atom_exclude_types": [0]}},
     "se_atten_v2": {"type": "se_atten_v2", "attn_layer": 0},
+    # strip without attention and without the smooth factor, davg not zero, an excluded pair
+    "strip_no_attention": {"tebd_input_mode": "strip", "attn_layer": 0, "set_davg_zero": False,
+                           "exclude_types": [[0, 2]]},
     "se_atten_v2_attention": {"type": "se_atten_v2", "attn_layer": 2, "ln_eps": 1e-3},
 }
 
@@ -224,7 +227,7 @@ def oracle(model, coord, atype, box):
     slot by slot."""
     cfg = model.cfg.descriptor
     sd = {k: v.detach().double() for k, v in model.state_dict().items()}
-    nt, nnei = len(model.type_map), cfg.nsel
+    nt, nnei = len(model.type_map), sum(cfg.sel_list())
     davg = sd["atomic_model.descriptor.se_atten.mean"]
     dstd = sd["atomic_model.descriptor.se_atten.stddev"]
     tebd = type_table(sd, nt)
@@ -298,6 +301,11 @@ def dpx_descriptor(model, coord, atype, box):
     return d(nl.ext_coord, nl.ext_atype, nlist, atype)[0].detach()
 
 
+def strategies(block) -> tuple[str, ...]:
+    """The evaluation strategies a block can take (fused: strip mode without attention)."""
+    return ("narrow", "dense") + (("fused",) if block.fusable else ())
+
+
 def close(got, want, tol=1e-12):
     scale = max(float(want.detach().abs().max()), 1.0)
     diff = float((got.detach() - want.detach()).abs().max())
@@ -309,10 +317,10 @@ def close(got, want, tol=1e-12):
 def test_descriptor_and_energy_equal_brute_force(variant, monkeypatch):
     model = dpa1_model(**VARIANTS[variant])
     block = model.atomic_model.descriptor.se_atten
-    assert block.strategy == "narrow"
+    assert block.strategy == ("fused" if block.fusable else "narrow")
     for name, coord, atype, box in frames():
         want_d, want_e = oracle(model, coord, atype, box)
-        for strategy in ("narrow", "dense"):
+        for strategy in strategies(block):
             monkeypatch.setattr(block, "strategy", strategy)
             got = dpx_descriptor(model, coord, atype, box)
             assert got.shape == want_d.shape == (atype.shape[1], block.get_dim_out() + (
@@ -342,7 +350,7 @@ def test_slot_dependent_statistics_take_the_dense_path():
         block.mean[1, 5, 0] += 0.3
         block.stddev[0, 12, 1:] *= 1.5
     fresh = dpa1_model(**VARIANTS["strip"], seed=4)
-    assert fresh.atomic_model.descriptor.se_atten.strategy == "narrow"
+    assert fresh.atomic_model.descriptor.se_atten.strategy in ("narrow", "fused")
     fresh.load_state_dict(model.state_dict())
     assert fresh.atomic_model.descriptor.se_atten.strategy == "dense"
     for coord, atype, box in (periodic_frame(), cluster_frame()):
@@ -387,7 +395,7 @@ def test_statistics_are_sums_taken_by_hand():
         torch.testing.assert_close(d.se_atten.mean[t], want_avg.expand(SEL, 4), rtol=1e-12,
                                    atol=0)
         assert not plain.atomic_model.descriptor.se_atten.mean.any()
-    assert d.se_atten.strategy == "narrow"
+    assert d.se_atten.strategy in ("narrow", "fused")
 
 
 def test_a_batch_of_frames_equals_each_frame():
@@ -425,7 +433,7 @@ def test_isolated_atom_has_finite_derivatives():
     for variant in ("concat_davg_residual_exclude", "strip"):
         model = dpa1_model(**VARIANTS[variant]).train()
         coord, atype, box = cluster_frame()
-        for strategy in ("narrow", "dense"):
+        for strategy in strategies(model.atomic_model.descriptor.se_atten):
             model.atomic_model.descriptor.se_atten.strategy = strategy
             out = model(coord, atype, box)
             assert torch.isfinite(out["energy"]).all() and torch.isfinite(out["force"]).all()
@@ -449,25 +457,31 @@ def outputs_and_loss_gradient(model, coord, atype, box):
 
 
 @pytest.mark.parametrize("variant", ["concat_davg_residual_exclude", "concat_smooth_one_side",
-                                     "strip", "se_atten_v2_attention"])
+                                     "strip", "se_atten_v2_attention", "se_atten_v2",
+                                     "strip_no_attention"])
 def test_narrow_strategy_equals_dense(variant, monkeypatch):
     """"narrow" drops the list's trailing columns that no center fills and adds what they
-    contribute in closed form; "dense" runs every slot. Every center of these frames has fewer
-    than sel neighbors, so columns are dropped."""
+    contribute in closed form; "fused" (strip mode without attention) runs the radial net in
+    the fused embedding op on the filled slots, grouped by (center, neighbor type), padding in
+    closed form; "dense" runs every slot. Every center of these frames has fewer than sel
+    neighbors, so columns are dropped."""
     model = dpa1_model(**VARIANTS[variant]).train()
     block = model.atomic_model.descriptor.se_atten
     for coord, atype, box in (cluster_frame(), periodic_frame(natoms=8, box_len=7.0)):
         assert max(len(n) for n in brute_neighbors(coord, box)) < SEL
-        assert block.strategy == "narrow"
-        narrow, g_narrow = outputs_and_loss_gradient(model, coord, atype, box)
+        assert block.strategy == ("fused" if block.fusable else "narrow")
         monkeypatch.setattr(block, "strategy", "dense")
         dense, g_dense = outputs_and_loss_gradient(model, coord, atype, box)
+        assert len(g_dense) > 10
+        for strategy in strategies(block)[:1] + strategies(block)[2:]:
+            monkeypatch.setattr(block, "strategy", strategy)
+            out, grad = outputs_and_loss_gradient(model, coord, atype, box)
+            for key in ("energy", "force", "virial"):
+                close(out[key], dense[key])
+            assert grad.keys() == g_dense.keys()
+            for i in g_dense:
+                close(grad[i], g_dense[i])
         monkeypatch.undo()
-        for key in ("energy", "force", "virial"):
-            close(narrow[key], dense[key])
-        assert g_narrow.keys() == g_dense.keys() and len(g_dense) > 10
-        for i in g_dense:
-            close(g_narrow[i], g_dense[i])
 
 
 # ---------------------------------------------------------------- physics

@@ -162,10 +162,6 @@ class _AttentionConfig(DescriptorConfig):
         pass  # one list for every type: sel is a total, not per type
 
     @property
-    def nsel(self) -> int:
-        return sum(self.sel_list())
-
-    @property
     def eps(self) -> float:
         """The layer norms' epsilon: ln_eps, 1e-5 when null (DeePMD-kit's PyTorch default)."""
         return 1e-5 if self.ln_eps is None else self.ln_eps

@@ -35,9 +35,17 @@ from dpx.model.descriptor.base import (
     EnvMatBlock,
     compression_slots,
 )
-from dpx.model.network import EmbeddingNet, LayerNorm, MLPLayer, NetworkCollection, child_seed
+from dpx.model.network import (
+    EmbeddingNet,
+    LayerNorm,
+    MLPLayer,
+    NetworkCollection,
+    child_seed,
+    parse_activation,
+)
 from dpx.model.tabulate import check_min_nbor_dist, input_range, tabulate
 from dpx.ops.reference import smooth_switch
+from dpx.ops.se_a_embed import activation_code
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +121,16 @@ class GatedAttentionLayer(nn.Module):
                                 seed=child_seed(seed, 0))
         self.out_proj = MLPLayer(cfg.attn, ng, "linear", False, False, dtype=dtype,
                                  seed=child_seed(seed, 1))
-        self.scaling = ((cfg.attn * cfg.scaling_factor) ** -0.5 if cfg.temperature is None
-                        else float(cfg.temperature))
         self.normalize, self.smooth = cfg.normalize, cfg.smooth_type_embedding
-        self.shift, self.masked = SHIFT, MASKED  # attributes: TorchScript reads no globals
+        self.shift = SHIFT  # an attribute: TorchScript reads no globals
 
-    def forward(self, g: torch.Tensor, keep: torch.Tensor, factor: torch.Tensor,
-                shift: torch.Tensor, gate: torch.Tensor, extra: int) -> torch.Tensor:
-        """g [B, w, ng] -> the attention's output [B, w, ng]. keep [B, 1, w]: the keys that
-        are neighbors; smooth: score = (q.k) factor + shift ([B, w, w]: scaling sw_j sw_k and
-        SHIFT (sw_j sw_k - 1)), `extra` more keys of score -SHIFT beyond the list; the
-        weights are then multiplied by gate [B, w, w].
+    def forward(self, g: torch.Tensor, factor: torch.Tensor, shift: torch.Tensor,
+                gate: torch.Tensor, extra: int) -> torch.Tensor:
+        """g [B, w, ng] -> the attention's output [B, w, ng]: the weights are the softmax of
+        the scores (q.k) factor + shift over the keys, times gate [B, w, w]. Smooth: factor
+        = scaling sw_j sw_k, shift = SHIFT (sw_j sw_k - 1) ([B, w, w]) and `extra` more keys
+        of score -SHIFT lie beyond the list; otherwise factor is the scaling and shift
+        [B, 1, w] is MASKED on the keys that are not neighbors (DeePMD-kit's -inf).
 
         q, k and v are unit vectors when normalize: q_j / |q_j| . k_l / |k_l| is written as
         (q_j . k_l) / (|q_j| |k_l|) and a v_l / |v_l| as (a / |v_l|) v, so the norms scale
@@ -134,20 +141,18 @@ class GatedAttentionLayer(nn.Module):
         a = torch.bmm(q, k.transpose(1, 2))
         if self.normalize:
             inv = _inverse_norms(qkv)                                # [B, w, 3]
-            pair = inv[..., 0].unsqueeze(2) * inv[..., 1].unsqueeze(1)
-            factor = factor * pair if self.smooth else pair * self.scaling
-            gate = gate * inv[..., 2].unsqueeze(1)
-        elif not self.smooth:
-            factor = torch.full_like(gate[:, :1, :1], self.scaling)
-        if self.smooth:
-            a = torch.addcmul(shift, a, factor)
-            if extra > 0:  # the keys beyond the list, as one column of their summed weight
-                a = nn.functional.pad(a, (0, 1), value=math.log(extra) - self.shift)
-                a = torch.softmax(a, dim=-1)[..., :-1]
+            # the key's norm with the factor on its [B, 1, w] side when that is all it is
+            if self.smooth:
+                factor = factor * (inv[..., 0].unsqueeze(2) * inv[..., 1].unsqueeze(1))
             else:
-                a = torch.softmax(a, dim=-1)
+                factor = inv[..., 0].unsqueeze(2) * (inv[..., 1].unsqueeze(1) * factor)
+            gate = gate * inv[..., 2].unsqueeze(1)
+        a = torch.addcmul(shift, a, factor)  # one fused pass: no product kept apart
+        if extra > 0 and self.smooth:  # the keys beyond the list: one column of their weight
+            a = nn.functional.pad(a, (0, 1), value=math.log(extra) - self.shift)
+            a = torch.softmax(a, dim=-1)[..., :-1]
         else:
-            a = torch.softmax((a * factor).masked_fill(~keep, self.masked), dim=-1)
+            a = torch.softmax(a, dim=-1)
         return self.out_proj(torch.bmm(a * gate, v))
 
 
@@ -191,10 +196,9 @@ class NeighborGatedAttentionLayer(nn.Module):
         self.attention_layer = GatedAttentionLayer(cfg, ng, dtype, child_seed(seed, 0))
         self.attn_layer_norm = LayerNorm(ng, cfg.eps, dtype)
 
-    def forward(self, g: torch.Tensor, keep: torch.Tensor, factor: torch.Tensor,
-                shift: torch.Tensor, gate: torch.Tensor, extra: int) -> torch.Tensor:
-        return self.attn_layer_norm(g + self.attention_layer(g, keep, factor, shift, gate,
-                                                             extra))
+    def forward(self, g: torch.Tensor, factor: torch.Tensor, shift: torch.Tensor,
+                gate: torch.Tensor, extra: int) -> torch.Tensor:
+        return self.attn_layer_norm(g + self.attention_layer(g, factor, shift, gate, extra))
 
     def padding(self, g_pad: torch.Tensor) -> torch.Tensor:
         """The layer on a slot whose attention row is zero: LN(G + out_proj(0))."""
@@ -213,7 +217,7 @@ class NeighborGatedAttention(nn.Module):
                         else float(cfg.temperature))
         self.smooth, self.dotr = cfg.smooth_type_embedding, cfg.attn_dotr
         self.nlayer = cfg.attn_layer
-        self.shift = SHIFT
+        self.shift, self.masked = SHIFT, MASKED
 
     def forward(self, g: torch.Tensor, mask: torch.Tensor, rhat: torch.Tensor,
                 sw: torch.Tensor, extra: int) -> torch.Tensor:
@@ -224,19 +228,19 @@ class NeighborGatedAttention(nn.Module):
         # what the layers share (deepmd-dpa1 §6.2 steps 5-9): a masked row's weights are 0
         # (its sw is 0 when smooth), the smooth scores are damped by sw_j sw_k and the
         # weights too, the angular gate multiplies them
-        keep = mask.unsqueeze(1)
         if self.smooth:
             pair = sw.unsqueeze(2) * sw.unsqueeze(1)
             factor = pair * self.scaling
             shift = pair * self.shift - self.shift
             gate = pair
         else:
+            factor = torch.full_like(sw[:, :1].unsqueeze(1), self.scaling)      # [B, 1, 1]
+            shift = torch.where(mask, 0.0, self.masked).to(g.dtype).unsqueeze(1)  # [B, 1, w]
             gate = mask.unsqueeze(2).to(g.dtype).expand(-1, -1, mask.shape[1])
-            factor, shift = gate, gate  # unused
         if self.dotr:
             gate = gate * torch.bmm(rhat, rhat.transpose(1, 2))
         for layer in self.attention_layers:
-            g = layer(g, keep, factor, shift, gate, extra)
+            g = layer(g, factor, shift, gate, extra)
         return g
 
     def padding(self, g_pad: torch.Tensor) -> torch.Tensor:
@@ -297,6 +301,16 @@ class DescrptBlockSeAtten(EnvMatBlock):
         self.tebd_compress = False
         self.geo_compress = False
         self.geo_table: nn.Module = _NoTable()
+        # strip mode without attention: the radial net and its contraction by the fused
+        # embedding op (dpx.ops.se_a_embed), as se_e2_a runs its nets
+        code = activation_code(parse_activation(cfg.activation_function)[0])
+        self.activation_code = -1 if code is None else code
+        self.resnet_dt = cfg.resnet_dt
+        self.widths = [1, *cfg.neuron]
+        self.fusable = (not self.concat and cfg.attn_layer == 0 and code is not None
+                        and options.fused_embedding and self.backend.has_fused_embedding())
+        self.fusable_cuda = (self.fusable and options.fused_embedding_cuda
+                             and self.backend.has_fused_embedding_cuda())
         # the table op's padding fold: DeePMD-kit 3.2.0's block sets is_sorted from the
         # exclusions and then resets it to False, so its files always sum every slot
         self.is_sorted = False
@@ -305,13 +319,19 @@ class DescrptBlockSeAtten(EnvMatBlock):
         self.plan()
 
     def plan(self) -> None:
-        """geo (the compressed embedding: DeePMD-kit's op on the full sorted list); narrow
-        (trailing all-padding columns in closed form) when the statistics are the same in
-        every slot, as statistics make them; dense otherwise."""
+        """geo (the compressed embedding: DeePMD-kit's op on the full sorted list); dense when
+        the statistics vary by slot (no statistics make them so); fused (strip mode without
+        attention: the radial net on the filled slots in the fused op, see _fused_reduce)
+        where the op library has it for this device; narrow (trailing all-padding columns in
+        closed form) otherwise."""
         if self.geo_compress:
             self.strategy = "geo"
+        elif not self.slot_constant_stats():
+            self.strategy = "dense"
+        elif self.fusable and (self.fusable_cuda or not self.mean.is_cuda):
+            self.strategy = "fused"
         else:
-            self.strategy = "narrow" if self.slot_constant_stats() else "dense"
+            self.strategy = "narrow"
         self.zero_padding = bool((self.mean[:, 0, 0] == 0).all())
 
     def need_sorted_nlist_for_lower(self) -> bool:
@@ -327,7 +347,7 @@ class DescrptBlockSeAtten(EnvMatBlock):
         mixed list nlist [nf, nloc, nnei]; tebd: the type embedding table [ntypes + 1, td]."""
         nf, nloc = nlist.shape[0], nlist.shape[1]
         ext_coord = ext_coord.to(self.mean.dtype)
-        if self.strategy == "narrow":
+        if self.strategy == "narrow" or self.strategy == "fused":
             nlist = _narrow(nlist)
         width = nlist.shape[2]
         em, mask = self.env_mat(ext_coord, ext_atype, nlist, atype, self.mean[:, :width],
@@ -344,6 +364,12 @@ class DescrptBlockSeAtten(EnvMatBlock):
             t = self.geo_table(self.compress_data[0], self.compress_info[0],
                                em[..., :1].reshape(-1, 1), em, g_t.reshape(-1, self.ng),
                                self.ng, self.is_sorted)
+            return self.backend.gram(t / self.nnei, self.axis_neuron).reshape(nf, nloc, -1)
+        if self.strategy == "fused":
+            t = self._fused_reduce(em, mask, nb_type, center, sw, tebd)
+            if not self.zero_padding:
+                npad = self.nnei - (nlist >= 0).sum(dim=-1).view(-1, 1, 1).to(t.dtype)
+                t = t + npad * self._padding_term(ext_atype, center, tebd, nf, nloc)
             return self.backend.gram(t / self.nnei, self.axis_neuron).reshape(nf, nloc, -1)
         g = self._embed(em[..., :1], nb_type, center, sw, tebd)
         rhat = em[..., 1:] / torch.linalg.vector_norm(em[..., 1:], dim=-1,
@@ -389,6 +415,35 @@ class DescrptBlockSeAtten(EnvMatBlock):
         if self.smooth:
             g_t = g_t * sw.unsqueeze(-1)
         return g_t
+
+    def _fused_reduce(self, em: torch.Tensor, mask: torch.Tensor, nb_type: torch.Tensor,
+                      center: torch.Tensor, sw: torch.Tensor,
+                      tebd: torch.Tensor) -> torch.Tensor:
+        """sum over the filled slots of R_j (x) G_s(s_j) (1 + g_j) [B, 4, ng] in strip mode
+        without attention, g_j = N_t(t_j, t_i) (times sw_j when smooth) taking one value per
+        neighbor type t of a center:
+          sum_j R_j (x) G_s(s_j) + sum_t N_t(t, t_i) * sum_{j of type t} w_j R_j (x) G_s(s_j)
+        (w_j = sw_j, or 1). Both sums are one fused-op call on the slots grouped by (center,
+        neighbor type): the contracted rows [R_j, sw_j R_j] (K = 8; R_j alone when not
+        smooth), the net's input R_j[0]. Padding adds its own term (the caller); excluded
+        pairs have R = 0."""
+        b, w, nt = em.shape[0], em.shape[1], self.ntypes
+        slot = torch.nonzero(mask.reshape(-1)).flatten()
+        key = torch.div(slot, w, rounding_mode="floor") * nt + nb_type.reshape(-1)[slot]
+        key, order = torch.sort(key, stable=True)  # the op wants its centers sorted
+        slot = slot[order]
+        rows = em.reshape(-1, 4).index_select(0, slot)
+        if self.smooth:
+            rows = torch.cat([rows, rows * sw.reshape(-1, 1).index_select(0, slot)], dim=1)
+        net = self.filter_layers.networks[0]
+        t = self.backend.embed_reduce(rows, key, net.flat_params(), self.widths,
+                                      self.activation_code, self.resnet_dt, b * nt, 1.0)
+        t = t.view(b, nt, -1, self.ng)
+        gate_rows = self._type_pair_table(tebd)[
+            self._pair_index(torch.arange(nt, device=em.device).unsqueeze(0).expand(b, -1),
+                             center)]                                   # [B, nt, ng]
+        weighted = t[:, :, 4:] if self.smooth else t
+        return t[:, :, :4].sum(dim=1) + (weighted * gate_rows.unsqueeze(2)).sum(dim=1)
 
     def _pair_index(self, nb_type: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         """Row of the strip table: the neighbor's type, or center * (ntypes + 1) + neighbor."""
