@@ -4,14 +4,19 @@ The library holds up to three builds of kernels/cpu/se_a.cpp, env_mat.cpp and em
 picks one per process (kernels/cpu/isa.h): the widest the CPU has, capped by DPX_CPU_ISA.
 This process runs the widest; subprocesses with DPX_CPU_ISA=generic (and =avx2 where this one
 runs avx512) compute the same outputs, and they agree to 1e-12 relative in float64 (1e-5 in
-float32): FMA and the vector width change the rounding, not the sums.
+float32): FMA and the vector width change the rounding, not the sums. And no code compiled for
+AVX2 or AVX-512 is reachable from the generic build through a shared symbol (CMakeLists.txt).
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import platform
+import re
+import shutil
 import subprocess
 import sys
+from bisect import bisect_left
 from pathlib import Path
 
 import pytest
@@ -124,3 +129,79 @@ def test_vector_kernels_match_narrower_builds(tmp_path, narrower):
             assert_close(value, other[name])
         except AssertionError as e:
             raise AssertionError(f"{name}: {e}") from None
+
+
+# Mangled names in dpx::cpu::avx2 or dpx::cpu::avx512, with the entities local to their
+# functions (lambdas: _ZZ...): code that only the dispatch in kernels/cpu/isa.h reaches.
+ISA_NAMESPACE = re.compile(r"_Z(Z)*N[KVrRO]*3dpx3cpu(4avx2|6avx512)")
+GENERIC_NAMESPACE = re.compile(r"_Z(Z)*N[KVrRO]*3dpx3cpu7generic")
+# In 64-bit mode C4 and C5 always open a VEX prefix and 62 an EVEX one (LES, LDS and BOUND do
+# not exist there); only segment and address-size prefixes may come before them.
+VEX_OPENERS = {"c4", "c5", "62"}
+LEGACY_PREFIXES = {"26", "2e", "36", "3e", "64", "65", "67"}
+
+
+def vex_addresses(library: Path) -> list[int]:
+    """Addresses of the VEX- and EVEX-encoded (AVX and later) instructions in `library`."""
+    out = subprocess.run(["objdump", "-d", "-w", str(library)], capture_output=True, text=True,
+                         check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split("\t")  # "  addr:", raw bytes, mnemonic (-w: one line each)
+        if len(fields) < 3 or not fields[0].strip().endswith(":"):
+            continue
+        raw = [b for b in fields[1].split() if b not in LEGACY_PREFIXES]
+        if raw and raw[0] in VEX_OPENERS:
+            found.append(int(fields[0].strip()[:-1], 16))
+    return found
+
+
+def global_functions(library: Path) -> list[tuple[str, int, int]]:
+    """(mangled name, address, size) of every global function `library` defines: the dynamic
+    symbols, and the static ones where the library is not stripped."""
+    found = set()
+    for dynamic in (["-D"], []):
+        out = subprocess.run(["nm", *dynamic, "--defined-only", "-S", str(library)],
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) == 4 and fields[2] in ("T", "W", "i"):  # strong, weak, ifunc
+                found.add((fields[3].split("@")[0], int(fields[0], 16), int(fields[1], 16)))
+    return sorted(found)
+
+
+def with_vector_code(functions, vex: list[int]) -> list[str]:
+    """The names among `functions` whose bytes hold a VEX or EVEX instruction (`vex` sorted)."""
+    found = []
+    for name, start, size in functions:
+        first = bisect_left(vex, start)
+        if first < len(vex) and vex[first] < start + size:
+            found.append(name)
+    return found
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 builds only")
+@pytest.mark.skipif(not (shutil.which("nm") and shutil.which("objdump")),
+                    reason="needs nm and objdump (binutils)")
+def test_generic_path_reaches_no_vector_code():
+    """The AVX2 and AVX-512 objects may share only their own namespaces with the rest of the
+    library. A global symbol that such an object defines elsewhere, an implicit instantiation of
+    std::vector's members say, is a COMDAT copy that the linker may pick for every caller: the
+    baseline build would then run AVX code, and die with SIGILL on a CPU without it. So no
+    global function outside dpx::cpu::avx2/avx512 may hold a VEX/EVEX instruction."""
+    library = Path(_library.LIBRARY)
+    vex = vex_addresses(library)
+    functions = global_functions(library)
+    generic = [f for f in functions if GENERIC_NAMESPACE.match(f[0])]
+    if with_vector_code(generic, vex):
+        pytest.skip("the baseline build itself uses AVX (CXXFLAGS=-march=...): nothing to guard")
+    vector_builds = [f for f in functions if ISA_NAMESPACE.match(f[0])]
+    assert not vector_builds or with_vector_code(vector_builds, vex), \
+        "no VEX/EVEX instruction found in the AVX2/AVX-512 kernels: objdump's output not parsed"
+    leaks = with_vector_code([f for f in functions if not ISA_NAMESPACE.match(f[0])], vex)
+    if leaks and shutil.which("c++filt"):
+        leaks = subprocess.run(["c++filt"], input="\n".join(leaks), capture_output=True,
+                               text=True).stdout.splitlines()
+    assert not leaks, ("global functions outside dpx::cpu::avx2/avx512 with AVX code (built "
+                       "with -mavx2/-mavx512*, reachable from the generic build):\n  "
+                       + "\n  ".join(leaks))
