@@ -204,8 +204,8 @@ def test_dpa1_aliases():
 
 def test_dpa1_sel_forms():
     """One list of any type: an integer, a list (only its sum counts, any length) or auto."""
-    assert dpa1_section(sel=30).nsel == 30 and dpa1_section(sel=30).sel_list() == [30]
-    assert dpa1_section(sel=[10, 20, 5]).nsel == 35  # three entries for two types
+    assert sum(dpa1_section(sel=30).sel_list()) == 30 and dpa1_section(sel=30).sel_list() == [30]
+    assert sum(dpa1_section(sel=[10, 20, 5]).sel_list()) == 35  # three entries for two types
     assert dpa1_section(sel="auto").sel == "auto"
     assert dpa1_section(sel="auto:1.5").sel == "auto:1.5"
 
