@@ -9,6 +9,12 @@ Both run on the same number of threads (--threads, default torch's). Prints the 
 several repeats, taken in turns, and the ratio dpx/vesin (< 1: dpx is faster).
 
     python benchmarks/nlist.py [--sizes 1000 10000 100000] [--repeats 7] [--threads N]
+    python benchmarks/nlist.py --gpu-default --sizes 192 768 3000   # issue 26's choice
+
+--gpu-default times what a GPU runs until `dpx check` passed dpx's CUDA search: the batched
+PyTorch search (dpx.ops.nlist_generic, the op's outputs bit for bit) against the CPU kernel
+and vesin-torch's pair search (a raw unsorted pair list: turning it into DeePMD-kit's sorted,
+typed, padded list would add a sort on top), all on this machine's CPU.
 """
 from __future__ import annotations
 
@@ -52,6 +58,27 @@ def median_times(fns, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+def gpu_default(sizes: list[int], repeats: int) -> None:
+    import vesin.torch as vesin_torch
+
+    from dpx.ops import nlist_generic
+    print(f"rcut {RCUT} A, sel {SEL}, float64, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, vesin-torch {vesin_torch.__version__}")
+    print(f"{'natoms':>8} {'kernel ms':>10} {'generic ms':>11} {'vesin-torch ms':>15} "
+          f"{'generic/kernel':>15} {'generic/vesin':>14}")
+    for n in sizes:
+        coord, atype, length = water_like(n)
+        c, t = torch.from_numpy(coord)[None], torch.from_numpy(atype)[None]
+        b = torch.from_numpy(np.eye(3) * length).reshape(1, 9)
+        calc = vesin_torch.NeighborList(cutoff=RCUT, full_list=True)
+        fns = [lambda: torch.ops.dpx.neighbor_list(c, t, b, RCUT, SEL),
+               lambda: nlist_generic.neighbor_list(c, t, b, RCUT, SEL),
+               lambda: calc.compute(c[0], b.reshape(3, 3), True, "ijSd")]
+        k, g, v = median_times(fns, repeats)
+        print(f"{len(coord):>8} {1e3 * k:>10.2f} {1e3 * g:>11.2f} {1e3 * v:>15.2f} "
+              f"{g / k:>15.2f} {g / v:>14.2f}")
+
+
 def main() -> None:
     import vesin
 
@@ -62,9 +89,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="threads for both (default: torch's)")
+    parser.add_argument("--gpu-default", action="store_true",
+                        help="the batched PyTorch search against the kernel and vesin-torch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     assert dpx.ops.LOADED, "the dpx op library is not built: pip install --no-build-isolation ."
+    if args.gpu_default:
+        return gpu_default(args.sizes, args.repeats)
 
     print(f"rcut {RCUT} A, sel {SEL}, float64, {args.threads} threads, torch {torch.__version__}, "
           f"vesin {vesin.__version__}")

@@ -15,6 +15,11 @@
 #             on CUDA against the unfused one (the slow compile and benchmark smoke tests are
 #             left out: build and bench do those for real)
 #   sanitize  compute-sanitizer memcheck and racecheck on a short op test (every op on CUDA)
+#   check     `dpx check`: every CUDA kernel against its twin, each family in a child
+#             process; writes the record that lets `dpx train` use the kernels that passed
+#   train     the bundled example on the GPU, 60 steps each: the paths of the record, then
+#             DPX_CUDA_KERNELS=0 (the generic code a GPU runs by default), then torchrun
+#             --nproc_per_node 1 (NCCL); the log's "op paths" line and lcurve for each
 #   bench     benchmarks/gpu.py (per-op timings, the training step against `dp --pt train`,
 #             peak GPU memory, the floor); the dp side is skipped with a message when DeePMD-kit
 #             is not installed. Steps: DPX_BENCH_STEPS (default 200).
@@ -26,7 +31,7 @@ logs="${DPX_GPU_LOGS:-$root/gpu_check_logs}"
 mkdir -p "$logs"
 py="$root/.venv/bin/python"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(build test sanitize bench)
+[ ${#stages[@]} -eq 0 ] && stages=(build test sanitize check train bench)
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 header() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
 
@@ -51,7 +56,10 @@ PY
 
 stage_test() {
   header "op and neighbor-list tests on CUDA and CPU"
-  "$py" -m pytest -q -m "not slow" tests/ops tests/nlist tests/model/test_fused_embedding.py 2>&1 \
+  # DPX_CUDA_KERNELS=1: the public functions and models run the CUDA kernels under test
+  # (without a record they would run the generic code on the GPU)
+  DPX_CUDA_KERNELS=1 "$py" -m pytest -q -m "not slow" tests/ops tests/nlist \
+    tests/model/test_fused_embedding.py 2>&1 \
     | tee "$logs/tests.log" | tail -15
 }
 
@@ -66,6 +74,37 @@ stage_sanitize() {
       "$py" -m pytest -q -x -p no:cacheprovider -k cuda "${short[@]}" 2>&1 \
       | tee "$logs/$tool.log" | tail -5
   done
+}
+
+stage_check() {
+  header "dpx check (its failures are recorded, not fatal: training then avoids those kernels)"
+  "$root/.venv/bin/dpx" check 2>&1 | tee "$logs/check.log" || true
+}
+
+stage_train() {
+  local work
+  work="$(mktemp -d)"
+  "$py" examples/make_data.py "$work/data" >/dev/null
+  "$py" - "$root/examples/small_water/input.json" "$work/input.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["training"].update(numb_steps=60, disp_freq=20, save_freq=60)
+json.dump(cfg, open(sys.argv[2], "w"), indent=1)
+PY
+  cd "$work"
+  header "dpx train on CUDA: the record's paths"
+  "$root/.venv/bin/dpx" train input.json --overwrite 2>&1 | tee "$logs/train.log" \
+    | grep -E "op paths|finished|error" || true
+  tail -2 lcurve.out
+  header "dpx train on CUDA: DPX_CUDA_KERNELS=0 (the default without a record)"
+  DPX_CUDA_KERNELS=0 "$root/.venv/bin/dpx" train input.json --overwrite 2>&1 \
+    | tee "$logs/train_generic.log" | grep -E "op paths|finished|error" || true
+  tail -2 lcurve.out
+  header "torchrun --nproc_per_node 1 (NCCL)"
+  "$root/.venv/bin/torchrun" --nproc_per_node 1 --no-python "$root/.venv/bin/dpx" train \
+    input.json --overwrite 2>&1 | tee "$logs/train_ddp.log" | grep -E "joined|op paths|finished|error" || true
+  tail -2 lcurve.out
+  cd "$root"
 }
 
 # DeePMD-kit 3.2.0 for the side-by-side runs: the machine is offline, so its wheels travel in
@@ -95,8 +134,8 @@ stage_bench() {
 
 for s in "${stages[@]}"; do
   case "$s" in
-    build|test|sanitize|bench) "stage_$s" ;;
-    *) echo "unknown stage '$s' (build, test, sanitize, bench)" >&2; exit 2 ;;
+    build|test|sanitize|check|train|bench) "stage_$s" ;;
+    *) echo "unknown stage '$s' (build, test, sanitize, check, train, bench)" >&2; exit 2 ;;
   esac
 done
 header "done: logs in $logs"

@@ -101,7 +101,7 @@ def test_fused_equals_unfused_on_cuda(case):
     against the unfused nets on the GPU."""
     fused = assert_fused_equals_unfused(
         case, dataclasses.replace(TRAINING, fused_embedding_cuda=True), "cuda")
-    assert fused.atomic_model.descriptor.sea.fused_cuda
+    assert fused.atomic_model.descriptor.sea.strategy == "fused"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import dpx.ops
-from dpx.ops import _library, reference
+from dpx.ops import _library, nlist_generic, reference
 
 needs_library = pytest.mark.skipif(
     not _library.LOADED, reason=f"dpx op library not built ({_library.REBUILD})")
@@ -177,10 +177,24 @@ def assert_same_on_cuda(out, coord, atype, box, rcut, sel):
         assert torch.equal(a.cpu(), b), name
 
 
+def assert_same_generic(out, coord, atype, box, rcut, sel):
+    """The batched PyTorch search (what a GPU runs by default) returns the op's outputs,
+    on the device of the test."""
+    on = [None if t is None else t.to(_device) for t in (coord, atype, box)]
+    got = nlist_generic.neighbor_list(*on, rcut, sel)
+    names = ("mapping", "ext_atype", "shift", "nlist", "nnei_max")
+    for name, a, b in zip(names, got, out):
+        assert a.device.type == _device and a.dtype == b.dtype, name
+        assert torch.equal(a.cpu(), b), name
+    rel = 1e-6 if coord.dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got[5].cpu(), out[5], rtol=rel, atol=0)
+
+
 def run_all(coord, atype, box, rcut, sel, ref=True, brute=True):
     out = OP(coord, atype, box, rcut, sel)
     if _device == "cuda":
         assert_same_on_cuda(out, coord, atype, box, rcut, sel)
+    assert_same_generic(out, coord, atype, box, rcut, sel)
     check_extended(out, coord, atype, box)
     if ref:
         assert_same_as_reference(out, reference.neighbor_list(coord, atype, box, rcut, sel),
@@ -557,6 +571,8 @@ def test_empty_inputs():
     out = OP(coord, atype, box, 3.0, [4, 4])
     if _device == "cuda":
         assert_same_on_cuda(out, coord, atype, box, 3.0, [4, 4])
+    for b in (box, None):
+        assert_same_generic(OP(coord, atype, b, 3.0, [4, 4]), coord, atype, b, 3.0, [4, 4])
     assert out[0].shape == (2, 0) and out[3].shape == (2, 0, 8)
     assert out[4].tolist() == [[0, 0], [0, 0]] and math.isinf(float(out[5][0]))
 

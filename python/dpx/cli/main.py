@@ -7,6 +7,7 @@ import os
 import sys
 
 from dpx.cli import change_bias as change_bias_cmd
+from dpx.cli import check as check_cmd
 from dpx.cli import compress as compress_cmd
 from dpx.cli import freeze as freeze_cmd
 from dpx.cli import neighbor_stat as neighbor_stat_cmd
@@ -18,7 +19,7 @@ log = logging.getLogger("dpx")
 
 COMMANDS = {"train": train_cmd, "freeze": freeze_cmd, "test": test_cmd, "show": show_cmd,
             "change-bias": change_bias_cmd, "neighbor-stat": neighbor_stat_cmd,
-            "compress": compress_cmd}
+            "compress": compress_cmd, "check": check_cmd}
 
 
 def setup_logging(level: str) -> None:

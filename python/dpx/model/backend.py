@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dpx.ops import _library, reference, se_a_embed
+from dpx.ops import _library, paths, reference, se_a_embed
 
 DTYPES = {"default": torch.float64, "float64": torch.float64, "float32": torch.float32}
 
@@ -43,7 +43,7 @@ class ModelOptions:
     fused_embedding_cuda: the same on a GPU, where the op family runs its device-generic
         implementation (chunked ATen/cuBLAS operations). Off by default until it is timed on
         a GPU against the unfused nets (scripts/gpu_check.sh); DPX_FUSED_CUDA=1 turns it on
-        for training.
+        for training, and then only where `dpx check` passed the family on that GPU.
     """
     backend: str = "ops"
     coords_second_order: bool = True
@@ -66,29 +66,50 @@ EXPORT = ModelOptions(backend="reference", narrow_padding=True, in_place_assembl
 
 class OpsBackend(nn.Module):
     """dpx's op library (torch.ops.dpx), called without the argument checks of the public
-    functions in dpx.ops: the model builds every argument itself."""
+    functions in dpx.ops: the model builds every argument itself. Each call runs the kernel
+    only where ops/paths.py runs it on the tensors' device (on a GPU: where `dpx check`
+    passed it), else the twin."""
 
-    def __init__(self, coords_second_order: bool = True):
+    def __init__(self, coords_second_order: bool = True, fused_cuda: bool = False):
         super().__init__()
         self.coords_second_order = coords_second_order
+        self.fused_cuda = fused_cuda
+        # ops/paths.py's selection, read once here as plain flags so that the module scripts
+        cpu = paths.resolve(torch.device("cpu"))[0]
+        gpu = paths.resolve(torch.device("cuda"))[0] if torch.cuda.is_available() \
+            else dict.fromkeys(paths.FAMILIES, False)
+        self.env_mat_cpu, self.env_mat_gpu = cpu["env_mat"], gpu["env_mat"]
+        self.se_a_cpu, self.se_a_gpu = cpu["se_a"], gpu["se_a"]
+
+    def _kernel(self, t: torch.Tensor, cpu: bool, gpu: bool) -> bool:
+        return cpu if t.device.type == "cpu" else gpu and t.is_cuda
 
     def env_mat(self, ext_coord: torch.Tensor, nlist: torch.Tensor, atype: torch.Tensor,
                 davg: torch.Tensor, dstd: torch.Tensor, rcut: float, rcut_smth: float,
                 protection: float) -> torch.Tensor:
-        return torch.ops.dpx.env_mat_se_a(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth,
-                                          protection, self.coords_second_order)
+        if self._kernel(ext_coord, self.env_mat_cpu, self.env_mat_gpu):
+            return torch.ops.dpx.env_mat_se_a(ext_coord, nlist, atype, davg, dstd, rcut,
+                                              rcut_smth, protection, self.coords_second_order)
+        return reference.env_mat_se_a(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth,
+                                      protection)
 
     def reduce(self, em: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return torch.ops.dpx.se_a_reduce(em, g)
+        if self._kernel(em, self.se_a_cpu, self.se_a_gpu):
+            return torch.ops.dpx.se_a_reduce(em, g)
+        return reference.se_a_reduce(em, g)
 
     def gram(self, t: torch.Tensor, axis_neuron: int) -> torch.Tensor:
-        return torch.ops.dpx.se_a_gram(t, t, axis_neuron)
+        if self._kernel(t, self.se_a_cpu, self.se_a_gpu):
+            return torch.ops.dpx.se_a_gram(t, t, axis_neuron)
+        return reference.se_a_gram(t, t, axis_neuron)
 
     def has_fused_embedding(self) -> bool:
         return se_a_embed.AVAILABLE
 
-    def has_fused_embedding_cuda(self) -> bool:
-        return se_a_embed.HAS_CUDA
+    def fused_embedding_on(self, device: torch.device) -> bool:
+        """The fused family runs on this device: where its kernels run (ops/paths.py) and,
+        on a GPU, only when asked for (fused_embedding_cuda: not yet timed there)."""
+        return se_a_embed.runs_on(device) and (device.type == "cpu" or self.fused_cuda)
 
     def embed_reduce(self, em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
                      widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
@@ -115,7 +136,7 @@ class ReferenceBackend(nn.Module):
     def has_fused_embedding(self) -> bool:
         return False
 
-    def has_fused_embedding_cuda(self) -> bool:
+    def fused_embedding_on(self, device: torch.device) -> bool:
         return False
 
     def embed_reduce(self, em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
@@ -127,5 +148,5 @@ class ReferenceBackend(nn.Module):
 
 def make_backend(options: ModelOptions) -> nn.Module:
     if options.backend == "ops" and _library.LOADED:
-        return OpsBackend(options.coords_second_order)
+        return OpsBackend(options.coords_second_order, options.fused_embedding_cuda)
     return ReferenceBackend()

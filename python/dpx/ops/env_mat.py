@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from dpx.ops import _checks, _library, reference
+from dpx.ops import _checks, _library, paths, reference
 
 _OPS = torch.ops.dpx if _library.LOADED else None
 
@@ -64,10 +64,18 @@ def env_mat_se_a(ext_coord: torch.Tensor, nlist: torch.Tensor, atype: torch.Tens
     no gradient.
     """
     _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection)
-    args = (nlist, atype.long(), davg, dstd, float(rcut), float(rcut_smth), float(protection))
-    if _OPS is None:
-        return reference.env_mat_se_a(ext_coord, *args)
-    return _OPS.env_mat_se_a(ext_coord, *args, bool(coords_second_order))
+    return run(ext_coord, nlist, atype.long(), davg, dstd, float(rcut), float(rcut_smth),
+               float(protection), bool(coords_second_order))
+
+
+def run(ext_coord, nlist, atype, davg, dstd, rcut: float, rcut_smth: float, protection: float,
+        coords_second_order: bool) -> torch.Tensor:
+    """env_mat_se_a on checked arguments: the kernel where ops/paths.py runs it on this
+    device, else the twin (plain autograd gives every derivative)."""
+    args = (nlist, atype, davg, dstd, rcut, rcut_smth, protection)
+    if paths.kernel(ext_coord.device, "env_mat"):
+        return _OPS.env_mat_se_a(ext_coord, *args, coords_second_order)
+    return reference.env_mat_se_a(ext_coord, *args)
 
 
 if _OPS is not None:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from dpx.ops import _checks, _library, reference
+from dpx.ops import _checks, _library, nlist_generic, paths
 
 
 class NeighborList(NamedTuple):
@@ -49,9 +49,9 @@ def _check(coord, atype, box, rcut, sel):
 
 
 def _search(coord, atype, box, rcut, sel):
-    if _library.LOADED:
+    if paths.kernel(coord.device, "neighbor_list"):
         return torch.ops.dpx.neighbor_list(coord, atype, box, rcut, sel)
-    return reference.neighbor_list(coord, atype, box, rcut, sel)
+    return nlist_generic.neighbor_list(coord, atype, box, rcut, sel)
 
 
 def neighbor_list(coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor | None,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from dpx.ops import _checks, _library, reference
+from dpx.ops import _checks, _library, paths, reference
 
 _OPS = torch.ops.dpx if _library.LOADED and hasattr(torch.ops.dpx, "se_a_embed_reduce") \
     else None
@@ -32,8 +32,10 @@ HAS_CUDA = AVAILABLE and torch._C._dispatch_has_kernel_for_dispatch_key(
 
 
 def runs_on(device: torch.device) -> bool:
-    """The op library implements the family on this device."""
-    return AVAILABLE and (device.type == "cpu" or (device.type == "cuda" and HAS_CUDA))
+    """The op library implements the family on this device and ops/paths.py runs it there
+    (on a GPU: where `dpx check` passed it)."""
+    return AVAILABLE and (device.type == "cpu" or (device.type == "cuda" and HAS_CUDA)) \
+        and paths.kernel(device, "se_a_embed")
 
 # activation codes of the kernels (kernels/cpu/embed.h); other activations take the unfused
 # path. gelu and gelu_tf are both the tanh approximation in dpx and DeePMD-kit.

@@ -25,6 +25,17 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def local_device(device: torch.device, local_rank: int, count: int) -> torch.device:
+    """The GPU of this rank: torchrun's LOCAL_RANK where the user named none (NCCL refuses two
+    ranks on one GPU, and every rank on cuda:0 would share its memory)."""
+    if device.type != "cuda" or device.index is not None:
+        return device
+    if local_rank >= count:
+        raise ValueError(f"LOCAL_RANK {local_rank} but {count} CUDA device(s) are visible: start "
+                         f"at most {count} ranks per node (torchrun --nproc_per_node)")
+    return torch.device("cuda", local_rank)
+
+
 def init(device: torch.device) -> bool:
     """Join the process group when launched by torchrun. A rank that dies makes torchrun stop
     the others; the timeout bounds a collective that can never complete."""

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Union
@@ -35,6 +36,7 @@ from dpx.model import TRAINING, EnergyModel
 from dpx.model.network import mix_entropy
 from dpx.model.stat import StatItem
 from dpx.nlist.stat import neighbor_counts
+from dpx.ops import paths
 from dpx.train import dist, resume
 from dpx.train import finetune as ft
 from dpx.train.branches import BranchRun, probabilities
@@ -243,8 +245,13 @@ def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = N
     """The stages above, in order, and the Trainer that wires their results. A new run
     (not --restart) refuses to replace an earlier run's files unless overwrite."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        device = dist.local_device(device, int(os.environ.get("LOCAL_RANK", 0)),
+                                   torch.cuda.device_count())
+        torch.cuda.set_device(device)
     rank, world = dist.world()
     distributed = dist.init(device)
+    log.info(paths.describe(device))
     seed = cfg.training.seed
     if seed is not None:
         torch.manual_seed(mix_entropy([rank, seed % 2 ** 32]))

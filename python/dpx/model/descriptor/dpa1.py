@@ -309,8 +309,6 @@ class DescrptBlockSeAtten(EnvMatBlock):
         self.widths = [1, *cfg.neuron]
         self.fusable = (not self.concat and cfg.attn_layer == 0 and code is not None
                         and options.fused_embedding and self.backend.has_fused_embedding())
-        self.fusable_cuda = (self.fusable and options.fused_embedding_cuda
-                             and self.backend.has_fused_embedding_cuda())
         # the table op's padding fold: DeePMD-kit 3.2.0's block sets is_sorted from the
         # exclusions and then resets it to False, so its files always sum every slot
         self.is_sorted = False
@@ -328,7 +326,7 @@ class DescrptBlockSeAtten(EnvMatBlock):
             self.strategy = "geo"
         elif not self.slot_constant_stats():
             self.strategy = "dense"
-        elif self.fusable and (self.fusable_cuda or not self.mean.is_cuda):
+        elif self.fusable and self.backend.fused_embedding_on(self.mean.device):
             self.strategy = "fused"
         else:
             self.strategy = "narrow"

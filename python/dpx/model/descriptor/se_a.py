@@ -41,8 +41,6 @@ class DescrptBlockSeA(TypedEnvMatBlock):
         self.widths = [1, *cfg.neuron]
         self.fused = (options.fused_embedding and code is not None
                       and self.backend.has_fused_embedding())
-        self.fused_cuda = (self.fused and options.fused_embedding_cuda
-                           and self.backend.has_fused_embedding_cuda())
         self.tabulated = False  # enable_compression: nets are tables, each contracts its rows
         self.strategy = "sparse"
         self.plan()
@@ -59,7 +57,7 @@ class DescrptBlockSeA(TypedEnvMatBlock):
             self.strategy = "dense"
         elif self.tabulated:
             self.strategy = "tabulated"
-        elif self.fused and not self.narrow and (self.fused_cuda or not self.mean.is_cuda):
+        elif self.fused and not self.narrow and self.backend.fused_embedding_on(self.mean.device):
             self.strategy = "fused"
         else:
             self.strategy = "sparse"
