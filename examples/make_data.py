@@ -1,11 +1,12 @@
 """Make the bundled example data: small water-like systems in DeePMD npy format.
 
     python examples/make_data.py OUTDIR [--nsystems 2] [--nframes 20] [--nvalid 5] [--seed 0]
-                                       [--calculator auto|emt|morse] [--nsets 1] [--tilt 0]
+                                       [--calculator morse|emt] [--nsets 1] [--tilt 0]
 
 Writes OUTDIR/train/water_024, OUTDIR/train/water_036, ..., OUTDIR/valid/water_024 and
-OUTDIR/generator.json. Labels come from ASE's EMT when ASE is installed (auto), otherwise
-from a built-in smooth Morse pair potential; all systems are periodic. Takes a few seconds.
+OUTDIR/generator.json. Labels come from a built-in smooth Morse pair potential, so the same
+command makes the same data on every machine (--calculator emt: ASE's EMT, where ASE is
+installed); all systems are periodic. Takes a few seconds.
 The work is done by dpx.data.synthetic; this script only parses arguments and checks the
 labels of one frame against finite differences.
 """
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--nframes", type=int, default=20, help="frames per training system")
     parser.add_argument("--nvalid", type=int, default=5, help="frames of the validation system (0: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--calculator", default="auto", choices=["auto", "emt", "morse"])
+    parser.add_argument("--calculator", default="morse", choices=["morse", "emt"])
     parser.add_argument("--nsets", type=int, default=1, help="set.* folders per system")
     parser.add_argument("--tilt", type=float, default=0.0, help="max cell tilt / edge (0: cubic)")
     args = parser.parse_args(argv)

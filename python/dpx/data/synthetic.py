@@ -2,9 +2,9 @@
 
 Periodic boxes of rigid-ish water molecules (types O H, type_map.raw "O H") at roughly
 liquid density, randomly rotated on a jittered grid so that no two molecules overlap. Labels
-come from ASE's EMT calculator when ASE is installed, else from the built-in smooth Morse
-pair potential below (numpy only), so tests run without ASE. Either way forces are -dE/dx
-and the virial follows DeePMD: W_ab = -sum_k dE/dr_ka r_kb = -V * stress (eV).
+come from the built-in smooth Morse pair potential below (numpy only: the same data wherever
+it is made), or from ASE's EMT calculator when asked for. Either way forces are -dE/dx and
+the virial follows DeePMD: W_ab = -sum_k dE/dr_ka r_kb = -V * stress (eV).
 
 Used by examples/make_data.py (the CLI) and by the tests.
 """
@@ -150,17 +150,12 @@ def emt_labels(coord, cell, atype, pbc: bool = True) -> tuple[float, np.ndarray,
     return float(energy), force, virial
 
 
-def labeler(calculator: str = "auto"):
-    """(name, function) for "emt", "morse" or "auto" (EMT if ASE is installed)."""
-    if calculator == "auto":
-        try:
-            import ase.calculators.emt  # noqa: F401
-            calculator = "emt"
-        except ImportError:
-            calculator = "morse"
+def labeler(calculator: str = "morse"):
+    """(name, function) for "morse" (built in: the same data on every machine, the default)
+    or "emt" (ASE's, where ASE is installed)."""
     funcs = {"emt": emt_labels, "morse": morse_labels}
     if calculator not in funcs:
-        raise ValueError(f"calculator {calculator!r}: expected auto, emt or morse")
+        raise ValueError(f"calculator {calculator!r}: expected morse or emt")
     return calculator, funcs[calculator]
 
 
@@ -223,7 +218,7 @@ def write_system(path, atype, type_map, arrays: dict, nsets: int = 1, pbc: bool 
 
 
 def make_dataset(outdir, nsystems: int = 2, nframes: int = 20, nvalid: int = 5,
-                 seed: int = 0, calculator: str = "auto", nsets: int = 1,
+                 seed: int = 0, calculator: str = "morse", nsets: int = 1,
                  tilt: float = 0.0) -> dict:
     """train/water_NNN (8, 12, 16, ... molecules, NNN atoms) and valid/water_024.
 

@@ -93,7 +93,8 @@ def neighbor_list(coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor | 
     nlists, counts, min_d2 = [], [], coord.new_full((nf,), math.inf)
     for a in range(0, nloc, chunk):
         b = min(nloc, a + chunk)
-        d2 = ((ext[:, None, :, :] - ext[:, a:b, None, :]) ** 2).sum(-1)  # [nf, b - a, nall]
+        diff = ext[:, None, :, :] - ext[:, a:b, None, :]
+        d2 = (diff * diff).sum(-1)  # [nf, b - a, nall]
         ok = (d2 <= rcut * rcut) & (ext_atype[:, None, :] >= 0) & (atype[:, a:b, None] >= 0)
         centers = torch.arange(a, b, device=coord.device)
         ok[:, centers - a, centers] = False
