@@ -52,7 +52,7 @@ def test_finetune_equals_deepmd(request, toy_data, tmp_path, source, branch):
                           disp_file=str(out / "lcurve.out"))
     theirs = tensors(tmp_path / "dp" / "model.ckpt-0.pt")
     assert main(["train", str(cfg), "--finetune", str(pretrained_path), "--model-branch", branch,
-                 "-o", str(out / "out.json")]) == 0
+                 "--skip-neighbor-stat", "-o", str(out / "out.json")]) == 0
     ours = tensors(tmp_path / "dpx" / "model.ckpt-0.pt")
     bias = "model.Default.atomic_model.out_bias"
     pretrained = tensors(pretrained_path)
@@ -69,3 +69,47 @@ def test_finetune_equals_deepmd(request, toy_data, tmp_path, source, branch):
         compared.append(key)
     assert bias in compared and any(".descriptor.sea.mean" in k for k in compared)
     assert any("fitting_net.filter_layers" in k for k in compared) == (branch != "RANDOM")
+
+
+@pytest.fixture(scope="module")
+def dpx_single_b(tmp_path_factory, toy_data):
+    """A single-task checkpoint trained on sys_b alone (--init-model's source)."""
+    run = tmp_path_factory.mktemp("dpx_single_b")
+    cfg = single_input(toy_data)
+    cfg["training"]["training_data"]["systems"] = [str(toy_data / "sys_b")]
+    cfg["training"].update(numb_steps=1, save_freq=1, save_ckpt=str(run / "model.ckpt"),
+                           disp_file=str(run / "lcurve.out"))
+    assert main(["train", str(write_json(run / "input.json", cfg)),
+                 "-o", str(run / "out.json")]) == 0
+    return run / "model.ckpt-1.pt"
+
+
+@pytest.mark.parametrize("option", ["--finetune", "--init-model"])
+@pytest.mark.parametrize("skip", [False, True], ids=["scanned", "skip-neighbor-stat"])
+def test_min_nbor_dist_as_deepmd(request, toy_data, tmp_path, option, skip):
+    """A start from a checkpoint records the new data's closest pair (DeePMD-kit scans it),
+    or keeps the checkpoint's with --skip-neighbor-stat. The source branch was trained on
+    sys_b alone and the new run reads sys_a alone, so the two values differ."""
+    if option == "--finetune":
+        source, flags = request.getfixturevalue("dpx_multi"), ["--model-branch", "water_2"]
+        source_key = "model.water_2.min_nbor_dist"
+    else:
+        source, flags = request.getfixturevalue("dpx_single_b"), []
+        source_key = "model.Default.min_nbor_dist"
+    flags = [option, str(source), *flags] + (["--skip-neighbor-stat"] if skip else [])
+    got = {}
+    for tool in ("dp", "dpx"):
+        run = tmp_path / tool
+        run.mkdir()
+        cfg = single_input(toy_data)
+        cfg["training"].update(numb_steps=0, save_ckpt=str(run / "model.ckpt"),
+                               disp_file=str(run / "lcurve.out"))
+        cfg["training"]["training_data"]["systems"] = [str(toy_data / "sys_a")]
+        path = write_json(run / "in.json", cfg)
+        if tool == "dp":
+            dp("--pt", "train", path, *flags, cwd=run)
+        else:
+            assert main(["train", str(path), *flags, "-o", str(run / "out.json")]) == 0
+        got[tool] = float(tensors(run / "model.ckpt-0.pt")["model.Default.min_nbor_dist"])
+    assert got["dpx"] == pytest.approx(got["dp"], rel=1e-12, abs=0)
+    assert (got["dpx"] == float(tensors(source)[source_key])) == skip

@@ -31,7 +31,8 @@ def finetune(dataset, run_dir, ckpt, branch=None, mutate=None, **kw):
                          overwrite=True)
 
 
-def weights(model, skip=("out_bias", "out_std")):
+def weights(model, skip=("out_bias", "out_std", "min_nbor_dist")):
+    """What the pretrained model hands over (min_nbor_dist is the new data's: tests/fidelity)."""
     return {k: v for k, v in model.state_dict().items() if not k.endswith(skip)}
 
 

@@ -69,6 +69,7 @@ class InitModel:
     the checkpoint branch a single-task input starts from (multi-task checkpoints)."""
     path: str
     branch: str | None = None
+    skip_neighbor_stat: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Finetune:
     path: str
     branch: str | None = None
     use_pretrain_script: bool = False
+    skip_neighbor_stat: bool = False
 
 
 StartMode = Union[Fresh, Restart, InitModel, Finetune]
@@ -99,9 +101,9 @@ def start_mode(restart: str | None = None, init_model: str | None = None,
     if restart:
         return Restart(restart)
     if init_model:
-        return InitModel(init_model, model_branch)
+        return InitModel(init_model, model_branch, skip_neighbor_stat)
     if finetune:
-        return Finetune(finetune, model_branch, use_pretrain_script)
+        return Finetune(finetune, model_branch, use_pretrain_script, skip_neighbor_stat)
     return Fresh(skip_neighbor_stat)
 
 
@@ -131,9 +133,11 @@ def resolve_from_checkpoint(cfg: Config, mode: StartMode, state: dict | None):
     return resolved, None
 
 
-def resolve_from_data(resolved: ResolvedConfig, mode: Fresh, data: dict[str, BranchData],
-                      distributed: bool, rank: int) -> None:
-    """sel and min_nbor_dist from the neighbor statistics of rank 0, on every rank."""
+def resolve_from_data(resolved: ResolvedConfig, mode: Fresh | InitModel | Finetune,
+                      data: dict[str, BranchData], distributed: bool, rank: int) -> None:
+    """sel and min_nbor_dist from the neighbor statistics of rank 0, on every rank. A start
+    from a checkpoint scans its new data too (DeePMD-kit records that data's min_nbor_dist,
+    which sets a compressed table's range), unless --skip-neighbor-stat."""
     if rank == 0:
         resolve_sel(resolved, data, mode.skip_neighbor_stat)
     if distributed:
@@ -267,7 +271,7 @@ def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = N
             if not isinstance(mode, Restart) and not overwrite:
                 files.refuse_overwrite()
         data = {k: BranchData(b, cfg, seed, rank, world) for k, b in cfg.branches.items()}
-        if isinstance(mode, Fresh):
+        if not isinstance(mode, Restart):
             resolve_from_data(resolved, mode, data, distributed, rank)
         trainer = _wire(resolved, mode, state, source, data, device, rank, world, distributed)
     except BaseException:
@@ -315,6 +319,8 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
         same_frames = run_cfg.training.seed is not None and world == 1
         compute_statistics(resolved, branches,
                            DeepmdStatStream(run_cfg, branches) if same_frames else None)
+    if isinstance(mode, (InitModel, Finetune)):
+        _record_min_nbor_dist(resolved, branches)
     wrapper.to(device)
     if distributed:
         dist.broadcast_state(wrapper)  # statistics computed once, on rank 0
@@ -322,6 +328,14 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
     if isinstance(mode, Restart):
         trainer.restore(state)
     return trainer
+
+
+def _record_min_nbor_dist(resolved: ResolvedConfig, branches: dict[str, BranchRun]) -> None:
+    """The new data's closest pair where it was scanned; the checkpoint's otherwise
+    (--skip-neighbor-stat), as DeePMD-kit 3.2 keeps it."""
+    for name, run in branches.items():
+        if resolved.min_nbor_dist[name] >= 0:
+            run.model.min_nbor_dist.fill_(resolved.min_nbor_dist[name])
 
 
 def set_cases(cfg: Config, branches: dict[str, BranchRun]) -> None:
