@@ -146,26 +146,67 @@ def test_kill_9_inside_a_checkpoint_write(dataset, tmp_path, reference, die_at):
     resume_and_compare(dataset, tmp_path, reference)
 
 
-def test_full_disk_keeps_the_previous_checkpoint(dataset, run_dir, monkeypatch, capsys):
+# what a full disk raises: the OSError of a plain write, or the RuntimeError of torch's zip
+# writer that finds its file shorter than what it wrote
+FULL_DISK = {"OSError": (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                         "No space left on device"),
+             "RuntimeError": (RuntimeError("[enforce fail at inline_container.cc:672] . "
+                                           "unexpected pos 256064 vs 255956"),
+                              "the write stopped short, as it does on a full disk")}
+
+
+@pytest.mark.parametrize("kind", FULL_DISK)
+def test_full_disk_keeps_the_previous_checkpoint(dataset, run_dir, monkeypatch, capsys, kind):
     original, calls = torch.save, [0]
+    error, reason = FULL_DISK[kind]
 
     def full_disk(obj, f, *args, **kwargs):
         calls[0] += 1
         if calls[0] == 2:
             with open(f, "wb") as out:
                 out.write(b"partial")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise error
         return original(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk)
     assert main(["train", str(run_input(dataset, run_dir, steps=12))]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write checkpoint {Path('model.ckpt-10.pt')}: No space left on device " \
-           f"(the previous checkpoint is kept)" in err
+    assert f"cannot write checkpoint {Path('model.ckpt-10.pt')}: {reason}" in err
+    assert re.search(rf"MiB free in {re.escape(str(run_dir.resolve()))}; the previous "
+                     rf"checkpoint is kept\)", err), err
+    assert "Traceback" not in err
     files = assert_intact(run_dir)
     assert [f.name for f in files] == ["model.ckpt-5.pt"]
     assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]
     assert not (run_dir / ".model.ckpt.lock").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs at tmp_path/disk (mounting needs root or a user namespace)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip() or res.returncode}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_real_full_disk(dataset, run_dir, small_disk):
+    """A checkpoint that does not fit: one line naming it and the free space, rc 2."""
+    (small_disk / "filler").write_bytes(b"\0" * (3 * 2**20 - 64 * 2**10))
+    inp = run_input(dataset, run_dir, steps=6, save_ckpt=str(small_disk / "model.ckpt"))
+    res = subprocess.run(dpx("train", inp), cwd=run_dir, capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in res.stderr
+    assert re.match(rf"dpx train: error: cannot write checkpoint {small_disk}/model.ckpt-5.pt: "
+                    rf".* MiB free in {small_disk}; the previous checkpoint is kept\)", last), last
+    assert not list(small_disk.glob("*.pt")) and not list(small_disk.glob(".*.tmp*"))
 
 
 def test_paths_that_cannot_be_written(dataset, run_dir, capsys):

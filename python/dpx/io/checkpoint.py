@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -57,11 +58,27 @@ def save(state: dict, save_ckpt: str, step: int) -> Path:
         os.replace(tmp_link, link)
         # `dp freeze -c DIR` reads DIR/checkpoint, so it lives beside the files it names
         atomic_write(folder / "checkpoint", lambda tmp: Path(tmp).write_text(path.name))
-    except OSError as e:
-        raise WriteError(f"cannot write checkpoint {path}: {e.strerror or e} (the previous "
-                         f"checkpoint is kept)") from None
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer reports a short write (a full disk) as a RuntimeError
+        # ("unexpected pos ..."), not as the OSError underneath
+        raise WriteError(f"cannot write checkpoint {path}: {_reason(e)} ({_free(folder)}; "
+                         f"the previous checkpoint is kept)") from None
     log.info("saved checkpoint %s", path)
     return path
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return f"the write stopped short, as it does on a full disk (torch: {_first_line(e)})"
+
+
+def _free(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"free space in {folder} unknown"
+    return f"{free / 2**20:.1f} MiB free in {folder.resolve()}"
 
 
 class WriteError(ValueError):
