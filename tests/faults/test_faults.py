@@ -244,6 +244,32 @@ def test_a_second_run_in_the_folder_is_refused(dataset, run_dir, capsys):
     assert "removed the stale lock" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", ["", "{\"pid\": 12", "null", "\xff\xfe"])
+def test_a_lock_that_names_no_run_is_removed(dataset, run_dir, capsys, content):
+    """An empty or unreadable lock (left by an older dpx that died while writing it) has no
+    owner: removed with a warning, as a stale one is."""
+    (run_dir / ".model.ckpt.lock").write_text(content, errors="surrogateescape")
+    assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 0
+    err = capsys.readouterr().err
+    assert "removed the lock" in err and "it names no run (empty or unreadable)" in err
+    assert not (run_dir / ".model.ckpt.lock").exists()
+
+
+def test_taking_the_lock_never_leaves_a_partial_file(dataset, run_dir, monkeypatch, capsys):
+    """A lock is complete when it appears: a write that fails (a full disk) leaves none."""
+    def full_disk(self, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write("{")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    inp = run_input(dataset, run_dir, steps=2)
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert main(["train", str(inp)]) == 2
+    err = capsys.readouterr().err
+    assert "could not take the run lock: No space left on device" in err
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
+
+
 def test_a_run_prunes_only_its_own_checkpoints(dataset, run_dir):
     (run_dir / "other").mkdir()
     assert main(["train", str(run_input(dataset, run_dir / "other", steps=5,

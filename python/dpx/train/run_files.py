@@ -19,7 +19,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # io.checkpoint.atomic_write's names
+_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's and RunFiles._take's names
 
 
 def _alive(pid: int) -> bool:
@@ -66,25 +66,35 @@ class RunFiles:
         atexit.register(self.unlock)
 
     def _take(self, path: Path) -> None:
+        """Take the lock atomically: the content is written to a temporary file that is then
+        hard-linked to the lock's name (which fails if the name exists), so a lock file is
+        never seen half-written, and one without an owner (empty, unreadable) is debris."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._check_holder(path)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # remove_temporaries' pattern
+        try:
+            tmp.write_text(json.dumps(me))
+            for _ in range(3):
+                try:
+                    os.link(tmp, path)
+                    return
+                except FileExistsError:
+                    self._check_holder(path)
+        except OSError as e:
+            raise ValueError(f"{path}: could not take the run lock: {e.strerror}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         raise ValueError(f"{path}: could not take the run lock")
 
     def _check_holder(self, path: Path) -> None:
-        """Refuse if a live run holds the lock; remove it if its process is gone."""
+        """Refuse if a live run holds the lock; remove it if its process is gone or it names
+        none (a lock file is complete from the moment it exists: see _take)."""
         try:
             holder = json.loads(path.read_text())
-        except (OSError, ValueError):
-            holder = {}
-        pid, host = int(holder.get("pid", -1)), holder.get("host")
+            pid, host = int(holder["pid"]), holder.get("host")
+        except (OSError, ValueError, TypeError, KeyError):
+            log.warning("removed the lock %s: it names no run (empty or unreadable)", path)
+            path.unlink(missing_ok=True)
+            return
         same_host = host == socket.gethostname()
         if pid == os.getpid() and same_host:
             path.unlink(missing_ok=True)  # this process's earlier run in the folder
