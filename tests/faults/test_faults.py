@@ -317,6 +317,24 @@ def test_restart_truncates_the_rows_after_its_checkpoint(dataset, run_dir, refer
     assert rows == reference[1]
 
 
+@pytest.mark.parametrize("steps", [5, 10])
+def test_restart_with_no_step_left_changes_nothing(dataset, run_dir, capsys, steps):
+    """numb_steps at or below the checkpoint's step: said, rc 0, no row or file removed."""
+    assert main(["train", str(run_input(dataset, run_dir, steps=20))]) == 0
+
+    def files():
+        return {p.name: p.read_bytes() for p in run_dir.iterdir()
+                if p.name not in ("in.json", "out.json")}
+    before = files()
+    capsys.readouterr()
+    assert main(["train", str(run_input(dataset, run_dir, steps=steps)), "--restart",
+                 "model.ckpt-10.pt"]) == 0
+    err = capsys.readouterr().err
+    assert f"nothing to train: the checkpoint is at step 10 and the run has {steps} steps" in err
+    assert "finished" not in err
+    assert files() == before
+
+
 def test_numb_steps_0(dataset, run_dir, capsys):
     inp = run_input(dataset, run_dir, steps=0)
     assert main(["train", str(inp)]) == 0

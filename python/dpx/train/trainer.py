@@ -133,10 +133,22 @@ class Trainer:
 
     def run(self) -> None:
         try:
+            if self._nothing_to_train():
+                return
             self._run()
         finally:
             if self.files is not None:
                 self.files.unlock()
+
+    def _nothing_to_train(self) -> bool:
+        """A restart whose checkpoint is at or past the run's last step: said, and nothing
+        written or removed (lcurve.out rows, checkpoints), since no step runs."""
+        if self.start_step == 0 or self.start_step < self.num_steps:
+            return False
+        log.warning("nothing to train: the checkpoint is at step %d and the run has %d steps "
+                    "(training/numb_steps); raise numb_steps to continue it. No file changed",
+                    self.start_step, self.num_steps)
+        return True
 
     def _run(self) -> None:
         t = self.cfg.training
