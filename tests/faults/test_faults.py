@@ -335,6 +335,42 @@ def test_restart_with_no_step_left_changes_nothing(dataset, run_dir, capsys, ste
     assert files() == before
 
 
+def test_a_corrupt_stat_file_names_its_file(dataset, run_dir, capsys):
+    cfg = small_input(dataset, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    (bias,) = run_dir.glob("stat/*/bias_atom_energy.npy")
+    bias.write_bytes(b"\x93NUMPY\x05\x00garbage")
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{bias.relative_to(run_dir)}: cannot read as a .npy array: we only support format " \
+           f"version" in err
+    assert "(a part of the stat file stat; delete it and the statistics are computed " \
+           "again)" in err
+
+
+def test_restart_from_a_file_that_is_no_checkpoint(dataset, run_dir, capsys):
+    (run_dir / "x.pt").write_text("echo hello\n")
+    assert main(["train", str(run_input(dataset, run_dir, steps=2)), "--restart", "x.pt"]) == 2
+    assert "x.pt is not a readable checkpoint (not a zip archive); expected a " \
+           "model.ckpt-<step>.pt written by dpx or DeePMD-kit training" in capsys.readouterr().err
+
+
+def test_a_system_without_a_weighted_label_is_refused(dataset, run_dir, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    for f in (data / "train").glob("*/set.*/force.npy"):
+        f.unlink()
+    assert main(["train", str(run_input(data, run_dir, steps=2))]) == 2
+    assert re.search(r"training/training_data/systems: system \S+/train/water_\d+ has no "
+                     r"force\.npy in any set, and loss/start_pref_f and limit_pref_f weight it",
+                     capsys.readouterr().err)
+    cfg = small_input(data, steps=2, disp_freq=1)
+    cfg["loss"].update(start_pref_f=0, limit_pref_f=0)
+    assert main(["train", str(write(run_dir / "in.json", cfg))]) == 0  # find_force = 0
+
+
 def test_numb_steps_0(dataset, run_dir, capsys):
     inp = run_input(dataset, run_dir, steps=0)
     assert main(["train", str(inp)]) == 0

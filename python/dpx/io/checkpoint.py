@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import shutil
+import zipfile
 from pathlib import Path
 
 import torch
@@ -126,7 +127,11 @@ def load(path: str | Path) -> dict:
             f"only if you trust it, and save its plain content again "
             f"(torch's message: {_first_line(e)})") from None
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
+        # torch reads a non-zip file as a legacy pickle and fails on its first byte
+        # (KeyError: 101 for an 'e'); what the user needs is what the file should be
+        reason = _first_line(e) if zipfile.is_zipfile(path) else "not a zip archive"
+        raise ValueError(f"{path} is not a readable checkpoint ({reason}); expected a "
+                         f"model.ckpt-<step>.pt written by dpx or DeePMD-kit training") from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a DeePMD-kit/dpx checkpoint (no 'model' entry)")
     return state
