@@ -22,14 +22,20 @@ log = logging.getLogger(__name__)
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's and RunFiles._take's names
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process pid runs on this host (a zombie, dead but not yet reaped by its
+    parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # Linux: "pid (comm) state ..."
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class RunFiles:
@@ -98,7 +104,7 @@ class RunFiles:
         same_host = host == socket.gethostname()
         if pid == os.getpid() and same_host:
             path.unlink(missing_ok=True)  # this process's earlier run in the folder
-        elif same_host and pid > 0 and not _alive(pid):
+        elif same_host and pid > 0 and not alive(pid):
             log.warning("removed the stale lock %s of run pid %d (that process is gone)",
                         path, pid)
             path.unlink(missing_ok=True)
@@ -151,7 +157,7 @@ class RunFiles:
         for folder in self.folders:
             for p in folder.iterdir():
                 m = _TEMPORARY.match(p.name)
-                if m and not _alive(int(m.group(1))):
+                if m and not alive(int(m.group(1))):
                     log.warning("removed %s, left by a write that was interrupted", p)
                     p.unlink(missing_ok=True)
 

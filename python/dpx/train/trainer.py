@@ -136,9 +136,21 @@ class Trainer:
             if self._nothing_to_train():
                 return
             self._run()
+        except dist.LostRank as e:
+            e.checkpoint = self._last_checkpoint()
+            raise
         finally:
             if self.files is not None:
                 self.files.unlock()
+
+    def _last_checkpoint(self) -> str:
+        """The checkpoint a restart would continue: the one the `checkpoint` file names
+        (rank 0 writes it; the other ranks of this host read it)."""
+        folder = Path(self.cfg.training.save_ckpt).parent
+        try:
+            return str(folder / (folder / "checkpoint").read_text().strip())
+        except OSError:
+            return "none (none written yet)"
 
     def _nothing_to_train(self) -> bool:
         """A restart whose checkpoint is at or past the run's last step: said, and nothing
