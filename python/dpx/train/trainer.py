@@ -48,8 +48,11 @@ class Trainer:
         self.lr_scale = dist.lr_scale(cfg.learning_rate.scale_by_worker, world)
         self.names = list(branches)
         same = cfg.training.task_sampling == "same_on_all_ranks"
-        self.sampler = BranchSampler(self.names, branch_util.probabilities(cfg, data),
-                                     cfg.training.seed, 0 if same else rank)
+        prob = branch_util.probabilities(cfg, data)
+        if cfg.multi_task:
+            log.info("branch probabilities %s: %s", dict(zip(self.names, prob.round(4).tolist())),
+                     branch_util.weighting_rule(cfg))
+        self.sampler = BranchSampler(self.names, prob, cfg.training.seed, 0 if same else rank)
         self.start_step = 0
         self.last_trn: dict[str, dict] = {}
         opt = cfg.optimizer
