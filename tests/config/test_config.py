@@ -5,6 +5,7 @@ import json
 import pytest
 
 from dpx.config import ConfigError, load_input, parse_input
+from dpx.config.text import read_input
 
 SINGLE = {
     "model": {"type_map": ["O", "H"],
@@ -146,6 +147,9 @@ def test_a_key_given_twice_is_refused_with_both_places(tmp_path):
     with pytest.raises(ConfigError, match=r"in.yaml: key 'type_map' given twice in one "
                                           r"mapping, at line 2, column 3 and line 3, column 3"):
         load_input(yml)
+    # a YAML merge key's overrides are no repeats
+    yml.write_text("base: &b {type_map: [O, H], sel: [4, 8]}\nmodel:\n  <<: *b\n  sel: [5, 9]\n")
+    assert read_input(yml)["model"] == {"type_map": ["O", "H"], "sel": [5, 9]}
 
 
 def test_multi_task_expansion():

@@ -10,7 +10,7 @@ import torch
 from dpx.cli.main import main
 from tests.fidelity.conftest import dp, multi_input, single_input, write_json
 from tests.fidelity.test_deepmd_fidelity import TOL
-from tests.fidelity.test_parameters_fidelity import param_data, param_input  # noqa: F401
+from tests.fidelity.test_parameters_fidelity import param_input
 
 pytestmark = pytest.mark.slow
 

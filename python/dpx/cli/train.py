@@ -35,6 +35,16 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from dpx.train.dist import LostRank
+    try:
+        _train(args)
+    except LostRank as e:
+        # every rank says it (only rank 0 logs); torchrun's summary follows
+        print(f"dpx train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args) -> None:
     from dpx.train.startup import build_trainer, normalized_input, start_mode
     cfg = load_input(args.input)
     mode = start_mode(args.restart, args.init_model, args.finetune, args.model_branch,
@@ -48,10 +58,4 @@ def run(args) -> int:
             trainer.files.unlock()
             raise ValueError(f"cannot write the normalized input to {args.output}: "
                              f"{e.strerror}") from None
-    try:
-        trainer.run()
-    except LostRank as e:
-        # every rank says it (only rank 0 logs); torchrun's summary follows
-        print(f"dpx train: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    trainer.run()

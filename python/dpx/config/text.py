@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Hashable
 from pathlib import Path
 
 from dpx.config.schema import ConfigError
@@ -68,16 +69,20 @@ def _yaml(path: Path, text: str):
 
     class UniqueKeys(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
-            mapping = super().construct_mapping(node, deep=deep)  # checks keys are hashable
+            # before the base class merges '<<' keys in, whose overrides are no repeats
             seen = {}
             for key_node, _ in node.value:
-                key, mark = self.construct_object(key_node), key_node.start_mark
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, mark = self.construct_object(key_node, deep=True), key_node.start_mark
                 where = f"line {mark.line + 1}, column {mark.column + 1}"
+                if not isinstance(key, Hashable):
+                    continue  # the base class reports it
                 if key in seen:
                     raise ConfigError(f"{path}: key '{key}' given twice in one mapping, at "
                                       f"{seen[key]} and {where}; keep one")
                 seen[key] = where
-            return mapping
+            return super().construct_mapping(node, deep=deep)
 
     try:
         return yaml.load(text, Loader=UniqueKeys)  # noqa: S506 (a SafeLoader)
