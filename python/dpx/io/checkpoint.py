@@ -71,7 +71,7 @@ def save(state: dict, save_ckpt: str, step: int) -> Path:
 def _reason(e: Exception) -> str:
     if isinstance(e, OSError):
         return e.strerror or str(e)
-    return f"the write stopped short, as it does on a full disk (torch: {_first_line(e)})"
+    return f"the write stopped short, as it does on a full disk (torch: {first_line(e)})"
 
 
 def _free(folder: Path) -> str:
@@ -119,17 +119,17 @@ def load(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):
-            raise ValueError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
+            raise ValueError(f"{path} is not a readable checkpoint: {first_line(e)}") from None
         raise ValueError(
             f"{path}: refused to load. The file holds Python objects other than tensors, "
             f"numbers, strings, lists and dicts, and unpickling them could run code it "
             f"carries. dpx and DeePMD-kit checkpoints never hold such objects; load the file "
             f"only if you trust it, and save its plain content again "
-            f"(torch's message: {_first_line(e)})") from None
+            f"(torch's message: {first_line(e)})") from None
     except Exception as e:  # a truncated or foreign file
         # torch reads a non-zip file as a legacy pickle and fails on its first byte
         # (KeyError: 101 for an 'e'); what the user needs is what the file should be
-        reason = _first_line(e) if zipfile.is_zipfile(path) else "not a zip archive"
+        reason = first_line(e) if zipfile.is_zipfile(path) else "not a zip archive"
         raise ValueError(f"{path} is not a readable checkpoint ({reason}); expected a "
                          f"model.ckpt-<step>.pt written by dpx or DeePMD-kit training") from None
     if not isinstance(state, dict) or "model" not in state:
@@ -137,6 +137,7 @@ def load(path: str | Path) -> dict:
     return state
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
+    """The first line of an exception's message (torch's run to many), or its type's name."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__

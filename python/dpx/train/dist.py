@@ -20,6 +20,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from dpx.io.checkpoint import first_line
 from dpx.train.run_files import alive
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _collective(op, *args, **kwargs):
     try:
         return op(*args, **kwargs)
     except RuntimeError as e:
-        raise LostRank(world()[0], _gone_ranks(), _first_line(e)) from None
+        raise LostRank(world()[0], _gone_ranks(), first_line(e)) from None
 
 
 def _on_sigterm(signum, frame):
@@ -70,11 +71,6 @@ def _gone_ranks(wait_s: float = 0.05) -> list[int]:
         if gone or time.monotonic() > deadline:
             return gone
         time.sleep(0.005)
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def world() -> tuple[int, int]:
