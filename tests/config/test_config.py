@@ -5,6 +5,7 @@ import json
 import pytest
 
 from dpx.config import ConfigError, load_input, parse_input
+from dpx.config.text import read_input
 
 SINGLE = {
     "model": {"type_map": ["O", "H"],
@@ -72,6 +73,11 @@ def test_defaults_are_filled_in():
      r"model/fitting_net/activation_function: unknown activation"),
     ("model/type_map", ["O", "O"], r"model/type_map: must be a non-empty list of distinct"),
     ("learning_rate/start_lr", 0, r"learning_rate/start_lr: must be > 0"),
+    ("learning_rate/start_lr", float("inf"), r"learning_rate/start_lr: expected a finite "
+                                             r"number, got inf"),
+    ("model/descriptor/rcut", float("nan"), r"model/descriptor/rcut: expected a finite number"),
+    ("loss/start_pref_f", -1000, r"loss/start_pref_f: must be >= 0, got -1000"),
+    ("loss/limit_pref_v", -1, r"loss/limit_pref_v: must be >= 0, got -1"),
     ("learning_rate/stop_lr", 1.0, r"learning_rate/stop_lr: gives stop_lr = 1 above start_lr"),
     ("loss/loss_func", "l4", r"loss/loss_func"),
     ("training/training_data", KeyError, r"training/training_data: missing"),
@@ -105,6 +111,45 @@ def test_file_errors_name_the_file(tmp_path):
     good.write_text(json.dumps(with_change(SINGLE, "model/descriptor/rcut", -2)))
     with pytest.raises(ConfigError, match=r"in.json: model/descriptor/rcut"):
         load_input(good)
+
+
+def test_file_encoding_and_syntax_errors_name_the_place(tmp_path):
+    raw = tmp_path / "latin1.json"
+    raw.write_bytes('{"model": "é\n  \xe9"}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.json: not UTF-8 text \(byte 0xe9 at line "
+                                          r"1, column 12\); save the input as UTF-8"):
+        load_input(raw)
+    tabs = tmp_path / "in.yaml"
+    tabs.write_text("model:\n\ttype_map: [O, H]\n")
+    with pytest.raises(ConfigError, match=r"in.yaml: not valid YAML at line 2, column 1: "
+                                          r"found character '\\t'"):
+        load_input(tabs)
+    broken = tmp_path / "broken.yml"
+    broken.write_text("model: {type_map: [O, H]\ntraining: 1\n")
+    with pytest.raises(ConfigError, match=r"broken.yml: not valid YAML at line \d+, column \d+"):
+        load_input(broken)
+
+
+def test_a_key_given_twice_is_refused_with_both_places(tmp_path):
+    """Python's readers keep the last silently; dpx refuses (README: differences)."""
+    text = json.dumps(SINGLE, indent=1).replace('"rcut": 6.0,', '"rcut": 6.0, "rcut": 9.0,')
+    dup = tmp_path / "in.json"
+    dup.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if '"rcut": 9.0' in t)
+    with pytest.raises(ConfigError, match=rf"in.json: key 'rcut' given twice in one object, at "
+                                          rf"line {line}, column \d+ and line {line}, column \d+"):
+        load_input(dup)
+    # the same key in two objects (neuron in descriptor and fitting_net) is no repeat
+    (tmp_path / "ok.json").write_text(json.dumps(SINGLE))
+    load_input(tmp_path / "ok.json")
+    yml = tmp_path / "in.yaml"
+    yml.write_text("model:\n  type_map: [O, H]\n  type_map: [H, O]\n")
+    with pytest.raises(ConfigError, match=r"in.yaml: key 'type_map' given twice in one "
+                                          r"mapping, at line 2, column 3 and line 3, column 3"):
+        load_input(yml)
+    # a YAML merge key's overrides are no repeats
+    yml.write_text("base: &b {type_map: [O, H], sel: [4, 8]}\nmodel:\n  <<: *b\n  sel: [5, 9]\n")
+    assert read_input(yml)["model"] == {"type_map": ["O", "H"], "sel": [5, 9]}
 
 
 def test_multi_task_expansion():

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from dpx.data import expand_systems, load_systems, read_system
+from dpx.data import check_labels, expand_systems, load_systems, read_system
 
 ATYPE = [0, 1, 1]
 
@@ -51,6 +51,39 @@ def test_force_with_wrong_columns(npy_system, tmp_path):
     with pytest.raises(ValueError, match=r"set\.000/force\.npy: shape \(3, 8\), expected 3 "
                                          r"frames x 9 values"):
         read_system(path)
+
+
+@pytest.mark.parametrize("name", ["coord.npy", "energy.npy"])
+def test_empty_or_cut_npy_names_the_file(npy_system, tmp_path, name):
+    path, _ = npy_system("s", ATYPE)
+    (_set(tmp_path) / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"set\.000/{name}: cannot read as a \.npy array: "
+                                         rf"the file is empty"):
+        read_system(path)
+    whole = np.lib.format.magic(1, 0) + b"\x76\x00{'descr': '<f8', 'fortran_order': False"
+    (_set(tmp_path) / name).write_bytes(whole)
+    with pytest.raises(ValueError, match=rf"set\.000/{name}: cannot read as a \.npy array"):
+        read_system(path)
+
+
+@pytest.mark.parametrize("given", [[], ["energy"]])
+def test_a_label_the_loss_weights_must_be_in_some_set(npy_system, given):
+    """DeePMD-kit's find_force rule: a set without force.npy adds no force term; a system
+    with none anywhere is refused while the loss weights forces."""
+    path, _ = npy_system("s", ATYPE, (2, 2), labels=given)
+    systems = load_systems([path])
+    weighted = {"force": "loss/start_pref_f and limit_pref_f"}
+    with pytest.raises(ValueError, match=r"training/training_data/systems: system .*/s has no "
+                                         r"force\.npy in any set, and loss/start_pref_f and "
+                                         r"limit_pref_f weight it"):
+        check_labels(systems, weighted, "training/training_data/systems")
+    check_labels(systems, {}, "training/training_data/systems")  # prefactor 0: accepted
+
+
+def test_a_label_in_some_sets_is_enough(npy_system, tmp_path):
+    path, _ = npy_system("s", ATYPE, (2, 2))
+    (tmp_path / "s" / "set.001" / "force.npy").unlink()
+    check_labels(load_systems([path]), {"force": "f"}, "k")
 
 
 def test_frame_count_disagreement_names_both_files(npy_system, tmp_path):

@@ -1,6 +1,7 @@
 """Data-parallel training under torchrun (gloo on CPU): 2 processes on this machine."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,8 +81,10 @@ def test_multitask_ranks_stay_in_sync(dataset, run_dir, sampling):
         sd["model.large.atomic_model.descriptor.sea.mean"].data_ptr()
 
 
-def test_killing_a_rank_ends_the_job(dataset, run_dir):
-    """...and what rank 0 wrote before (tests/faults checks the single-process kills)."""
+@pytest.mark.parametrize("victim", [0, 1])
+def test_killing_a_rank_ends_the_job(dataset, run_dir, victim):
+    """...with one line from the survivor, no traceback of its own, and what rank 0 wrote
+    before intact (tests/faults checks the single-process kills)."""
     cfg = small_input(dataset, steps=100000, disp_freq=1, save_freq=5)
     proc = torchrun(["train", str(write(run_dir / "in.json", cfg))], run_dir,
                     start_new_session=True)
@@ -90,16 +93,22 @@ def test_killing_a_rank_ends_the_job(dataset, run_dir):
         assert time.time() < deadline and proc.poll() is None, "training did not start"
         time.sleep(0.2)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
-    pids = [int(p) for p in workers.stdout.split()]
+    pids = sorted(int(p) for p in workers.stdout.split())  # local rank order = start order
     assert len(pids) == 2, workers.stdout
     t0 = time.time()
-    os.kill(pids[1], signal.SIGKILL)
+    os.kill(pids[victim], signal.SIGKILL)
     try:
-        proc.communicate(timeout=90)
+        out, _ = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the job did not end within 90 s of a rank dying")
     assert proc.returncode != 0
     assert time.time() - t0 < 90
     from tests.faults.test_faults import assert_intact
-    assert {"model.ckpt-5.pt", "model.ckpt-10.pt"} <= {f.name for f in assert_intact(run_dir)}
+    files = {f.name for f in assert_intact(run_dir)}
+    assert {"model.ckpt-5.pt", "model.ckpt-10.pt"} <= files
+    line = re.search(rf"dpx train: error: rank {1 - victim}: lost contact with rank {victim} "
+                     rf"\(it exited or was killed\); the last checkpoint is "
+                     rf"(model\.ckpt-\d+\.pt)\n", out)
+    assert line and line.group(1) in files, out[-4000:]
+    assert f"[rank{1 - victim}]: Traceback" not in out and "Connection reset" not in out

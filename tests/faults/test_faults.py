@@ -146,26 +146,67 @@ def test_kill_9_inside_a_checkpoint_write(dataset, tmp_path, reference, die_at):
     resume_and_compare(dataset, tmp_path, reference)
 
 
-def test_full_disk_keeps_the_previous_checkpoint(dataset, run_dir, monkeypatch, capsys):
+# what a full disk raises: the OSError of a plain write, or the RuntimeError of torch's zip
+# writer that finds its file shorter than what it wrote
+FULL_DISK = {"OSError": (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                         "No space left on device"),
+             "RuntimeError": (RuntimeError("[enforce fail at inline_container.cc:672] . "
+                                           "unexpected pos 256064 vs 255956"),
+                              "the write stopped short, as it does on a full disk")}
+
+
+@pytest.mark.parametrize("kind", FULL_DISK)
+def test_full_disk_keeps_the_previous_checkpoint(dataset, run_dir, monkeypatch, capsys, kind):
     original, calls = torch.save, [0]
+    error, reason = FULL_DISK[kind]
 
     def full_disk(obj, f, *args, **kwargs):
         calls[0] += 1
         if calls[0] == 2:
             with open(f, "wb") as out:
                 out.write(b"partial")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise error
         return original(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk)
     assert main(["train", str(run_input(dataset, run_dir, steps=12))]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write checkpoint {Path('model.ckpt-10.pt')}: No space left on device " \
-           f"(the previous checkpoint is kept)" in err
+    assert f"cannot write checkpoint {Path('model.ckpt-10.pt')}: {reason}" in err
+    assert re.search(rf"MiB free in {re.escape(str(run_dir.resolve()))}; the previous "
+                     rf"checkpoint is kept\)", err), err
+    assert "Traceback" not in err
     files = assert_intact(run_dir)
     assert [f.name for f in files] == ["model.ckpt-5.pt"]
     assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]
     assert not (run_dir / ".model.ckpt.lock").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs at tmp_path/disk (mounting needs root or a user namespace)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip() or res.returncode}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_real_full_disk(dataset, run_dir, small_disk):
+    """A checkpoint that does not fit: one line naming it and the free space, rc 2."""
+    (small_disk / "filler").write_bytes(b"\0" * (3 * 2**20 - 64 * 2**10))
+    inp = run_input(dataset, run_dir, steps=6, save_ckpt=str(small_disk / "model.ckpt"))
+    res = subprocess.run(dpx("train", inp), cwd=run_dir, capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in res.stderr
+    assert re.match(rf"dpx train: error: cannot write checkpoint {small_disk}/model.ckpt-5.pt: "
+                    rf".* MiB free in {small_disk}; the previous checkpoint is kept\)", last), last
+    assert not list(small_disk.glob("*.pt")) and not list(small_disk.glob(".*.tmp*"))
 
 
 def test_paths_that_cannot_be_written(dataset, run_dir, capsys):
@@ -201,6 +242,32 @@ def test_a_second_run_in_the_folder_is_refused(dataset, run_dir, capsys):
     assert main(["train", str(run_input(dataset, run_dir, steps=12)), "--restart",
                  "model.ckpt.pt"]) == 0
     assert "removed the stale lock" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["", "{\"pid\": 12", "null", "\xff\xfe"])
+def test_a_lock_that_names_no_run_is_removed(dataset, run_dir, capsys, content):
+    """An empty or unreadable lock (left by an older dpx that died while writing it) has no
+    owner: removed with a warning, as a stale one is."""
+    (run_dir / ".model.ckpt.lock").write_text(content, errors="surrogateescape")
+    assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 0
+    err = capsys.readouterr().err
+    assert "removed the lock" in err and "it names no run (empty or unreadable)" in err
+    assert not (run_dir / ".model.ckpt.lock").exists()
+
+
+def test_taking_the_lock_never_leaves_a_partial_file(dataset, run_dir, monkeypatch, capsys):
+    """A lock is complete when it appears: a write that fails (a full disk) leaves none."""
+    def full_disk(self, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write("{")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    inp = run_input(dataset, run_dir, steps=2)
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert main(["train", str(inp)]) == 2
+    err = capsys.readouterr().err
+    assert "could not take the run lock: No space left on device" in err
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
 
 
 def test_a_run_prunes_only_its_own_checkpoints(dataset, run_dir):
@@ -248,6 +315,60 @@ def test_restart_truncates_the_rows_after_its_checkpoint(dataset, run_dir, refer
     steps = [int(r.split()[0]) for r in rows]
     assert steps == sorted(set(steps))
     assert rows == reference[1]
+
+
+@pytest.mark.parametrize("steps", [5, 10])
+def test_restart_with_no_step_left_changes_nothing(dataset, run_dir, capsys, steps):
+    """numb_steps at or below the checkpoint's step: said, rc 0, no row or file removed."""
+    assert main(["train", str(run_input(dataset, run_dir, steps=20))]) == 0
+
+    def files():
+        return {p.name: p.read_bytes() for p in run_dir.iterdir()
+                if p.name not in ("in.json", "out.json")}
+    before = files()
+    capsys.readouterr()
+    assert main(["train", str(run_input(dataset, run_dir, steps=steps)), "--restart",
+                 "model.ckpt-10.pt"]) == 0
+    err = capsys.readouterr().err
+    assert f"nothing to train: the checkpoint is at step 10 and the run has {steps} steps" in err
+    assert "finished" not in err
+    assert files() == before
+
+
+def test_a_corrupt_stat_file_names_its_file(dataset, run_dir, capsys):
+    cfg = small_input(dataset, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    (bias,) = run_dir.glob("stat/*/bias_atom_energy.npy")
+    bias.write_bytes(b"\x93NUMPY\x05\x00garbage")
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{bias.relative_to(run_dir)}: cannot read as a .npy array: we only support format " \
+           f"version" in err
+    assert "(a part of the stat file stat; delete it and the statistics are computed " \
+           "again)" in err
+
+
+def test_restart_from_a_file_that_is_no_checkpoint(dataset, run_dir, capsys):
+    (run_dir / "x.pt").write_text("echo hello\n")
+    assert main(["train", str(run_input(dataset, run_dir, steps=2)), "--restart", "x.pt"]) == 2
+    assert "x.pt is not a readable checkpoint (not a zip archive); expected a " \
+           "model.ckpt-<step>.pt written by dpx or DeePMD-kit training" in capsys.readouterr().err
+
+
+def test_a_system_without_a_weighted_label_is_refused(dataset, run_dir, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    for f in (data / "train").glob("*/set.*/force.npy"):
+        f.unlink()
+    assert main(["train", str(run_input(data, run_dir, steps=2))]) == 2
+    assert re.search(r"training/training_data/systems: system \S+/train/water_\d+ has no "
+                     r"force\.npy in any set, and loss/start_pref_f and limit_pref_f weight it",
+                     capsys.readouterr().err)
+    cfg = small_input(data, steps=2, disp_freq=1)
+    cfg["loss"].update(start_pref_f=0, limit_pref_f=0)
+    assert main(["train", str(write(run_dir / "in.json", cfg))]) == 0  # find_force = 0
 
 
 def test_numb_steps_0(dataset, run_dir, capsys):

@@ -4,6 +4,7 @@ venv never imports it."""
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,24 @@ def toy_data3(tmp_path_factory, oracle_python) -> Path:
     out = tmp_path_factory.mktemp("toy3")
     subprocess.run([sys.executable, str(RUNNER), "make-data", "--out", str(out), "--types", "3"],
                    check=True, capture_output=True)
+    return out
+
+
+PARAMS = {"numb_fparam": 2, "numb_aparam": 1}
+
+
+@pytest.fixture(scope="session")
+def param_data(tmp_path_factory, toy_data):
+    """The toy systems with fparam.npy [nf, 2] and aparam.npy [nf, natoms]."""
+    out = tmp_path_factory.mktemp("param_toy")
+    rng = np.random.default_rng(7)
+    for name in ("sys_a", "sys_b"):
+        shutil.copytree(toy_data / name, out / name)
+        natoms = len((out / name / "type.raw").read_text().split())
+        nf = len(np.load(out / name / "set.000" / "energy.npy"))
+        np.save(out / name / "set.000" / "fparam.npy", rng.normal([1.0, -2.0], [0.3, 1.5],
+                                                                  size=(nf, 2)))
+        np.save(out / name / "set.000" / "aparam.npy", rng.normal(0.5, 2.0, size=(nf, natoms)))
     return out
 
 

@@ -1,6 +1,8 @@
 """`dpx change-bias` and training/change_bias_after_training against `dp --pt change-bias`
 on the same checkpoints and data (all frames: DeePMD-kit draws a numb_batch subset at random,
 unseeded; dpx takes the first numb_batch frames of each system)."""
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch
 from dpx.cli.main import main
 from tests.fidelity.conftest import dp, multi_input, single_input, write_json
 from tests.fidelity.test_deepmd_fidelity import TOL
+from tests.fidelity.test_parameters_fidelity import param_input
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +25,16 @@ def assert_bias(ours: dict, theirs: dict):
         np.testing.assert_allclose(ours[k], theirs[k], rtol=TOL, atol=1e-12, err_msg=k)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, toy_data):
-    run = tmp_path_factory.mktemp("cb")
-    cfg = single_input(toy_data)
+def train_in(run, cfg: dict):
+    """cfg's 3 steps trained by dpx in the folder run: its last checkpoint."""
     cfg["training"].update(save_ckpt=str(run / "model.ckpt"), disp_file=str(run / "lcurve.out"))
     assert main(["train", str(write_json(run / "in.json", cfg)), "-o", str(run / "o.json")]) == 0
     return run / "model.ckpt-3.pt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, toy_data):
+    return train_in(tmp_path_factory.mktemp("cb"), single_input(toy_data))
 
 
 @pytest.mark.parametrize("mode", ["change", "set"])
@@ -98,3 +104,48 @@ def test_change_bias_after_training(tmp_path, toy_data):
     dp("--pt", "change-bias", tmp_path / "plain" / "model.ckpt-3.pt", "-f", systems, "-o",
        tmp_path / "dp.pt", cwd=tmp_path)
     assert_bias(bias_of(tmp_path / "flag" / "model.ckpt-3.pt"), bias_of(tmp_path / "dp.pt"))
+
+
+STATS = ("out_bias", "out_std", "fitting_net.fparam_avg", "fitting_net.fparam_inv_std",
+         "fitting_net.aparam_avg", "fitting_net.aparam_inv_std")
+
+
+@pytest.fixture(scope="module")
+def trained_with_parameters(tmp_path_factory, param_data):
+    return train_in(tmp_path_factory.mktemp("cb_param"), param_input(param_data))
+
+
+@pytest.mark.parametrize("mode", ["change", "set"])
+def test_a_model_with_fparam_and_aparam_equals_dp(trained_with_parameters, param_data, tmp_path,
+                                                  mode):
+    """The frames carry fparam/aparam; -m set also recomputes their statistics on the data,
+    as DeePMD-kit 3.2 does. Checkpoint and frozen file alike."""
+    ckpt, other = trained_with_parameters, tmp_path / "other"
+    shutil.copytree(param_data / "sys_b", other)
+    for name in ("fparam", "aparam"):  # parameters other than the training's
+        arr = np.load(other / "set.000" / f"{name}.npy")
+        np.save(other / "set.000" / f"{name}.npy", arr * 2.0 + 1.0)
+    dp("--pt", "change-bias", ckpt, "-s", other, "-m", mode, "-o", tmp_path / "dp.pt",
+       cwd=tmp_path)
+    assert main(["change-bias", str(ckpt), "-s", str(other), "-m", mode, "-o",
+                 str(tmp_path / "dpx.pt")]) == 0
+    theirs = tensors_of(tmp_path / "dp.pt")
+    assert_bias(tensors_of(tmp_path / "dpx.pt"), theirs)
+    if mode == "set":
+        assert not np.allclose(theirs["fitting_net.fparam_avg"],
+                               tensors_of(ckpt)["fitting_net.fparam_avg"])
+    assert main(["freeze", "-c", str(ckpt), "-o", str(tmp_path / "f.pth")]) == 0
+    assert main(["change-bias", str(tmp_path / "f.pth"), "-s", str(other), "-m", mode]) == 0
+    module = torch.jit.load(str(tmp_path / "f_updated.pth"))
+    assert_bias({k: _attr(module.atomic_model, k).numpy() for k in STATS}, theirs)
+
+
+def tensors_of(path, branch="Default") -> dict:
+    sd = torch.load(path, weights_only=True)["model"]
+    return {k: sd[f"model.{branch}.atomic_model.{k}"].numpy() for k in STATS}
+
+
+def _attr(module, dotted: str):
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module

@@ -2,8 +2,6 @@
 checkpoints both ways, dpx's frozen file under DeePMD-kit's DeepPot (vesin and native neighbor
 lists) and its ASE calculator, and the fparam/aparam statistics, single-task and with a
 fitting shared by two branches drawn with unequal probabilities (deepmd-compat §5.2, §10.4)."""
-import shutil
-
 import numpy as np
 import pytest
 
@@ -11,26 +9,17 @@ from dpx.cli.main import main
 from dpx.data import load_systems
 from dpx.infer.evaluate import evaluate, system_parameters
 from dpx.io import load_model
-from tests.fidelity.conftest import deepmd_eval, dp, multi_input, single_input, write_json
+from tests.fidelity.conftest import (
+    PARAMS,
+    deepmd_eval,
+    dp,
+    multi_input,
+    single_input,
+    write_json,
+)
 from tests.fidelity.test_deepmd_fidelity import TOL, assert_same, statistics_of_both
 
 pytestmark = pytest.mark.slow
-PARAMS = {"numb_fparam": 2, "numb_aparam": 1}
-
-
-@pytest.fixture(scope="module")
-def param_data(tmp_path_factory, toy_data):
-    """The toy systems with fparam.npy [nf, 2] and aparam.npy [nf, natoms]."""
-    out = tmp_path_factory.mktemp("param_toy")
-    rng = np.random.default_rng(7)
-    for name in ("sys_a", "sys_b"):
-        shutil.copytree(toy_data / name, out / name)
-        natoms = len((out / name / "type.raw").read_text().split())
-        nf = len(np.load(out / name / "set.000" / "energy.npy"))
-        np.save(out / name / "set.000" / "fparam.npy", rng.normal([1.0, -2.0], [0.3, 1.5],
-                                                                  size=(nf, 2)))
-        np.save(out / name / "set.000" / "aparam.npy", rng.normal(0.5, 2.0, size=(nf, natoms)))
-    return out
 
 
 def param_input(data):

@@ -117,3 +117,15 @@ def test_num_epoch_dict_sets_steps_and_weights(dataset, run_dir):
     # 8 frames each, batch 1 -> 8 batches per epoch: weights 8 and 16
     assert tr.num_steps == 24
     np.testing.assert_allclose(tr.sampler.prob, [1 / 3, 2 / 3])
+
+
+def test_equal_weights_without_model_prob_are_logged(dataset, run_dir, caplog):
+    """dpx keeps DeePMD-kit's documented rule; the log says DeePMD-kit 3.2's code differs."""
+    def no_prob(cfg):
+        del cfg["training"]["model_prob"]
+    with caplog.at_level("INFO", logger="dpx"):
+        tr = build(dataset, run_dir, no_prob)
+    np.testing.assert_allclose(tr.sampler.prob, [0.5, 0.5])
+    assert "branch probabilities {'small': 0.5, 'large': 0.5}: equal weights, as " \
+           "training/model_prob is not given (DeePMD-kit 3.2 weights each branch by its " \
+           "number of systems instead" in caplog.text

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from dpx.config import load_input
 
@@ -33,6 +34,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from dpx.train.dist import LostRank
+    try:
+        _train(args)
+    except LostRank as e:
+        # every rank says it (only rank 0 logs); torchrun's summary follows
+        print(f"dpx train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args) -> None:
     from dpx.train.startup import build_trainer, normalized_input, start_mode
     cfg = load_input(args.input)
     mode = start_mode(args.restart, args.init_model, args.finetune, args.model_branch,
@@ -47,4 +59,3 @@ def run(args) -> int:
             raise ValueError(f"cannot write the normalized input to {args.output}: "
                              f"{e.strerror}") from None
     trainer.run()
-    return 0

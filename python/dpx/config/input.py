@@ -85,6 +85,9 @@ class EnergyLossConfig(LossConfig):
     TYPES = ("ener",)
 
     def check(self, path):
+        # a negative prefactor rewards the error it weights: training drives it up
+        at_least(path, self, [f"{kind}_pref_{t}" for t in ("e", "f", "v", "ae", "pf")
+                              for kind in ("start", "limit")], 0)
         if self.loss_func not in ("mse", "mae"):
             fail(f"{path}/loss_func", f"must be 'mse' or 'mae', got '{self.loss_func}'")
         if self.relative_f is not None and not self.relative_f > 0:

@@ -5,7 +5,6 @@ replaced by copies of the shared part and remembered as SharedLinks (deepmd-comp
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from dpx.config.input import (
     TrainingConfig,
 )
 from dpx.config.schema import ConfigError, fail, parse, parse_kind
+from dpx.config.text import read_input
 
 SHAREABLE = ("type_map", "descriptor", "fitting_net")
 TOP_KEYS = ("model", "learning_rate", "loss", "loss_dict", "training", "optimizer")
@@ -54,19 +54,7 @@ class Config:
 
 def load_input(path: str | Path) -> Config:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the input file ({e.strerror})") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: "
-                              f"{e.msg}") from None
+    data = read_input(path)
     try:
         return parse_input(data, base_dir=path.resolve().parent)
     except ConfigError as e:

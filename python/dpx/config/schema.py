@@ -9,6 +9,7 @@ dataclass's `check(path)` hook for value constraints.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Annotated, Any, Union
@@ -110,6 +111,8 @@ def _value(tp, v, path: str):
             return v
     elif tp is float:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not math.isfinite(v):  # JSON's NaN/Infinity (Python reads them)
+                fail(path, f"expected a finite number, got {v!r}")
             return float(v)
     elif tp is str:
         if isinstance(v, str):

@@ -88,6 +88,16 @@ class System:
 
 # ---------------------------------------------------------------- storage backends
 
+def load_npy(path: Path) -> np.ndarray:
+    """np.load of a .npy file (no pickles), every failure a ValueError naming the file."""
+    try:
+        return np.load(path)
+    except EOFError:  # what np.load raises on a 0-byte file
+        raise ValueError(f"{path}: cannot read as a .npy array: the file is empty") from None
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: cannot read as a .npy array: {err}") from None
+
+
 class _DirNode:
     """A system folder on disk."""
 
@@ -115,10 +125,7 @@ class _DirNode:
         return (self.path / rel).read_text().split()
 
     def array(self, rel: str) -> np.ndarray:
-        try:
-            return np.load(self.path / rel)
-        except (ValueError, OSError) as err:
-            raise ValueError(f"{self.where(rel)}: cannot read as a .npy array: {err}") from err
+        return load_npy(self.path / rel)
 
 
 class _H5Node:
@@ -535,6 +542,19 @@ def _h5_systems(filename: str, group: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- model inputs
+
+def check_labels(systems: list[System], weighted: dict[str, str], key: str) -> None:
+    """Every system gives, in some set, each label the loss weights ({label: the loss keys
+    that weight it}). A set without it is DeePMD-kit's find_<label> = 0 (that set adds no
+    such term), but a system without it anywhere would train on a term that is never there
+    and show nan for it: refused. A label the loss does not weight may be absent."""
+    for s in systems:
+        for label, prefactors in weighted.items():
+            if label not in s.labels or not s.find[label].any():
+                raise ValueError(f"{key}: system {s.name} has no {label}.npy in any set, and "
+                                 f"{prefactors} weight it; add the file, or set those "
+                                 f"prefactors to 0 to train without it")
+
 
 def check_parameters(systems: list[System], numb_fparam: int, numb_aparam: int,
                      has_default_fparam: bool, key: str) -> None:

@@ -12,26 +12,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpx.data import load_systems
+from dpx.data import check_parameters, load_systems
 from dpx.io import checkpoint, is_frozen, load_frozen, params
 from dpx.io.load import model_from_state
 from dpx.model.bias import adjust_bias
+from dpx.model.fitting.ener import parameter_sums, set_parameter_stats
 
 log = logging.getLogger(__name__)
 
 
 def frames_of(systems, numb_batch: int) -> list[dict]:
-    """Frames as statistics samples ({coord, atype, box, energy, find_energy}), one per frame:
-    the first numb_batch of each system (0: all)."""
+    """Frames as statistics samples ({coord, atype, box, energy, fparam, aparam and their
+    find_ flags}), one per frame: the first numb_batch of each system (0: all)."""
     out = []
     for s in systems:
         n = s.nframes if numb_batch <= 0 else min(numb_batch, s.nframes)
         for i in range(n):
-            out.append({"coord": torch.as_tensor(s.coord[i:i + 1]),
-                        "atype": torch.as_tensor(s.atype)[None],
-                        "box": None if s.box is None else torch.as_tensor(s.box[i:i + 1]),
-                        "energy": torch.as_tensor(s.labels["energy"][i:i + 1]),
-                        "find_energy": float(s.find["energy"][i])})
+            frame = {"coord": torch.as_tensor(s.coord[i:i + 1]),
+                     "atype": torch.as_tensor(s.atype)[None],
+                     "box": None if s.box is None else torch.as_tensor(s.box[i:i + 1])}
+            for key in ("energy", "fparam", "aparam"):
+                if key in s.labels:
+                    frame[key] = torch.as_tensor(s.labels[key][i:i + 1])
+                    frame[f"find_{key}"] = float(s.find[key][i])
+            out.append(frame)
     return out
 
 
@@ -65,17 +69,42 @@ def run_change_bias(path: str, mode: str, bias: list[float] | None, system: str 
     else:
         systems = load_systems(_system_list(system, datafile), type_map=model_cfg.type_map,
                                key="--system")
-        adjust_bias(target, model_cfg, frames_of(systems, numb_batch), change=mode == "change",
-                    module=module)
+        fit = model_cfg.fitting_net
+        check_parameters(systems, fit.numb_fparam, fit.numb_aparam,
+                         fit.default_fparam is not None, "--system")
+        frames = frames_of(systems, numb_batch)
+        adjust_bias(target, model_cfg, frames, change=mode == "change", module=module)
+        if mode == "set":
+            _set_input_stats(module, model_cfg, frames)
     if is_frozen(path):
         torch.jit.save(module, str(out), _extra_files={"data_modifier.pth": b""})
     else:
-        prefix = f"model.{branch}.atomic_model."
-        for name in ("out_bias", "out_std"):
-            state["model"][prefix + name] = getattr(model.atomic_model, name).detach().clone()
+        _copy_changed(model, state["model"], f"model.{branch}.")
         checkpoint.atomic_write(out, lambda tmp: torch.save(state, tmp))
     log.info("saved %s", out)
     return 0
+
+
+@torch.no_grad()
+def _copy_changed(model, saved: dict, prefix: str) -> None:
+    """The tensors change-bias changed (out_bias, out_std; with -m set the fparam/aparam
+    statistics) copied into the checkpoint's state dict in place, so tensors shared between
+    branches stay shared; everything else is left as it was."""
+    for key, value in model.state_dict().items():
+        old = saved.get(prefix + key)
+        if isinstance(old, torch.Tensor) and not torch.equal(old, value):
+            old.copy_(value)
+
+
+def _set_input_stats(module, model_cfg, frames: list[dict]) -> None:
+    """-m set: the fitting's fparam/aparam statistics from the same frames, as DeePMD-kit 3.2
+    recomputes them (a model set from statistics, as a new run would set it)."""
+    fit = model_cfg.fitting_net
+    widths = {n: k for n, k in (("fparam", fit.numb_fparam), ("aparam", fit.numb_aparam)) if k}
+    if widths:
+        set_parameter_stats(module.atomic_model.fitting_net,
+                            parameter_sums(lambda: frames, widths), list(widths),
+                            model_cfg.data_stat_protect)
 
 
 def _system_list(system: str | None, datafile: str | None) -> list[str]:

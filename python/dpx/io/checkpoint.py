@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
+import zipfile
 from pathlib import Path
 
 import torch
@@ -57,11 +59,27 @@ def save(state: dict, save_ckpt: str, step: int) -> Path:
         os.replace(tmp_link, link)
         # `dp freeze -c DIR` reads DIR/checkpoint, so it lives beside the files it names
         atomic_write(folder / "checkpoint", lambda tmp: Path(tmp).write_text(path.name))
-    except OSError as e:
-        raise WriteError(f"cannot write checkpoint {path}: {e.strerror or e} (the previous "
-                         f"checkpoint is kept)") from None
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer reports a short write (a full disk) as a RuntimeError
+        # ("unexpected pos ..."), not as the OSError underneath
+        raise WriteError(f"cannot write checkpoint {path}: {_reason(e)} ({_free(folder)}; "
+                         f"the previous checkpoint is kept)") from None
     log.info("saved checkpoint %s", path)
     return path
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return f"the write stopped short, as it does on a full disk (torch: {first_line(e)})"
+
+
+def _free(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"free space in {folder} unknown"
+    return f"{free / 2**20:.1f} MiB free in {folder.resolve()}"
 
 
 class WriteError(ValueError):
@@ -101,20 +119,25 @@ def load(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):
-            raise ValueError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
+            raise ValueError(f"{path} is not a readable checkpoint: {first_line(e)}") from None
         raise ValueError(
             f"{path}: refused to load. The file holds Python objects other than tensors, "
             f"numbers, strings, lists and dicts, and unpickling them could run code it "
             f"carries. dpx and DeePMD-kit checkpoints never hold such objects; load the file "
             f"only if you trust it, and save its plain content again "
-            f"(torch's message: {_first_line(e)})") from None
+            f"(torch's message: {first_line(e)})") from None
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
+        # torch reads a non-zip file as a legacy pickle and fails on its first byte
+        # (KeyError: 101 for an 'e'); what the user needs is what the file should be
+        reason = first_line(e) if zipfile.is_zipfile(path) else "not a zip archive"
+        raise ValueError(f"{path} is not a readable checkpoint ({reason}); expected a "
+                         f"model.ckpt-<step>.pt written by dpx or DeePMD-kit training") from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a DeePMD-kit/dpx checkpoint (no 'model' entry)")
     return state
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
+    """The first line of an exception's message (torch's run to many), or its type's name."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__

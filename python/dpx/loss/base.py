@@ -14,3 +14,8 @@ class Loss(Registered):
 
     def display_keys(self) -> list[str]:
         raise NotImplementedError
+
+    def weighted_labels(self, where: str) -> dict[str, str]:
+        """{label: the keys under `where` (loss or loss_dict/<branch>) that weight it} for
+        each label this loss uses with a non-zero weight."""
+        raise NotImplementedError

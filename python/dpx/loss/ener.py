@@ -30,6 +30,9 @@ class EnergyLoss(Loss):
         limit = getattr(self.cfg, f"limit_pref_{term}")
         return limit + (start - limit) * lr / self.start_lr
 
+    def weighted_labels(self, where: str) -> dict[str, str]:
+        return {LABEL[t]: f"{where}/start_pref_{t} and limit_pref_{t}" for t in self.active}
+
     def display_keys(self) -> list[str]:
         """lcurve columns of this loss, sorted as DeePMD-kit sorts them (§9.3)."""
         kind = "mae" if self.cfg.loss_func == "mae" else "rmse"

@@ -60,6 +60,19 @@ def _epoch_weights(cfg: Config, data: dict[str, BranchData]) -> dict[str, float]
     return {k: cfg.training.num_epoch_dict[k] * data[k].batches_per_epoch() for k in data}
 
 
+def weighting_rule(cfg: Config) -> str:
+    """Which rule gives the branch probabilities, for the log. Without model_prob dpx follows
+    DeePMD-kit's documentation (equal weights); DeePMD-kit 3.2's code weights each branch by
+    its number of systems instead (dpmodel/utils/training_utils.py resolve_model_prob)."""
+    t = cfg.training
+    if t.num_epoch_dict:
+        return "training/num_epoch_dict (epochs x batches per epoch)"
+    if t.model_prob:
+        return "training/model_prob"
+    return ("equal weights, as training/model_prob is not given (DeePMD-kit 3.2 weights each "
+            "branch by its number of systems instead; give model_prob to choose)")
+
+
 def probabilities(cfg: Config, data: dict[str, BranchData]) -> np.ndarray:
     """model_prob normalized; num_epoch_dict -> epochs x batches per epoch; else equal."""
     names = list(cfg.branches)

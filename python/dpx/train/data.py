@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from dpx.data import DataSampler, check_parameters, load_systems, resolve_batch_size
+from dpx.data import (
+    DataSampler,
+    check_labels,
+    check_parameters,
+    load_systems,
+    resolve_batch_size,
+)
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -22,7 +28,7 @@ class BranchData:
         data, model = branch.data, branch.model
         prefix = "training" if not cfg.multi_task else f"training/data_dict/{branch.key}"
         ntypes = len(model.type_map)
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.prefix = rank, world, prefix
         seed = 0 if seed is None else seed
         self.train_systems = load_systems(data.training_data.systems, base_dir=cfg.base_dir,
                                           type_map=model.type_map, fmt=data.training_data.format,
@@ -53,6 +59,12 @@ class BranchData:
                                      ntypes=ntypes, key=f"{prefix}/validation_data")
             self.numb_btch = v.numb_btch
         self.seed = seed
+
+    def check_labels(self, weighted: dict[str, str]) -> None:
+        """Each system, training and validation, gives the labels the loss weights."""
+        check_labels(self.train.systems, weighted, f"{self.prefix}/training_data/systems")
+        if self.valid is not None:
+            check_labels(self.valid.systems, weighted, f"{self.prefix}/validation_data/systems")
 
     @property
     def has_validation(self) -> bool:

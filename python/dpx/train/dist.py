@@ -13,11 +13,64 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import signal
+import socket
+import time
 
 import torch
 import torch.distributed as dist
 
+from dpx.io.checkpoint import first_line
+from dpx.train.run_files import alive
+
 log = logging.getLogger(__name__)
+_peers: list[tuple[str, int]] = []  # (host, pid) of each rank, to tell which one is gone
+
+
+class LostRank(Exception):
+    """A collective failed because a rank is gone (torchrun then stops the job). Its text is
+    the one line each surviving rank prints; the trainer fills in the last checkpoint."""
+
+    def __init__(self, rank: int, lost: list[int], detail: str):
+        super().__init__(rank, lost, detail)
+        self.rank, self.lost, self.detail, self.checkpoint = rank, lost, detail, None
+
+    def __str__(self) -> str:
+        who = (f"rank {', '.join(map(str, self.lost))} (it exited or was killed)" if self.lost
+               else f"another rank (torch: {self.detail})")
+        last = f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else ""
+        return f"rank {self.rank}: lost contact with {who}{last}"
+
+
+def _collective(op, *args, **kwargs):
+    """op(*args) on the process group; a failure (gloo: 'Connection reset by peer', NCCL: a
+    remote error or the timeout) is a LostRank naming the ranks whose process is gone."""
+    try:
+        return op(*args, **kwargs)
+    except RuntimeError as e:
+        raise LostRank(world()[0], _gone_ranks(), first_line(e)) from None
+
+
+def _on_sigterm(signum, frame):
+    """torchrun stops the other ranks with SIGTERM ~0.1 s after one dies: a rank that has not
+    yet seen its collective fail (a loaded machine, a long step) still says which is gone;
+    a stop for any other reason ends quietly."""
+    gone = _gone_ranks(0)
+    if gone:
+        raise LostRank(world()[0], gone, "stopped by torchrun")
+    raise SystemExit(128 + signum)
+
+
+def _gone_ranks(wait_s: float = 0.05) -> list[int]:
+    """The ranks on this host whose process has ended. A peer's sockets close as it dies,
+    a moment before it is a zombie, so look again briefly; ranks on other hosts cannot be
+    told apart (then none is named)."""
+    host, deadline = socket.gethostname(), time.monotonic() + wait_s
+    while True:
+        gone = [r for r, (h, pid) in enumerate(_peers) if h == host and not alive(pid)]
+        if gone or time.monotonic() > deadline:
+            return gone
+        time.sleep(0.005)
 
 
 def world() -> tuple[int, int]:
@@ -45,6 +98,10 @@ def init(device: torch.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     minutes = float(os.environ.get("DPX_DIST_TIMEOUT_MIN", "10"))
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
+    peers: list = [None] * size
+    dist.all_gather_object(peers, (socket.gethostname(), os.getpid()))
+    _peers[:] = peers
+    signal.signal(signal.SIGTERM, _on_sigterm)
     log.info("rank %d of %d joined (%s)", rank, size, backend)
     return True
 
@@ -52,7 +109,7 @@ def init(device: torch.device) -> bool:
 def broadcast_object(obj):
     """rank 0's obj on every rank."""
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    _collective(dist.broadcast_object_list, box, src=0)
     return box[0]
 
 
@@ -61,7 +118,7 @@ def broadcast_state(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for t in module.state_dict().values():
             if isinstance(t, torch.Tensor) and t.numel():
-                dist.broadcast(t, src=0)
+                _collective(dist.broadcast, t, src=0)
 
 
 def sync_gradients(params: list[torch.nn.Parameter]) -> None:
@@ -70,8 +127,8 @@ def sync_gradients(params: list[torch.nn.Parameter]) -> None:
                       for p in params])
     used = torch.tensor([float(p.grad is not None) for p in params], dtype=flat.dtype,
                         device=flat.device)
-    dist.all_reduce(flat)
-    dist.all_reduce(used)
+    _collective(dist.all_reduce, flat)
+    _collective(dist.all_reduce, used)
     offset = 0
     for p, n in zip(params, used.tolist()):
         size = p.numel()
@@ -92,6 +149,6 @@ def check_in_sync(params: list[torch.nn.Parameter]) -> None:
         digest = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1,
                                                                dtype=flat.dtype)).sum()])
         every = [torch.empty_like(digest) for _ in range(dist.get_world_size())]
-        dist.all_gather(every, digest)
+        _collective(dist.all_gather, every, digest)
     if any(not torch.equal(every[0], d) for d in every[1:]):
         raise RuntimeError(f"parameters diverged across ranks: checksums {every}")

@@ -19,17 +19,23 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # io.checkpoint.atomic_write's names
+_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's and RunFiles._take's names
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process pid runs on this host (a zombie, dead but not yet reaped by its
+    parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # Linux: "pid (comm) state ..."
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class RunFiles:
@@ -66,29 +72,39 @@ class RunFiles:
         atexit.register(self.unlock)
 
     def _take(self, path: Path) -> None:
+        """Take the lock atomically: the content is written to a temporary file that is then
+        hard-linked to the lock's name (which fails if the name exists), so a lock file is
+        never seen half-written, and one without an owner (empty, unreadable) is debris."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._check_holder(path)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # remove_temporaries' pattern
+        try:
+            tmp.write_text(json.dumps(me))
+            for _ in range(3):
+                try:
+                    os.link(tmp, path)
+                    return
+                except FileExistsError:
+                    self._check_holder(path)
+        except OSError as e:
+            raise ValueError(f"{path}: could not take the run lock: {e.strerror}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         raise ValueError(f"{path}: could not take the run lock")
 
     def _check_holder(self, path: Path) -> None:
-        """Refuse if a live run holds the lock; remove it if its process is gone."""
+        """Refuse if a live run holds the lock; remove it if its process is gone or it names
+        none (a lock file is complete from the moment it exists: see _take)."""
         try:
             holder = json.loads(path.read_text())
-        except (OSError, ValueError):
-            holder = {}
-        pid, host = int(holder.get("pid", -1)), holder.get("host")
+            pid, host = int(holder["pid"]), holder.get("host")
+        except (OSError, ValueError, TypeError, KeyError):
+            log.warning("removed the lock %s: it names no run (empty or unreadable)", path)
+            path.unlink(missing_ok=True)
+            return
         same_host = host == socket.gethostname()
         if pid == os.getpid() and same_host:
             path.unlink(missing_ok=True)  # this process's earlier run in the folder
-        elif same_host and pid > 0 and not _alive(pid):
+        elif same_host and pid > 0 and not alive(pid):
             log.warning("removed the stale lock %s of run pid %d (that process is gone)",
                         path, pid)
             path.unlink(missing_ok=True)
@@ -141,7 +157,7 @@ class RunFiles:
         for folder in self.folders:
             for p in folder.iterdir():
                 m = _TEMPORARY.match(p.name)
-                if m and not _alive(int(m.group(1))):
+                if m and not alive(int(m.group(1))):
                     log.warning("removed %s, left by a write that was interrupted", p)
                     p.unlink(missing_ok=True)
 

@@ -299,6 +299,9 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
     branches = {k: BranchRun(k, EnergyModel(b.model, TRAINING),
                              losses.build(b.loss, run_cfg.learning_rate.start_lr), data[k])
                 for k, b in run_cfg.branches.items()}
+    for k, r in branches.items():
+        r.data.check_labels(r.loss.weighted_labels("loss" if not run_cfg.multi_task
+                                                   else f"loss_dict/{k}"))
     wrapper = ModelWrapper({k: r.model for k, r in branches.items()},
                            stored_model_params(run_cfg))
     wrapper.share(run_cfg.links)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dpx.data.system import load_npy
 from dpx.model.stat import StatItem
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,11 @@ class StatFile:
                 key = self._key(name)
                 return np.array(f[key]) if key in f else None
         p = self.path / f"{self._key(name)}.npy"
-        return np.load(p) if p.exists() else None
+        try:
+            return load_npy(p) if p.exists() else None
+        except ValueError as e:
+            raise ValueError(f"{e} (a part of the stat file {self.path}; delete it and the "
+                             f"statistics are computed again)") from None
 
     def _write(self, arrays: dict) -> None:
         if self.provenance is not None:

@@ -48,8 +48,11 @@ class Trainer:
         self.lr_scale = dist.lr_scale(cfg.learning_rate.scale_by_worker, world)
         self.names = list(branches)
         same = cfg.training.task_sampling == "same_on_all_ranks"
-        self.sampler = BranchSampler(self.names, branch_util.probabilities(cfg, data),
-                                     cfg.training.seed, 0 if same else rank)
+        prob = branch_util.probabilities(cfg, data)
+        if cfg.multi_task:
+            log.info("branch probabilities %s: %s", dict(zip(self.names, prob.round(4).tolist())),
+                     branch_util.weighting_rule(cfg))
+        self.sampler = BranchSampler(self.names, prob, cfg.training.seed, 0 if same else rank)
         self.start_step = 0
         self.last_trn: dict[str, dict] = {}
         opt = cfg.optimizer
@@ -133,10 +136,34 @@ class Trainer:
 
     def run(self) -> None:
         try:
+            if self._nothing_to_train():
+                return
             self._run()
+        except dist.LostRank as e:
+            e.checkpoint = self._last_checkpoint()
+            raise
         finally:
             if self.files is not None:
                 self.files.unlock()
+
+    def _last_checkpoint(self) -> str:
+        """The checkpoint a restart would continue: the one the `checkpoint` file names
+        (rank 0 writes it; the other ranks of this host read it)."""
+        folder = Path(self.cfg.training.save_ckpt).parent
+        try:
+            return str(folder / (folder / "checkpoint").read_text().strip())
+        except OSError:
+            return "none (none written yet)"
+
+    def _nothing_to_train(self) -> bool:
+        """A restart whose checkpoint is at or past the run's last step: said, and nothing
+        written or removed (lcurve.out rows, checkpoints), since no step runs."""
+        if self.start_step == 0 or self.start_step < self.num_steps:
+            return False
+        log.warning("nothing to train: the checkpoint is at step %d and the run has %d steps "
+                    "(training/numb_steps); raise numb_steps to continue it. No file changed",
+                    self.start_step, self.num_steps)
+        return True
 
     def _run(self) -> None:
         t = self.cfg.training

@@ -33,6 +33,40 @@ from dpx.model.stat import StatItem
 log = logging.getLogger(__name__)
 
 
+def parameter_sums(frames, widths: dict[str, int], cached: dict | None = None) -> dict:
+    """{name: a StatItem per component} of fparam / aparam (widths: {name: numb_<name>}) from
+    the cached sums or frames() (called only if needed); frames whose sets lack the file are
+    left out, as DeePMD-kit drops them."""
+    sums = dict(cached or {})
+    for name, width in widths.items():
+        if name in sums:
+            continue
+        values = [np.asarray(f[name]).reshape(-1, width) for f in frames()
+                  if name in f and float(f.get(f"find_{name}", 1.0)) > 0]
+        if not values:
+            raise ValueError(f"the statistics frames hold no {name} (numb_{name} "
+                             f"{width}): give {name}.npy in the training systems")
+        v = np.concatenate(values)
+        sums[name] = [StatItem(len(v), float(v[:, i].sum()), float((v[:, i] ** 2).sum()))
+                      for i in range(width)]
+    return sums
+
+
+@torch.no_grad()
+def set_parameter_stats(fitting, sums: dict, names: list[str], protection: float) -> None:
+    """fitting's <name>_avg and <name>_inv_std buffers (a dpx fitting, or the TorchScript
+    one of a frozen file, dpx's or DeePMD-kit's: the same names) from the sums, std floored
+    at protection."""
+    for name in names:
+        avg = np.array([item.avg() for item in sums[name]])
+        inv_std = 1.0 / np.array([item.std(protection) for item in sums[name]])
+        log.info("%s_avg is %s, %s_inv_std is %s", name, avg, name, inv_std)
+        buffer = getattr(fitting, f"{name}_avg")
+        buffer.copy_(torch.as_tensor(avg, dtype=buffer.dtype))
+        buffer = getattr(fitting, f"{name}_inv_std")
+        buffer.copy_(torch.as_tensor(inv_std, dtype=buffer.dtype))
+
+
 class EnergyFittingNet(Fitting):
     CONFIG = EnergyFittingConfig
     OUTPUT = "energy"
@@ -165,20 +199,8 @@ class EnergyFittingNet(Fitting):
         frames and atoms) from the sums a stat file cached or from frames() (a callable that
         samples the statistics frames, called only if needed; frames whose sets lack the file
         are left out, as DeePMD-kit drops them)."""
-        sums = dict(cached or {})
-        for name in self.input_stat_names():
-            if name in sums:
-                continue
-            width = getattr(self, f"numb_{name}")
-            values = [np.asarray(f[name]).reshape(-1, width) for f in frames()
-                      if name in f and float(f.get(f"find_{name}", 1.0)) > 0]
-            if not values:
-                raise ValueError(f"the statistics frames hold no {name} (numb_{name} "
-                                 f"{width}): give {name}.npy in the training systems")
-            v = np.concatenate(values)
-            sums[name] = [StatItem(len(v), float(v[:, i].sum()), float((v[:, i] ** 2).sum()))
-                          for i in range(width)]
-        return sums
+        widths = {n: getattr(self, f"numb_{n}") for n in self.input_stat_names()}
+        return parameter_sums(frames, widths, cached)
 
     def input_key(self) -> int:
         """The identity of the layers that read the input: fittings that share them (multi-
@@ -189,12 +211,7 @@ class EnergyFittingNet(Fitting):
     def set_input_stats(self, sums: dict[str, list[StatItem]], protection: float) -> None:
         """fparam / aparam avg and 1/std per component, std floored at protection
         (model/data_stat_protect)."""
-        for name in self.input_stat_names():
-            avg = np.array([item.avg() for item in sums[name]])
-            inv_std = 1.0 / np.array([item.std(protection) for item in sums[name]])
-            log.info("%s_avg is %s, %s_inv_std is %s", name, avg, name, inv_std)
-            getattr(self, f"{name}_avg").copy_(torch.from_numpy(avg))
-            getattr(self, f"{name}_inv_std").copy_(torch.from_numpy(inv_std))
+        set_parameter_stats(self, sums, self.input_stat_names(), protection)
 
     # ------------------------------------------------------------ multi-task, finetune
     def shared_with(self, base: Fitting, level: int) -> Fitting:
