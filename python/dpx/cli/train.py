@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
+from dpx.cli.refuse import Refused
 from dpx.config import load_input
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,11 @@ def add_parser(sub) -> None:
                         "optimizer, learning rate, step, random state)")
     resume.add_argument("-i", "--init-model", help="start from this checkpoint's weights")
     resume.add_argument("-t", "--finetune", help="finetune from this checkpoint")
+    # DP-GEN's training_init_frozen_model; DeePMD-kit's PyTorch backend reads the weights of
+    # a frozen .pth, which dpx does not (its frozen files hold no training state to resume)
+    p.add_argument("--init-frz-model", action=Refused, nargs=1,
+                   const="dpx starts from a checkpoint (.pt), not a frozen model; give "
+                         "--init-model CHECKPOINT.pt")
     p.add_argument("--model-branch", "--head", dest="model_branch", default=None,
                    help="branch of a multi-task checkpoint to finetune from (or RANDOM), or "
                         "to --init-model a single-task input from")
