@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", default="out.json", help="normalized input written here")
     p.add_argument("--overwrite", action="store_true",
                    help="a new run may replace an earlier run's lcurve.out and checkpoints in "
-                        "its folder (without it, that is refused)")
+                        "its folder (without it, checkpoints are refused; an lcurve.out "
+                        "alone is kept as lcurve.out.<time stamp>)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 
