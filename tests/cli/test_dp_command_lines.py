@@ -46,14 +46,15 @@ def test_other_backends_are_refused_in_one_line(flag, capsys):
                    f"flag)\n")
 
 
-def test_init_frz_model_is_refused_by_name(capsys):
-    """DP-GEN's training_init_frozen_model."""
+@pytest.mark.parametrize("option", [["--init-frz-model", "old/init.pth"], ["-f", "init.pth"],
+                                    ["--force-load"]], ids=" ".join)
+def test_dp_train_options_dpx_lacks_are_refused_by_name(option, capsys):
+    """DP-GEN's training_init_frozen_model, and dp's --force-load (a user's train_args)."""
     with pytest.raises(SystemExit) as e:
-        main(["--pt", "train", "input.json", "--init-frz-model", "old/init.pth"])
+        main(["--pt", "train", "input.json", *option])
     assert e.value.code == 2
-    assert capsys.readouterr().err == ("dpx: error: --init-frz-model old/init.pth: dpx starts "
-                                       "from a checkpoint (.pt), not a frozen model; give "
-                                       "--init-model CHECKPOINT.pt\n")
+    err = capsys.readouterr().err
+    assert err.startswith(f"dpx: error: {' '.join(option)}: dpx ") and err.count("\n") == 1
 
 
 def test_dpgen2_training_and_freeze_lines(dataset, run_dir):

@@ -20,9 +20,12 @@ def add_parser(sub) -> None:
     resume.add_argument("-t", "--finetune", help="finetune from this checkpoint")
     # DP-GEN's training_init_frozen_model; DeePMD-kit's PyTorch backend reads the weights of
     # a frozen .pth, which dpx does not (its frozen files hold no training state to resume)
-    p.add_argument("--init-frz-model", action=Refused, nargs=1,
+    p.add_argument("-f", "--init-frz-model", action=Refused, nargs=1,
                    const="dpx starts from a checkpoint (.pt), not a frozen model; give "
                          "--init-model CHECKPOINT.pt")
+    p.add_argument("--force-load", action=Refused,
+                   const="dpx loads a checkpoint strictly (a tensor it lacks is an error "
+                         "naming it), never initializing missing ones at random")
     p.add_argument("--model-branch", "--head", dest="model_branch", default=None,
                    help="branch of a multi-task checkpoint to finetune from (or RANDOM), or "
                         "to --init-model a single-task input from")
