@@ -238,7 +238,7 @@ def test_a_new_run_does_not_replace_an_earlier_one_unasked(dataset, run_dir, cap
 
 
 def test_an_earlier_lcurve_without_checkpoints_is_kept_aside(dataset, run_dir, capsys):
-    """dpgen2 leaves an lcurve.out and no checkpoint when it skips training: the new run
+    """An lcurve.out and no checkpoint (a workflow's task folder run again): the new run
     starts, the old file is kept under its time stamp. Checkpoints still refuse."""
     inp = run_input(dataset, run_dir, steps=2)
     assert main(["train", str(inp)]) == 0

@@ -128,8 +128,9 @@ class RunFiles:
 
     def refuse_overwrite(self) -> None:
         """An earlier run's checkpoints here: refused (--restart, another folder or
-        --overwrite). Its lcurve.out alone is no run to continue (dpgen2 writes one when it
-        skips training, and dp replaces it): it is kept under a time-stamped name."""
+        --overwrite). Its lcurve.out alone is no run to continue (a workflow's task folder
+        run again; dp replaces the file, and dpgen2 has no --overwrite to pass): it is kept
+        under a time-stamped name."""
         found = self.earlier_run()
         if found == [self.disp]:
             self._set_aside(self.disp)
