@@ -192,7 +192,7 @@ def main() -> None:
         water = (SHARED / "water" / "data").resolve()
         data = {str(d): str(supercell(d, base / "data" / d.name, tuple(args.replicate)))
                 for d in sorted(water.glob("data_*"))}
-    tools = [("dpx", [args.dpx, "train", "input.json"]),
+    tools = [("dpx", [args.dpx, "--pt", "train", "input.json"]),
              ("dp", [args.dp, "--pt", "train", "input.json"])]
     if args.dpx_ref:
         tools.insert(1, ("dpx-ref", [args.dpx_ref, "train", "input.json"]))

@@ -304,6 +304,31 @@ def test_a_new_run_does_not_replace_an_earlier_one_unasked(dataset, run_dir, cap
     assert main(["train", str(inp), "--overwrite"]) == 0
 
 
+def test_an_earlier_lcurve_without_checkpoints_is_kept_aside(dataset, run_dir, capsys):
+    """An lcurve.out and no checkpoint (a workflow's task folder run again): the new run
+    starts, the old file is kept under its time stamp. Checkpoints still refuse."""
+    inp = run_input(dataset, run_dir, steps=2)
+    assert main(["train", str(inp)]) == 0
+    before = (run_dir / "lcurve.out").read_text()
+    for p in run_dir.glob("model.ckpt*.pt"):
+        p.unlink()
+    os.utime(run_dir / "lcurve.out", (0, 1_700_000_000))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(1_700_000_000))
+    capsys.readouterr()
+    assert main(["train", str(inp)]) == 0
+    assert (run_dir / f"lcurve.out.{stamp}").read_text() == before
+    assert f"kept as lcurve.out.{stamp}" in capsys.readouterr().err
+    assert len(lcurve_rows(run_dir / "lcurve.out")) == 2  # the new run's
+    assert main(["train", str(inp)]) == 2  # with its checkpoints: refused, nothing moved
+    assert sorted(p.name for p in run_dir.glob("lcurve.out*")) == ["lcurve.out",
+                                                                   f"lcurve.out.{stamp}"]
+    for p in run_dir.glob("model.ckpt*.pt"):
+        p.unlink()
+    os.utime(run_dir / "lcurve.out", (0, 1_700_000_000))
+    assert main(["train", str(inp)]) == 0  # the same time stamp again: a new name
+    assert (run_dir / f"lcurve.out.{stamp}-1").exists()
+
+
 def test_restart_truncates_the_rows_after_its_checkpoint(dataset, run_dir, reference):
     """The rows written between the last checkpoint and a crash are not repeated."""
     inp = run_input(dataset, run_dir, steps=STEPS)

@@ -129,3 +129,29 @@ def test_equal_weights_without_model_prob_are_logged(dataset, run_dir, caplog):
     assert "branch probabilities {'small': 0.5, 'large': 0.5}: equal weights, as " \
            "training/model_prob is not given (DeePMD-kit 3.2 weights each branch by its " \
            "number of systems instead" in caplog.text
+
+
+@pytest.mark.parametrize("disp_avg", [False, True])
+def test_report_scores_the_other_branches_on_fresh_batches(dataset, run_dir, monkeypatch,
+                                                           disp_avg):
+    """A display row (deepmd-compat §9.3, DeePMD-kit's rule; rows against dp in
+    tests/fidelity/test_lcurve_fidelity.py): the branch of the display step shows that step;
+    every other branch one fresh training batch, even one that stepped earlier in the
+    interval (with disp_avg, the mean of its steps; a fresh batch only without any)."""
+    tr = build(dataset, run_dir, lambda c: c["training"].update(disp_avg=disp_avg))
+    tr.wrapper.train()  # as Trainer.run sets it before the steps and after each report
+    interval = {"small": [], "large": [tr.step("large", 1e-3)]}
+    interval["small"].append(tr.step("small", 1e-3))
+    drawn = []
+    for name, branch in tr.branches.items():
+        monkeypatch.setattr(branch.data, "next_train", lambda device, name=name, f=branch.data
+                            .next_train: drawn.append(name) or f(device))
+    values = tr.evaluate(interval, 1e-3, "small")
+    assert drawn == ([] if disp_avg else ["large"])
+    for name in ("small", "large") if disp_avg else ("small",):
+        assert {m: v[1] for m, v in values[name].items()} == interval[name][-1]
+    tr.wrapper.train()
+    interval = {"small": [tr.step("small", 1e-3)], "large": []}
+    drawn.clear()
+    tr.evaluate(interval, 1e-3, "small")
+    assert drawn == ["large"]

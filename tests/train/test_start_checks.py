@@ -117,9 +117,10 @@ def test_init_model_checks_branches(dataset, run_dir, single_ckpt, multi_ckpt, c
 
 def test_frozen_file_is_refused_with_what_to_give(dataset, run_dir, single_ckpt, capsys):
     assert main(["freeze", "-c", str(single_ckpt), "-o", str(run_dir / "m.pth")]) == 0
-    for option in ("--init-model", "--restart"):
+    for option in ("--init-model", "--restart", "--finetune"):  # DP-GEN: --finetune old/init.pth
         rc, err = train(run_dir, single(dataset), option, run_dir / "m.pth", capsys=capsys)
-        assert rc == 2 and "a frozen model (.pth) holds no training state" in err
+        assert rc == 2 and f"{option} {run_dir / 'm.pth'}: a frozen model (.pth) holds no " \
+            "training state" in err
         assert "m.pth.pt" not in err
 
 

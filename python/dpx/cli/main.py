@@ -14,6 +14,7 @@ from dpx.cli import neighbor_stat as neighbor_stat_cmd
 from dpx.cli import show as show_cmd
 from dpx.cli import test as test_cmd
 from dpx.cli import train as train_cmd
+from dpx.cli.refuse import add_backend_flags
 
 log = logging.getLogger("dpx")
 
@@ -37,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpx", description="Fast DeePMD-kit-compatible training "
                                 "of se_e2_a and se_e2_r deep potentials.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_backend_flags(p)
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():
         module.add_parser(sub)

@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 
+from dpx.cli.refuse import Refused
 from dpx.config import load_input
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,14 @@ def add_parser(sub) -> None:
                         "optimizer, learning rate, step, random state)")
     resume.add_argument("-i", "--init-model", help="start from this checkpoint's weights")
     resume.add_argument("-t", "--finetune", help="finetune from this checkpoint")
+    # DP-GEN's training_init_frozen_model; DeePMD-kit's PyTorch backend reads the weights of
+    # a frozen .pth, which dpx does not (its frozen files hold no training state to resume)
+    p.add_argument("-f", "--init-frz-model", action=Refused, nargs=1,
+                   const="dpx starts from a checkpoint (.pt), not a frozen model; give "
+                         "--init-model CHECKPOINT.pt")
+    p.add_argument("--force-load", action=Refused,
+                   const="dpx loads a checkpoint strictly (a tensor it lacks is an error "
+                         "naming it), never initializing missing ones at random")
     p.add_argument("--model-branch", "--head", dest="model_branch", default=None,
                    help="branch of a multi-task checkpoint to finetune from (or RANDOM), or "
                         "to --init-model a single-task input from")
@@ -29,7 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", default="out.json", help="normalized input written here")
     p.add_argument("--overwrite", action="store_true",
                    help="a new run may replace an earlier run's lcurve.out and checkpoints in "
-                        "its folder (without it, that is refused)")
+                        "its folder (without it, checkpoints are refused; an lcurve.out "
+                        "alone is kept as lcurve.out.<time stamp>)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 

@@ -143,7 +143,14 @@ class RunFiles:
         return found
 
     def refuse_overwrite(self) -> None:
+        """An earlier run's checkpoints here: refused (--restart, another folder or
+        --overwrite). Its lcurve.out alone is no run to continue (a workflow's task folder
+        run again; dp replaces the file, and dpgen2 has no --overwrite to pass): it is kept
+        under a time-stamped name."""
         found = self.earlier_run()
+        if found == [self.disp]:
+            self._set_aside(self.disp)
+            return
         if not found:
             return
         names = ", ".join(p.name for p in found[:6]) + (f" and {len(found) - 6} more"
@@ -151,6 +158,17 @@ class RunFiles:
         raise ValueError(f"{self.stem.parent.resolve()} holds an earlier run's files ({names}); "
                          f"a new run would replace them. Continue that run with --restart, "
                          f"train in another folder, or pass --overwrite to replace them")
+
+    @staticmethod
+    def _set_aside(path: Path) -> None:
+        """path renamed to path.<its mtime as YYYYmmdd-HHMMSS>[-n], never over a file."""
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+        kept, n = path.with_name(f"{path.name}.{stamp}"), 0
+        while kept.exists():
+            n += 1
+            kept = path.with_name(f"{path.name}.{stamp}-{n}")
+        path.rename(kept)
+        log.info("%s of an earlier run (no checkpoint of it here) kept as %s", path, kept.name)
 
     def remove_temporaries(self) -> None:
         """Temporary files of a write that was killed (their process is gone)."""

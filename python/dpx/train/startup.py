@@ -282,14 +282,17 @@ def build_trainer(cfg: Config, mode: StartMode = Fresh(), device: str | None = N
 
 
 def read_checkpoint(mode: StartMode) -> dict | None:
-    """The checkpoint dict of --restart / --init-model (a frozen file is refused)."""
-    if not isinstance(mode, (Restart, InitModel)):
+    """The checkpoint dict of --restart / --init-model (a frozen file is refused, for
+    --finetune too: DeePMD-kit fine-tunes from a .pth, dpx from checkpoints only)."""
+    if isinstance(mode, Fresh):
         return None
-    option = "--restart" if isinstance(mode, Restart) else "--init-model"
+    option = {Restart: "--restart", InitModel: "--init-model", Finetune: "--finetune"}[type(mode)]
     if is_frozen(mode.path):
         raise ValueError(f"{option} {mode.path}: a frozen model (.pth) holds no training state; "
                          f"{option} takes a checkpoint (.pt) or a folder with a 'checkpoint' "
                          f"file")
+    if isinstance(mode, Finetune):
+        return None  # read by finetune.prepare
     return checkpoint.load(mode.path)
 
 

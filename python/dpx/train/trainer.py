@@ -54,7 +54,6 @@ class Trainer:
                      branch_util.weighting_rule(cfg))
         self.sampler = BranchSampler(self.names, prob, cfg.training.seed, 0 if same else rank)
         self.start_step = 0
-        self.last_trn: dict[str, dict] = {}
         opt = cfg.optimizer
         cls = torch.optim.AdamW if opt.type == "AdamW" else torch.optim.Adam
         self.params = unique_parameters(wrapper)
@@ -186,13 +185,18 @@ class Trainer:
             name = self.sampler.draw()
             interval[name].append(self.step(name, lr))
             display_step = s + 1
-            if lcurve is not None and (display_step % t.disp_freq == 0 or display_step == 1):
-                values = self.evaluate(interval, lr)
-                lcurve.write(display_step, values, lr)
-                progress.report(display_step, lr, {k: len(v) for k, v in interval.items()},
-                                {k: {m: v[1] for m, v in vals.items()} for k, vals in values.items()})
+            if display_step % t.disp_freq == 0 or display_step == 1:
+                if lcurve is not None:
+                    values = self.evaluate(interval, lr, name)
+                    lcurve.write(display_step, values, lr)
+                    progress.report(display_step, lr, {k: len(v) for k, v in interval.items()},
+                                    {k: {m: v[1] for m, v in vals.items()}
+                                     for k, vals in values.items()})
+                    self.wrapper.train()
+                else:  # rank 0's report draws these; every rank's streams stay aligned
+                    for k in self._scored_fresh(interval, name):
+                        self.branches[k].data.next_train(self.device)
                 interval = {k: [] for k in self.names}
-                self.wrapper.train()
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
                 self.save(s, lr, display_step)
@@ -247,22 +251,24 @@ class Trainer:
         last = self.num_steps - 1
         self.save(last, self.lr(last), self.num_steps)
 
-    def evaluate(self, interval: dict, lr: float) -> dict[str, dict[str, tuple[float, float]]]:
-        """{branch: {metric: (val, trn)}}. trn: the branch's last step (the interval's mean
-        with disp_avg); a branch that took no step in the interval keeps its last value, so
-        displaying costs no extra forward passes per branch (only a branch that never
-        stepped is evaluated on a fresh batch). val: numb_btch validation batches weighted by
-        atom count (§9.2)."""
+    def evaluate(self, interval: dict, lr: float, stepped: str | None = None
+                 ) -> dict[str, dict[str, tuple[float, float]]]:
+        """{branch: {metric: (val, trn)}}. trn as DeePMD-kit 3.2.0 shows it (deepmd/pt/train/
+        training.py, the display block; deepmd-compat §9.3): the branch `stepped`, which took
+        this display step, shows that step's values; every other branch is scored on one
+        fresh batch of its training data, drawn from the stream its steps draw from (so its
+        later batches are dp's too). With disp_avg a branch shows the mean of its steps in
+        the interval, a fresh batch where it took none. val: numb_btch validation batches
+        weighted by atom count (§9.2)."""
         out = {}
+        fresh = self._scored_fresh(interval, stepped)
         self.wrapper.eval()
         for name, branch in self.branches.items():
-            steps = interval[name]
-            if steps:
-                self.last_trn[name] = (_mean(steps) if self.cfg.training.disp_avg else steps[-1])
-            elif name not in self.last_trn:
-                batch = branch.data.next_train(self.device)
-                self.last_trn[name] = self._eval_batch(branch, batch, lr)
-            trn = self.last_trn[name]
+            if name in fresh:
+                trn = self._eval_batch(branch, branch.data.next_train(self.device), lr)
+            else:
+                steps = interval[name]
+                trn = _mean(steps) if self.cfg.training.disp_avg else steps[-1]
             val = {}
             if branch.data.has_validation:
                 vals = [(self._eval_batch(branch, b, lr), b["atype"].shape[1])
@@ -271,6 +277,11 @@ class Trainer:
                 val = {m: sum(v[m] * n for v, n in vals) / total for m in vals[0][0]}
             out[name] = {m: (val.get(m, math.nan), trn[m]) for m in trn}
         return out
+
+    def _scored_fresh(self, interval: dict, stepped: str | None) -> list[str]:
+        """The branches a report scores on a fresh training batch (see evaluate)."""
+        avg = self.cfg.training.disp_avg
+        return [k for k, steps in interval.items() if not (steps and (k == stepped or avg))]
 
     def _eval_batch(self, branch: BranchRun, batch: dict, lr: float) -> dict:
         pred = branch.model(batch["coord"], batch["atype"], batch["box"],
