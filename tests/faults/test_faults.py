@@ -417,3 +417,49 @@ def test_stat_file_of_other_data_is_recomputed(dataset, run_dir, capsys):
     capsys.readouterr()
     assert main(["train", str(write(run_dir / "b.json", other)), "--overwrite"]) == 0
     assert "descriptor statistics read from" in capsys.readouterr().err
+
+
+def test_stat_file_of_changed_labels_is_recomputed(dataset, tmp_path, run_dir, capsys):
+    """Issue 29.12: the same systems and frame counts, other energies (the file's size and
+    mtime kept, so only the hash of the labels sees it): the bias is recomputed."""
+    import shutil
+
+    import numpy as np
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    cfg = small_input(data, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    before = weights(run_dir / "model.ckpt-0.pt")
+    energy = sorted(data.glob("train/*/set.*/energy.npy"))[0]
+    st = energy.stat()
+    np.save(energy, np.load(energy) + 5.0)
+    os.utime(energy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert energy.stat().st_size == st.st_size
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    system = energy.parent.parent
+    assert re.search(rf"stat was made from other data \(contents differ: the files or labels "
+                     rf"of {re.escape(str(system))} changed\); the statistics are recomputed",
+                     err), err
+    after = weights(run_dir / "model.ckpt-0.pt")
+    key = next(k for k in after if k.endswith("out_bias"))
+    assert not torch.allclose(before[key], after[key])
+    # the file now records the new contents: a third run reads it
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 0
+    assert "descriptor statistics read from" in capsys.readouterr().err
+
+
+def test_stat_file_without_a_record_is_used(dataset, run_dir, capsys):
+    """DeePMD-kit's stat file (the same layout, no dpx_provenance) is read, and the log says
+    that dpx cannot tell what it was made from."""
+    cfg = small_input(dataset, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    (record,) = run_dir.glob("stat/*/dpx_provenance.npy")
+    record.unlink()
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "holds no record of the data its statistics came from (made by DeePMD-kit" in err
+    assert "descriptor statistics read from stat" in err

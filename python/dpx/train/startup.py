@@ -42,7 +42,7 @@ from dpx.train import finetune as ft
 from dpx.train.branches import BranchRun, probabilities
 from dpx.train.data import BranchData
 from dpx.train.run_files import RunFiles
-from dpx.train.stat_file import StatFile
+from dpx.train.stat_file import StatFile, contents_digest
 from dpx.train.stat_order import DeepmdStatStream
 from dpx.train.trainer import Trainer
 from dpx.train.wrapper import ModelWrapper
@@ -445,7 +445,8 @@ def _provenance(run: BranchRun, model_cfg) -> dict:
     """What a branch's statistics are computed from (recorded in its stat file)."""
     systems = run.data.train_systems
     return {"systems": [s.name for s in systems], "nframes": [s.nframes for s in systems],
-            "data_stat_nbatch": model_cfg.data_stat_nbatch}
+            "data_stat_nbatch": model_cfg.data_stat_nbatch,
+            "contents": [contents_digest(s) for s in systems]}
 
 
 def _set_bias(name, run: BranchRun, model_cfg, cache, frames_of) -> None:

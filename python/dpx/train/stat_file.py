@@ -8,9 +8,10 @@ and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy, fparam, aparam}; 
 
 DeePMD-kit keys the cache by the descriptor only, so statistics of other data would be reused
 without a word. dpx also records what they were computed from (<type map>/dpx_provenance: the
-systems, their frame counts, data_stat_nbatch): a cache made from other data is recomputed
-(and rewritten) with a warning that says what differs; a cache without the record (DeePMD-
-kit's, or an older dpx's) is used, and the log says so.
+systems, their frame counts, data_stat_nbatch, a digest of each system's contents): a cache
+made from other data, or from files changed since, is recomputed (and rewritten) with a
+warning that says what differs; a cache without the record (DeePMD-kit's) is used, and the
+log says so.
 """
 from __future__ import annotations
 
@@ -25,6 +26,25 @@ from dpx.data.system import load_npy
 from dpx.model.stat import StatItem
 
 log = logging.getLogger(__name__)
+
+
+# the labels the statistics read (energy bias, fitting-input sums): hashing them in full costs
+# little next to reading the files, and sees a label rewritten in place with its mtime kept
+_STAT_LABELS = ("energy", "fparam", "aparam")
+
+
+def contents_digest(system) -> str:
+    """A system's contents as a stat file records them: the files read (names, sizes, mtimes:
+    coordinates, cells and labels rewritten change them) and a hash of the labels the
+    statistics read, without hashing every frame's coordinates."""
+    h = hashlib.sha1(system.stamp.encode())
+    h.update(np.ascontiguousarray(system.atype))
+    for key in _STAT_LABELS:
+        # a label no set has is a broadcast default: nothing read, nothing to hash
+        if key in system.labels and system.find[key].any():
+            h.update(np.ascontiguousarray(system.find[key]))
+            h.update(np.ascontiguousarray(system.labels[key]))
+    return h.hexdigest()
 
 
 class StatFile:
@@ -63,10 +83,26 @@ class StatFile:
         recorded = json.loads(bytes(np.asarray(stored, dtype=np.uint8)).decode())
         if recorded != self.provenance:
             diff = [k for k in self.provenance if recorded.get(k) != self.provenance[k]]
-            log.warning("%s was made from other data (%s differ: it has %s); recomputing the "
-                        "statistics from this run's data and rewriting it", self.path,
-                        ", ".join(diff), {k: recorded.get(k) for k in diff})
+            if {"systems", "nframes"} & set(diff) and "contents" in diff:
+                diff.remove("contents")  # other systems or frames: their contents differ too
+            log.warning("%s was made from other data (%s differ: %s); the statistics are "
+                        "recomputed from this run's data and the file rewritten", self.path,
+                        ", ".join(diff), self._what_differs(recorded, diff))
             self.stale = True
+
+    def _what_differs(self, recorded: dict, diff: list[str]) -> str:
+        """The recorded values that differ; for contents (digests), the systems whose files
+        or labels changed."""
+        shown = {k: recorded.get(k) for k in diff if k != "contents"}
+        text = f"it has {shown}" if shown else ""
+        if "contents" in diff and "contents" not in recorded:
+            text += "; it has no digest of the contents (made by an older dpx)"
+        elif "contents" in diff:
+            changed = [name for name, a, b in zip(self.provenance["systems"],
+                                                  recorded["contents"],
+                                                  self.provenance["contents"]) if a != b]
+            text += f"; the files or labels of {', '.join(changed)} changed"
+        return text.removeprefix("; ")
 
     def _key(self, name: str) -> str:
         if name.startswith(("r_", "a_")):
