@@ -252,6 +252,8 @@ class TrainingConfig:
             fail(f"{path}/numb_epoch", "give numb_steps or numb_epoch, not both")
         if self.numb_steps is not None and self.numb_steps < 0:
             fail(f"{path}/numb_steps", f"must be >= 0, got {self.numb_steps}")
+        if self.numb_epoch is not None and not self.numb_epoch > 0:
+            fail(f"{path}/numb_epoch", f"must be > 0, got {self.numb_epoch}")
         at_least(path, self, ("disp_freq", "save_freq", "max_ckpt_keep", "tensorboard_freq"), 1)
         if self.task_sampling not in ("per_rank", "same_on_all_ranks"):
             fail(f"{path}/task_sampling", f"must be 'per_rank' or 'same_on_all_ranks', "

@@ -88,7 +88,8 @@ def _value(tp, v, path: str):
             except ConfigError as e:
                 if dataclasses.is_dataclass(arg) and isinstance(v, dict):
                     raise e  # the object was the right kind; its own error is the useful one
-        fail(path, f"expected {_type_name(tp)}, got {v!r}")
+        finite = "a finite " if isinstance(v, float) and not math.isfinite(v) else ""
+        fail(path, f"expected {finite}{_type_name(tp)}, got {v!r}")
     if tp is type(None):
         if v is None:
             return None
