@@ -182,6 +182,19 @@ def test_bad_key(dataset, folder, monkeypatch, capsys, desc, path, value):
     assert_one_line(capsys.readouterr().err, path)
 
 
+@pytest.mark.parametrize("steps, warmup", [(6, 6), (6, 100), (0, 1)])
+def test_warmup_must_leave_steps_to_decay(dataset, folder, monkeypatch, capsys, steps, warmup):
+    """Values in range one by one, out of range together (DeePMD-kit's rule): the exp
+    schedule divided by the zero steps left after the warmup."""
+    monkeypatch.chdir(folder)
+    cfg = small_input(dataset, steps=steps)
+    cfg["learning_rate"]["warmup_steps"] = warmup
+    inp = folder / "in.json"
+    inp.write_text(json.dumps(cfg))
+    assert main(["train", str(inp), "--overwrite"]) == 2
+    assert_one_line(capsys.readouterr().err, "learning_rate/warmup_steps: gives")
+
+
 # ---------------------------------------------------------------- data files
 # one line per file of a deepmd/npy system; an optional file the bundled data lacks is first
 # written valid (its values per frame: per atom or not, and how many)
