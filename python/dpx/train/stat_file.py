@@ -18,11 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from dpx.data.system import load_npy
+from dpx.io.checkpoint import WriteError, atomic_write, first_line
 from dpx.model.stat import StatItem
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,25 @@ def contents_digest(system) -> str:
             h.update(np.ascontiguousarray(system.find[key]))
             h.update(np.ascontiguousarray(system.labels[key]))
     return h.hexdigest()
+
+
+def _record(provenance: dict) -> np.ndarray:
+    # JSON bytes as uint8: both npy (without pickle) and HDF5 store them as they are
+    return np.frombuffer(json.dumps(provenance, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def _reason(e: Exception) -> str:
+    """Why a write failed, in a few words: HDF5's messages span lines (a full disk is an
+    OSError when a file is made, a RuntimeError when h5py flushes one)."""
+    if getattr(e, "errno", None):
+        return os.strerror(e.errno)
+    found = re.search(r"error message = '([^']*)'", str(e))
+    return found.group(1) if found else getattr(e, "strerror", None) or first_line(e)
+
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save(name) would add .npy to the temporary's name
+        np.save(f, a)
 
 
 class StatFile:
@@ -81,7 +104,11 @@ class StatFile:
                          "changed", self.path)
             return
         recorded = json.loads(bytes(np.asarray(stored, dtype=np.uint8)).decode())
-        if recorded != self.provenance:
+        if recorded.get("incomplete"):
+            log.warning("%s: its last write did not finish (a full disk?); the statistics "
+                        "are recomputed and the file rewritten", self.path)
+            self.stale = True
+        elif recorded != self.provenance:
             diff = [k for k in self.provenance if recorded.get(k) != self.provenance[k]]
             if {"systems", "nframes"} & set(diff) and "contents" in diff:
                 diff.remove("contents")  # other systems or frames: their contents differ too
@@ -125,31 +152,47 @@ class StatFile:
                              f"statistics are computed again)") from None
 
     def _write(self, arrays: dict) -> None:
+        """Write arrays (and the record of this run's data) so that a write that fails (a
+        full disk) leaves an HDF5 file as it was, and a folder marked unfinished (the next
+        run recomputes it)."""
         if self.provenance is not None:
-            text = json.dumps(self.provenance, sort_keys=True).encode()
-            # bytes as uint8: both npy (without pickle) and HDF5 store them as they are
-            arrays = dict(arrays, dpx_provenance=np.frombuffer(text, dtype=np.uint8))
+            arrays = dict(arrays, dpx_provenance=_record(self.provenance))
         try:
-            self._write_arrays(arrays)
-        except OSError as e:
-            raise ValueError(f"cannot write the stat file {self.path}: "
-                             f"{e.strerror or e}") from None
+            if self.h5:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.path, lambda tmp: self._write_h5(tmp, arrays))
+            else:
+                self._write_npy(arrays)
+        except (OSError, RuntimeError) as e:
+            raise WriteError(f"cannot write the stat file {self.path}: {_reason(e)}") from None
 
-    def _write_arrays(self, arrays: dict) -> None:
-        if self.h5:
-            import h5py
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(self.path, "a") as f:
-                for name, a in arrays.items():
-                    key = self._key(name)
-                    if key in f:
-                        del f[key]
-                    f[key] = a
-            return
+    def _write_h5(self, tmp: Path, arrays: dict) -> None:
+        import h5py
+        if self.path.exists():
+            shutil.copyfile(self.path, tmp)  # the other type maps' and descriptors' entries
+        with h5py.File(tmp, "a") as f:
+            for name, a in arrays.items():
+                key = self._key(name)
+                if key in f:
+                    del f[key]
+                f[key] = a
+
+    def _write_npy(self, arrays: dict) -> None:
+        """One file per array, each replaced whole; the record first says "being written"
+        (matching no run's data) and last names this run's, so that a rewrite that stops
+        half-way is recomputed, never read as the old data's statistics."""
+        record = arrays.pop("dpx_provenance", None)
+        if record is not None:
+            self._write_one("dpx_provenance", _record({"incomplete": True}))
         for name, a in arrays.items():
-            p = self.path / f"{self._key(name)}.npy"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            np.save(p, a)
+            self._write_one(name, a)
+        if record is not None:
+            self._write_one("dpx_provenance", record)
+
+    def _write_one(self, name: str, a: np.ndarray) -> None:
+        p = self.path / f"{self._key(name)}.npy"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(p, lambda tmp: _save_npy(tmp, a))
 
     def load_env_stats(self, names: list[str]) -> dict[str, StatItem] | None:
         """The descriptor sums `names`, or None unless the file has every one of them (and
