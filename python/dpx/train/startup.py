@@ -388,8 +388,9 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
     for name, run in branches.items():
         model_cfg = cfg.branches[name].model
         am = run.model.atomic_model
-        cache = StatFile.open(cfg.branches[name].data.stat_file, am.descriptor,
-                              model_cfg.type_map, cfg.base_dir, _provenance(run, model_cfg))
+        stat_file = cfg.branches[name].data.stat_file
+        cache = StatFile.open(stat_file, am.descriptor, model_cfg.type_map, cfg.base_dir,
+                              _provenance(run, model_cfg) if stat_file else None)
         sums = cache.load_env_stats(am.descriptor.stat_names()) if cache else None
         if sums is None:
             excluded = am.pair_excluded if am.has_pair_exclusion else None
