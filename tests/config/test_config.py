@@ -84,6 +84,11 @@ def test_defaults_are_filled_in():
     ("training/numb_steps", KeyError, r"training/numb_steps: missing"),
     ("training/training_data/batch_size", "sometimes", r"training/training_data/batch_size"),
     ("training/disp_freq", 0, r"training/disp_freq: must be >= 1"),
+    # inside an object or list of a union type (dict | None): the entry's own path and error
+    ("training/model_prob", {"x": float("nan")}, r"training/model_prob/x: expected a finite "
+                                                 r"number, got nan"),
+    ("learning_rate/stop_lr", float("nan"), r"learning_rate/stop_lr: expected a finite number "
+                                            r"or null, got nan"),
     ("training/unknown", 1, r"training/unknown: unknown key"),
 ])
 def test_single_task_errors(path, value, match):

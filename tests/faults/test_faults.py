@@ -442,3 +442,128 @@ def test_stat_file_of_other_data_is_recomputed(dataset, run_dir, capsys):
     capsys.readouterr()
     assert main(["train", str(write(run_dir / "b.json", other)), "--overwrite"]) == 0
     assert "descriptor statistics read from" in capsys.readouterr().err
+
+
+def test_stat_file_of_changed_labels_is_recomputed(dataset, tmp_path, run_dir, capsys):
+    """Issue 29.12: the same systems and frame counts, other energies (the file's size and
+    mtime kept, so only the hash of the labels sees it): the bias is recomputed."""
+    import shutil
+
+    import numpy as np
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    cfg = small_input(data, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    before = weights(run_dir / "model.ckpt-0.pt")
+    energy = sorted(data.glob("train/*/set.*/energy.npy"))[0]
+    st = energy.stat()
+    np.save(energy, np.load(energy) + 5.0)
+    os.utime(energy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert energy.stat().st_size == st.st_size
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    system = energy.parent.parent
+    assert re.search(rf"stat was made from other data \(contents differ: the files or labels "
+                     rf"of {re.escape(str(system))} changed\); the statistics are recomputed",
+                     err), err
+    after = weights(run_dir / "model.ckpt-0.pt")
+    key = next(k for k in after if k.endswith("out_bias"))
+    assert not torch.allclose(before[key], after[key])
+    # the file now records the new contents: a third run reads it
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 0
+    assert "descriptor statistics read from" in capsys.readouterr().err
+
+
+def test_stat_file_without_a_record_is_used(dataset, run_dir, capsys):
+    """DeePMD-kit's stat file (the same layout, no dpx_provenance) is read, and the log says
+    that dpx cannot tell what it was made from."""
+    cfg = small_input(dataset, steps=0, stat_file="stat")
+    assert main(["train", str(write(run_dir / "a.json", cfg))]) == 0
+    (record,) = run_dir.glob("stat/*/dpx_provenance.npy")
+    record.unlink()
+    capsys.readouterr()
+    assert main(["train", str(write(run_dir / "a.json", cfg)), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "holds no record of the data its statistics came from (made by DeePMD-kit" in err
+    assert "descriptor statistics read from stat" in err
+
+
+def fill(disk: Path, free_pages: int = 0) -> None:
+    """Fill the tmpfs at disk, leaving free_pages pages of 4 KiB (tmpfs counts pages)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    size = filler.stat().st_size
+    os.truncate(filler, size - size % 4096 - 4096 * free_pages)
+
+
+def last_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_a_full_disk_under_the_lock_and_out_json(dataset, run_dir, small_disk, capsys):
+    """The lock, then out.json (an earlier one kept whole): one line naming the file."""
+    inp = run_input(dataset, run_dir, steps=0, save_ckpt=str(small_disk / "model.ckpt"))
+    fill(small_disk)
+    assert main(["train", str(inp)]) == 2
+    assert last_error(capsys) == (f"dpx train: error: {small_disk}/.model.ckpt.lock: could not "
+                                  f"take the run lock: No space left on device")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    (small_disk / "filler").unlink()
+    (small_disk / "out.json").write_text("an earlier run's\n")
+    fill(small_disk)
+    inp = run_input(dataset, run_dir, steps=0)
+    assert main(["train", str(inp), "-o", str(small_disk / "out.json")]) == 2
+    assert last_error(capsys) == (f"dpx train: error: cannot write the normalized input to "
+                                  f"{small_disk}/out.json: No space left on device")
+    assert (small_disk / "out.json").read_text() == "an earlier run's\n"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "out.json"]
+
+
+@pytest.mark.parametrize("name", ["stat", "stat.h5"])
+def test_a_full_disk_under_the_stat_file(dataset, run_dir, small_disk, capsys, name):
+    """A stat file of other data, rewritten on a full disk: one line; once there is room,
+    the next run recomputes it (never reads a half-rewritten file as the old data's)."""
+    other = small_input(dataset, steps=0, stat_file=str(small_disk / name))
+    other["training"]["training_data"]["systems"] = [str(dataset / "valid")]
+    assert main(["train", str(write(run_dir / "other.json", other))]) == 0
+    fill(small_disk)
+    inp = run_input(dataset, run_dir, steps=0, stat_file=str(small_disk / name))
+    assert main(["train", str(inp), "--overwrite"]) == 2
+    assert last_error(capsys) == (f"dpx train: error: cannot write the stat file "
+                                  f"{small_disk / name}: No space left on device")
+    assert not [p for p in small_disk.rglob("*") if ".tmp" in p.name]
+    (small_disk / "filler").unlink()
+    assert main(["train", str(inp), "--overwrite"]) == 0
+    assert "the statistics are recomputed" in capsys.readouterr().err
+
+
+def test_a_full_disk_under_lcurve(dataset, run_dir, small_disk, capsys):
+    """lcurve.out fills the disk: one line; the rows and checkpoints written are kept. A
+    restart that must cut its rows on a full disk leaves it as it was."""
+    lcurve = small_disk / "lcurve.out"
+    fill(small_disk, free_pages=2)  # the lock's page and one page of rows
+    inp = run_input(dataset, run_dir, steps=60, disp_file=str(lcurve))
+    assert main(["train", str(inp)]) == 2
+    assert last_error(capsys) == (f"dpx train: error: cannot write {lcurve}: No space left on "
+                                  f"device")
+    assert len(lcurve_rows(lcurve)) > 5 and assert_intact(run_dir)
+    (small_disk / "filler").unlink()
+    lcurve.unlink()
+    inp = run_input(dataset, run_dir, steps=12, disp_file=str(lcurve))
+    assert main(["train", str(inp), "--overwrite"]) == 0
+    before = lcurve.read_text()
+    fill(small_disk, free_pages=1)  # the lock's page
+    assert main(["train", str(inp), "--restart", "model.ckpt-5.pt"]) == 2
+    assert last_error(capsys) == (f"dpx train: error: cannot write {lcurve} (without the rows "
+                                  f"after step 5): No space left on device; it is kept as it "
+                                  f"was")
+    assert lcurve.read_text() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 from dpx.cli.refuse import Refused
 from dpx.config import load_input
@@ -55,15 +56,16 @@ def run(args) -> int:
 
 
 def _train(args) -> None:
+    from dpx.io.checkpoint import atomic_write
     from dpx.train.startup import build_trainer, normalized_input, start_mode
     cfg = load_input(args.input)
     mode = start_mode(args.restart, args.init_model, args.finetune, args.model_branch,
                       args.use_pretrain_script, args.skip_neighbor_stat)
     trainer = build_trainer(cfg, mode, args.device, overwrite=args.overwrite)
     if trainer.rank == 0:
-        try:
-            with open(args.output, "w") as f:
-                json.dump(normalized_input(trainer.cfg), f, indent=2, default=str)
+        text = json.dumps(normalized_input(trainer.cfg), indent=2, default=str)
+        try:  # replaced whole: a full disk keeps an earlier run's out.json
+            atomic_write(Path(args.output), lambda tmp: Path(tmp).write_text(text))
         except OSError as e:
             trainer.files.unlock()
             raise ValueError(f"cannot write the normalized input to {args.output}: "

@@ -46,8 +46,11 @@ class ModelConfig:
         for pair in self.descriptor.exclude_types + self.pair_exclude_types:
             if any(not 0 <= t < ntypes for t in pair):
                 fail(f"{path}/descriptor/exclude_types", f"type index out of range in {pair}")
-        if self.data_stat_nbatch < 1:
-            fail(f"{path}/data_stat_nbatch", f"must be >= 1, got {self.data_stat_nbatch}")
+        if any(not 0 <= t < ntypes for t in self.atom_exclude_types):
+            fail(f"{path}/atom_exclude_types", f"type indices must lie in [0, {ntypes}) "
+                                               f"(type_map), got {self.atom_exclude_types}")
+        at_least(path, self, ("data_stat_nbatch", "data_bias_nsample"), 1)
+        at_least(path, self, ("data_stat_protect",), 0)  # the floor of a std
         if self.type != "standard":
             fail(f"{path}/type", f"dpx builds standard energy models, got '{self.type}'")
         if self.bridging_method != "None":
@@ -90,6 +93,10 @@ class EnergyLossConfig(LossConfig):
                               for kind in ("start", "limit")], 0)
         if self.loss_func not in ("mse", "mae"):
             fail(f"{path}/loss_func", f"must be 'mse' or 'mae', got '{self.loss_func}'")
+        deltas = self.huber_delta if isinstance(self.huber_delta, list) else [self.huber_delta]
+        if any(not d > 0 for d in deltas):
+            fail(f"{path}/huber_delta", f"must be > 0 (where the loss turns linear), "
+                                        f"got {self.huber_delta}")
         if self.relative_f is not None and not self.relative_f > 0:
             fail(f"{path}/relative_f", f"must be > 0 (it is added to |F| before dividing by "
                                        f"it), got {self.relative_f}")
@@ -131,6 +138,11 @@ class LearningRateConfig:
             fail(f"{path}/stop_lr_ratio", "give stop_lr or stop_lr_ratio, not both")
         if self.stop_lr is None:
             self.stop_lr = self.start_lr * self.stop_lr_ratio if self.stop_lr_ratio else 5e-8
+        # DeePMD-kit's rules: a rate never negative (wsd's inverse_linear divides by it)
+        if self.stop_lr < 0 or (self.type == "wsd" and self.stop_lr <= 0):
+            key = "stop_lr_ratio" if self.stop_lr_ratio is not None else "stop_lr"
+            fail(f"{path}/{key}", f"gives stop_lr = {self.stop_lr:g}; it must be "
+                                  f"{'> 0 for wsd' if self.type == 'wsd' else '>= 0'}")
         if self.stop_lr > self.start_lr:
             key = "stop_lr_ratio" if self.stop_lr_ratio is not None else "stop_lr"
             fail(f"{path}/{key}", f"gives stop_lr = {self.stop_lr:g} above start_lr = "
@@ -138,6 +150,11 @@ class LearningRateConfig:
                                   f"rate at stop_lr for the whole run")
         if self.decay_steps < 1:
             fail(f"{path}/decay_steps", f"must be >= 1, got {self.decay_steps}")
+        if self.decay_rate is not None and not 0 < self.decay_rate <= 1:
+            fail(f"{path}/decay_rate", f"must lie in (0, 1], got {self.decay_rate}")
+        at_least(path, self, ("warmup_steps", "warmup_start_factor"), 0)
+        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
+            fail(f"{path}/warmup_ratio", f"must lie in [0, 1), got {self.warmup_ratio}")
         if self.scale_by_worker not in ("linear", "sqrt", "none"):
             fail(f"{path}/scale_by_worker", f"must be linear, sqrt or none, "
                                             f"got '{self.scale_by_worker}'")
@@ -187,6 +204,11 @@ class OptimizerConfig:
     def check(self, path):
         if self.type not in ("Adam", "AdamW"):
             fail(f"{path}/type", f"dpx implements Adam and AdamW, got '{self.type}'")
+        # torch.optim's own rules, checked here so that the error names the key
+        for key in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                fail(f"{path}/{key}", f"must lie in [0, 1), got {getattr(self, key)}")
+        at_least(path, self, ("weight_decay",), 0)
 
 
 @dataclass
@@ -230,7 +252,9 @@ class TrainingConfig:
             fail(f"{path}/numb_epoch", "give numb_steps or numb_epoch, not both")
         if self.numb_steps is not None and self.numb_steps < 0:
             fail(f"{path}/numb_steps", f"must be >= 0, got {self.numb_steps}")
-        at_least(path, self, ("disp_freq", "save_freq", "max_ckpt_keep"), 1)
+        if self.numb_epoch is not None and not self.numb_epoch > 0:
+            fail(f"{path}/numb_epoch", f"must be > 0, got {self.numb_epoch}")
+        at_least(path, self, ("disp_freq", "save_freq", "max_ckpt_keep", "tensorboard_freq"), 1)
         if self.task_sampling not in ("per_rank", "same_on_all_ranks"):
             fail(f"{path}/task_sampling", f"must be 'per_rank' or 'same_on_all_ranks', "
                                           f"got '{self.task_sampling}'")

@@ -74,6 +74,14 @@ def _type_name(tp) -> str:
     return {int: "integer", float: "number", str: "string", bool: "boolean"}.get(tp, str(tp))
 
 
+def _same_kind(tp, v) -> bool:
+    """v is an object or list of the kind tp (a member of a union) takes: an error inside it
+    (e.g. model_prob/water: NaN) says more than "expected <the union>"."""
+    if isinstance(v, dict):
+        return dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
+    return isinstance(v, list) and typing.get_origin(tp) is list
+
+
 def _value(tp, v, path: str):
     """v converted to tp, or a ConfigError naming path and the expected type."""
     origin = typing.get_origin(tp)
@@ -86,9 +94,10 @@ def _value(tp, v, path: str):
             try:
                 return _value(arg, v, path)
             except ConfigError as e:
-                if dataclasses.is_dataclass(arg) and isinstance(v, dict):
-                    raise e  # the object was the right kind; its own error is the useful one
-        fail(path, f"expected {_type_name(tp)}, got {v!r}")
+                if _same_kind(arg, v):
+                    raise e  # the value was the right kind; its own error is the useful one
+        finite = "a finite " if isinstance(v, float) and not math.isfinite(v) else ""
+        fail(path, f"expected {finite}{_type_name(tp)}, got {v!r}")
     if tp is type(None):
         if v is None:
             return None

@@ -7,6 +7,7 @@ and DataLoader worker processes (one process serves every multi-task branch).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class System:
     type_map: list[str] | None = None
     idx_map: np.ndarray | None = None
     set_nframes: list[int] = field(default_factory=list)
+    # the files read (names, sizes, mtimes) as a digest: part of a stat file's record of
+    # what its statistics came from; "" where the frames came from no file of dpx's reading
+    stamp: str = ""
 
     @property
     def nframes(self) -> int:
@@ -104,6 +108,7 @@ class _DirNode:
     def __init__(self, path: Path):
         self.path = path
         self._listing: dict[str, set[str]] = {}
+        self._read: list[tuple[str, int, int]] = []
 
     def where(self, rel: str = "") -> str:
         return str(self.path / rel) if rel else str(self.path)
@@ -122,10 +127,20 @@ class _DirNode:
         return sorted(p.name for p in self.path.glob("set.*") if p.is_dir())
 
     def words(self, rel: str) -> list[str]:
+        self._note(rel)
         return (self.path / rel).read_text().split()
 
     def array(self, rel: str) -> np.ndarray:
+        self._note(rel)
         return load_npy(self.path / rel)
+
+    def _note(self, rel: str) -> None:
+        # a stat per file read: any rewrite changes the mtime, without hashing every frame
+        st = os.stat(self.path / rel)
+        self._read.append((rel, st.st_size, st.st_mtime_ns))
+
+    def stamp(self) -> str:
+        return _digest(sorted(self._read))
 
 
 class _H5Node:
@@ -154,6 +169,14 @@ class _H5Node:
 
     def array(self, rel: str) -> np.ndarray:
         return np.asarray(self.file[self._key(rel)][()])
+
+    def stamp(self) -> str:
+        st = os.stat(self.filename)
+        return _digest([self.group, st.st_size, st.st_mtime_ns])
+
+
+def _digest(record) -> str:
+    return hashlib.sha1(repr(record).encode()).hexdigest()
 
 
 def split_h5(path: str) -> tuple[str, str] | None:
@@ -226,7 +249,7 @@ def _read(node, type_map, sort_atoms) -> list[System]:
                             type_map, sort_atoms)
     return [make_system(node.where(), atype, coord, box, labels, find, names=names,
                         type_map=type_map, sort_atoms=sort_atoms,
-                        set_nframes=[p["nf"] for p in parts])]
+                        set_nframes=[p["nf"] for p in parts], stamp=node.stamp())]
 
 
 def _split_mixed(node, sets, parts, mixed, coord, box, labels, find, names, type_map,
@@ -255,7 +278,7 @@ def _split_mixed(node, sets, parts, mixed, coord, box, labels, find, names, type
             f"{node.where()}[{_formula(kinds[k], names)}]", kinds[k], coord[idx],
             None if box is None else box[idx], {key: v[idx] for key, v in labels.items()},
             {key: v[idx] for key, v in find.items()}, names=names, type_map=type_map,
-            sort_atoms=sort_atoms, set_nframes=[len(idx)]))
+            sort_atoms=sort_atoms, set_nframes=[len(idx)], stamp=node.stamp()))
     log.info("%s: mixed-type system, %d frames of %d compositions read as %d systems",
              node.where(), len(real), len(out), len(out))
     return out
@@ -377,7 +400,8 @@ _SPECS = {spec.key: spec for spec in LABELS}
 
 def make_system(name: str, atype, coord, box, labels: dict, find: dict | None = None, *,
                 names: list[str] | None = None, type_map: list[str] | None = None,
-                sort_atoms: bool = True, set_nframes: list[int] | None = None) -> System:
+                sort_atoms: bool = True, set_nframes: list[int] | None = None,
+                stamp: str = "") -> System:
     """Build a System from per-frame arrays in file atom order.
 
     coord [nf, natoms*3] (or [nf, natoms, 3]); box [nf, 9] or None (non-periodic); labels
@@ -395,7 +419,8 @@ def make_system(name: str, atype, coord, box, labels: dict, find: dict | None = 
     box = None if box is None else np.asarray(box, dtype=np.float64).reshape(nf, 9)
     return System(name=name, atype=np.ascontiguousarray(atype[idx_map]),
                   coord=np.ascontiguousarray(coord), box=box, labels=labels, find=find,
-                  type_map=sys_type_map, idx_map=idx_map, set_nframes=set_nframes or [nf])
+                  type_map=sys_type_map, idx_map=idx_map, set_nframes=set_nframes or [nf],
+                  stamp=stamp)
 
 
 def _ordered_labels(name, labels, find, nf, idx_map) -> tuple[dict, dict]:

@@ -25,6 +25,11 @@ class LearningRate:
                                            if cfg.warmup_ratio else 0)
         self.warmup_start = cfg.warmup_start_factor * cfg.start_lr
         self.num_steps = num_steps
+        if self.warmup and self.warmup >= max(num_steps, 1):
+            # DeePMD-kit's rule; the decay would have T <= 0 steps (a division by zero)
+            key = "warmup_steps" if cfg.warmup_steps else "warmup_ratio"
+            raise ValueError(f"learning_rate/{key}: gives {self.warmup} warmup steps, not "
+                             f"fewer than the run's {num_steps} steps")
         self.decay = num_steps - self.warmup  # T
         if cfg.type == "exp":
             self._init_exp()

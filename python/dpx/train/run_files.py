@@ -17,6 +17,8 @@ import socket
 import time
 from pathlib import Path
 
+from dpx.io.checkpoint import WriteError, atomic_write
+
 log = logging.getLogger(__name__)
 
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's and RunFiles._take's names
@@ -192,6 +194,8 @@ def truncate_lcurve(path: Path, last_step: int) -> None:
     if len(kept) != len(lines):
         log.info("%s: removed %d rows after step %d (the restart repeats those steps)", path,
                  len(lines) - len(kept), last_step)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        try:
+            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept)))
+        except OSError as e:
+            raise WriteError(f"cannot write {path} (without the rows after step "
+                             f"{last_step}): {e.strerror}; it is kept as it was") from None

@@ -42,7 +42,7 @@ from dpx.train import finetune as ft
 from dpx.train.branches import BranchRun, probabilities
 from dpx.train.data import BranchData
 from dpx.train.run_files import RunFiles
-from dpx.train.stat_file import StatFile
+from dpx.train.stat_file import StatFile, contents_digest
 from dpx.train.stat_order import DeepmdStatStream
 from dpx.train.trainer import Trainer
 from dpx.train.wrapper import ModelWrapper
@@ -391,8 +391,9 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
     for name, run in branches.items():
         model_cfg = cfg.branches[name].model
         am = run.model.atomic_model
-        cache = StatFile.open(cfg.branches[name].data.stat_file, am.descriptor,
-                              model_cfg.type_map, cfg.base_dir, _provenance(run, model_cfg))
+        stat_file = cfg.branches[name].data.stat_file
+        cache = StatFile.open(stat_file, am.descriptor, model_cfg.type_map, cfg.base_dir,
+                              _provenance(run, model_cfg) if stat_file else None)
         sums = cache.load_env_stats(am.descriptor.stat_names()) if cache else None
         if sums is None:
             excluded = am.pair_excluded if am.has_pair_exclusion else None
@@ -448,7 +449,8 @@ def _provenance(run: BranchRun, model_cfg) -> dict:
     """What a branch's statistics are computed from (recorded in its stat file)."""
     systems = run.data.train_systems
     return {"systems": [s.name for s in systems], "nframes": [s.nframes for s in systems],
-            "data_stat_nbatch": model_cfg.data_stat_nbatch}
+            "data_stat_nbatch": model_cfg.data_stat_nbatch,
+            "contents": [contents_digest(s) for s in systems]}
 
 
 def _set_bias(name, run: BranchRun, model_cfg, cache, frames_of) -> None:

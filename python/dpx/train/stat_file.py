@@ -8,23 +8,66 @@ and <stat_file>/<type map>/{bias_atom_energy, std_atom_energy, fparam, aparam}; 
 
 DeePMD-kit keys the cache by the descriptor only, so statistics of other data would be reused
 without a word. dpx also records what they were computed from (<type map>/dpx_provenance: the
-systems, their frame counts, data_stat_nbatch): a cache made from other data is recomputed
-(and rewritten) with a warning that says what differs; a cache without the record (DeePMD-
-kit's, or an older dpx's) is used, and the log says so.
+systems, their frame counts, data_stat_nbatch, a digest of each system's contents): a cache
+made from other data, or from files changed since, is recomputed (and rewritten) with a
+warning that says what differs; a cache without the record (DeePMD-kit's) is used, and the
+log says so.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from dpx.data.system import load_npy
+from dpx.io.checkpoint import WriteError, atomic_write, first_line
 from dpx.model.stat import StatItem
 
 log = logging.getLogger(__name__)
+
+
+# the labels the statistics read (energy bias, fitting-input sums): hashing them in full costs
+# little next to reading the files, and sees a label rewritten in place with its mtime kept
+_STAT_LABELS = ("energy", "fparam", "aparam")
+
+
+def contents_digest(system) -> str:
+    """A system's contents as a stat file records them: the files read (names, sizes, mtimes:
+    coordinates, cells and labels rewritten change them) and a hash of the labels the
+    statistics read, without hashing every frame's coordinates."""
+    h = hashlib.sha1(system.stamp.encode())
+    h.update(np.ascontiguousarray(system.atype))
+    for key in _STAT_LABELS:
+        # a label no set has is a broadcast default: nothing read, nothing to hash
+        if key in system.labels and system.find[key].any():
+            h.update(np.ascontiguousarray(system.find[key]))
+            h.update(np.ascontiguousarray(system.labels[key]))
+    return h.hexdigest()
+
+
+def _record(provenance: dict) -> np.ndarray:
+    # JSON bytes as uint8: both npy (without pickle) and HDF5 store them as they are
+    return np.frombuffer(json.dumps(provenance, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def _reason(e: Exception) -> str:
+    """Why a write failed, in a few words: HDF5's messages span lines (a full disk is an
+    OSError when a file is made, a RuntimeError when h5py flushes one)."""
+    if getattr(e, "errno", None):
+        return os.strerror(e.errno)
+    found = re.search(r"error message = '([^']*)'", str(e))
+    return found.group(1) if found else getattr(e, "strerror", None) or first_line(e)
+
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save(name) would add .npy to the temporary's name
+        np.save(f, a)
 
 
 class StatFile:
@@ -61,12 +104,32 @@ class StatFile:
                          "changed", self.path)
             return
         recorded = json.loads(bytes(np.asarray(stored, dtype=np.uint8)).decode())
-        if recorded != self.provenance:
-            diff = [k for k in self.provenance if recorded.get(k) != self.provenance[k]]
-            log.warning("%s was made from other data (%s differ: it has %s); recomputing the "
-                        "statistics from this run's data and rewriting it", self.path,
-                        ", ".join(diff), {k: recorded.get(k) for k in diff})
+        if recorded.get("incomplete"):
+            log.warning("%s: its last write did not finish (a full disk?); the statistics "
+                        "are recomputed and the file rewritten", self.path)
             self.stale = True
+        elif recorded != self.provenance:
+            diff = [k for k in self.provenance if recorded.get(k) != self.provenance[k]]
+            if {"systems", "nframes"} & set(diff) and "contents" in diff:
+                diff.remove("contents")  # other systems or frames: their contents differ too
+            log.warning("%s was made from other data (%s differ: %s); the statistics are "
+                        "recomputed from this run's data and the file rewritten", self.path,
+                        ", ".join(diff), self._what_differs(recorded, diff))
+            self.stale = True
+
+    def _what_differs(self, recorded: dict, diff: list[str]) -> str:
+        """The recorded values that differ; for contents (digests), the systems whose files
+        or labels changed."""
+        shown = {k: recorded.get(k) for k in diff if k != "contents"}
+        text = f"it has {shown}" if shown else ""
+        if "contents" in diff and "contents" not in recorded:
+            text += "; it has no digest of the contents (made by an older dpx)"
+        elif "contents" in diff:
+            changed = [name for name, a, b in zip(self.provenance["systems"],
+                                                  recorded["contents"],
+                                                  self.provenance["contents"]) if a != b]
+            text += f"; the files or labels of {', '.join(changed)} changed"
+        return text.removeprefix("; ")
 
     def _key(self, name: str) -> str:
         if name.startswith(("r_", "a_")):
@@ -89,31 +152,47 @@ class StatFile:
                              f"statistics are computed again)") from None
 
     def _write(self, arrays: dict) -> None:
+        """Write arrays (and the record of this run's data) so that a write that fails (a
+        full disk) leaves an HDF5 file as it was, and a folder marked unfinished (the next
+        run recomputes it)."""
         if self.provenance is not None:
-            text = json.dumps(self.provenance, sort_keys=True).encode()
-            # bytes as uint8: both npy (without pickle) and HDF5 store them as they are
-            arrays = dict(arrays, dpx_provenance=np.frombuffer(text, dtype=np.uint8))
+            arrays = dict(arrays, dpx_provenance=_record(self.provenance))
         try:
-            self._write_arrays(arrays)
-        except OSError as e:
-            raise ValueError(f"cannot write the stat file {self.path}: "
-                             f"{e.strerror or e}") from None
+            if self.h5:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.path, lambda tmp: self._write_h5(tmp, arrays))
+            else:
+                self._write_npy(arrays)
+        except (OSError, RuntimeError) as e:
+            raise WriteError(f"cannot write the stat file {self.path}: {_reason(e)}") from None
 
-    def _write_arrays(self, arrays: dict) -> None:
-        if self.h5:
-            import h5py
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(self.path, "a") as f:
-                for name, a in arrays.items():
-                    key = self._key(name)
-                    if key in f:
-                        del f[key]
-                    f[key] = a
-            return
+    def _write_h5(self, tmp: Path, arrays: dict) -> None:
+        import h5py
+        if self.path.exists():
+            shutil.copyfile(self.path, tmp)  # the other type maps' and descriptors' entries
+        with h5py.File(tmp, "a") as f:
+            for name, a in arrays.items():
+                key = self._key(name)
+                if key in f:
+                    del f[key]
+                f[key] = a
+
+    def _write_npy(self, arrays: dict) -> None:
+        """One file per array, each replaced whole; the record first says "being written"
+        (matching no run's data) and last names this run's, so that a rewrite that stops
+        half-way is recomputed, never read as the old data's statistics."""
+        record = arrays.pop("dpx_provenance", None)
+        if record is not None:
+            self._write_one("dpx_provenance", _record({"incomplete": True}))
         for name, a in arrays.items():
-            p = self.path / f"{self._key(name)}.npy"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            np.save(p, a)
+            self._write_one(name, a)
+        if record is not None:
+            self._write_one("dpx_provenance", record)
+
+    def _write_one(self, name: str, a: np.ndarray) -> None:
+        p = self.path / f"{self._key(name)}.npy"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(p, lambda tmp: _save_npy(tmp, a))
 
     def load_env_stats(self, names: list[str]) -> dict[str, StatItem] | None:
         """The descriptor sums `names`, or None unless the file has every one of them (and
