@@ -1,6 +1,6 @@
 """Loading the `systems` of a data section, in DeePMD's own layouts or through dpdata.
 
-deepmd/npy and deepmd/hdf5 are read natively (system.py). Any other `format` named in the
+deepmd/npy and deepmd/hdf5 are read natively (system.py, storage/). Any other `format` named in the
 data section (vasp/outcar, extxyz, deepmd/raw, ...) goes through dpdata, an optional
 dependency imported only then, and lands in the same System object.
 """
@@ -12,7 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from dpx.data.system import System, expand_systems, make_system, read_systems, resolve_path
+from dpx.data.atoms import make_system
+from dpx.data.paths import expand_systems, resolve_path
+from dpx.data.schema import System
+from dpx.data.system import read_systems
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dpx.data.system import System
+from dpx.data.schema import System
 
 log = logging.getLogger(__name__)
 
