@@ -2,8 +2,11 @@
 sort of atoms by type that training uses (deepmd-compat §1.1)."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from dpx.data.frames import Column, in_memory
 from dpx.data.schema import LABELS, LabelSpec, System
 
 _SPECS = {spec.key: spec for spec in LABELS}
@@ -11,35 +14,51 @@ _SPECS = {spec.key: spec for spec in LABELS}
 
 def make_system(name: str, atype, coord, box, labels: dict, find: dict | None = None, *,
                 names: list[str] | None = None, type_map: list[str] | None = None,
-                sort_atoms: bool = True, set_nframes: list[int] | None = None) -> System:
-    """Build a System from per-frame arrays in file atom order.
+                sort_atoms: bool = True, set_nframes: list[int] | None = None,
+                frames: np.ndarray | None = None, lazy: bool = False) -> System:
+    """Build a System from per-frame arrays (or Columns, read when drawn) in file atom order.
 
     coord [nf, natoms*3] (or [nf, natoms, 3]); box [nf, 9] or None (non-periodic); labels
     keyed as in LABELS, [nf, ...] with atoms in file order; find[key] [nf] bool (default:
     all present). names: element of each type index in `atype` (type_map.raw); type_map:
-    the model's. Also the entry point of the dpdata bridge.
+    the model's. frames: the frames of these that the system takes (a composition of a
+    mixed-type system), None for all. lazy: keep Columns (frames read when drawn) instead
+    of reading every frame now. Also the entry point of the dpdata bridge.
     """
     atype = np.asarray(atype, dtype=np.int64).reshape(-1)
     atype, sys_type_map = remap_types(name, atype, names, type_map)
-    natoms, nf = atype.size, len(coord)
+    natoms = atype.size
+    nf = len(coord) if frames is None else len(frames)
     idx_map = (np.argsort(atype, kind="stable") if sort_atoms
                else np.arange(natoms))  # = lexsort((arange, atype)) of deepmd
-    coord = np.asarray(coord, dtype=np.float64).reshape(nf, natoms, 3)[:, idx_map]
-    labels, find = _ordered_labels(name, labels, find, nf, idx_map)
-    box = None if box is None else np.asarray(box, dtype=np.float64).reshape(nf, 9)
-    return System(name=name, atype=np.ascontiguousarray(atype[idx_map]),
-                  coord=np.ascontiguousarray(coord), box=box, labels=labels, find=find,
-                  type_map=sys_type_map, idx_map=idx_map, set_nframes=set_nframes or [nf])
+    coord = _column(coord, name).arranged(
+        (natoms, 3), lambda rows: rows.reshape(-1, natoms, 3)[:, idx_map], frames)
+    if box is not None:
+        box = _column(box, name).arranged((9,), lambda rows: rows, frames)
+    if frames is not None:
+        find = {key: np.asarray(flags)[frames] for key, flags in (find or {}).items()}
+    labels, find = _ordered_labels(name, labels, find, nf, idx_map, frames)
+    system = System(name=name, atype=np.ascontiguousarray(atype[idx_map]), coord=coord,
+                    box=box, labels=labels, find=find, type_map=sys_type_map,
+                    idx_map=idx_map, set_nframes=set_nframes or [nf])
+    return system if lazy else system.load()
 
 
-def _ordered_labels(name, labels, find, nf, idx_map) -> tuple[dict, dict]:
+def _column(values, name: str) -> Column:
+    return values if isinstance(values, Column) else in_memory(values, len(values), name)
+
+
+def _ordered_labels(name, labels, find, nf, idx_map, frames) -> tuple[dict, dict]:
     """Labels in stored shape and atom order; every known fixed-width label present (a
     missing one at its default with find False), so all readers give the same keys."""
     out = {}
-    for key, arr in labels.items():
+    for key, values in labels.items():
         if key not in _SPECS:
             raise ValueError(f"{name}: unknown label {key!r}; known: {sorted(_SPECS)}")
-        out[key] = _atom_order(_SPECS[key], np.asarray(arr, dtype=np.float64), nf, idx_map)
+        spec, column = _SPECS[key], _column(values, name)
+        width = column.width // (idx_map.size if spec.atomic else 1)
+        out[key] = column.arranged(_stored_shape(spec, 1, idx_map.size, width * spec.repeat)[1:],
+                                   partial(_atom_order, spec, idx_map), frames)
     find = dict(find or {})
     for spec in LABELS:
         if spec.key not in out and spec.ndof is not None:
@@ -51,11 +70,12 @@ def _ordered_labels(name, labels, find, nf, idx_map) -> tuple[dict, dict]:
     return out, flags
 
 
-def _atom_order(spec: LabelSpec, arr: np.ndarray, nf: int, idx_map) -> np.ndarray:
-    """Reshape a label to its stored shape (see System) with atoms in idx_map order."""
+def _atom_order(spec: LabelSpec, idx_map: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """[k, width] rows of a label in its stored shape (see System), atoms in idx_map order."""
+    nf = rows.shape[0]
     if not spec.atomic:
-        return arr.reshape(nf, -1)
-    arr = arr.reshape(nf, idx_map.size, -1)[:, idx_map]
+        return rows
+    arr = rows.reshape(nf, idx_map.size, -1)[:, idx_map]
     if spec.repeat > 1:  # atom_pref: one weight per force component, a0 a0 a0 a1 ...
         arr = np.repeat(arr, spec.repeat, axis=2)
     return np.ascontiguousarray(arr.reshape(_stored_shape(spec, nf, idx_map.size, arr.shape[2])))

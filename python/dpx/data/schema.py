@@ -48,6 +48,8 @@ class System:
       atom_pref [nf, natoms*3], atom_ener_coeff [nf, natoms], fparam [nf, k],
       aparam [nf, natoms, k]; find[key] [nf] bool, False where the set lacked the file.
     A label no set has is a read-only broadcast of its default (no memory; index, don't write).
+    coord, box and labels are numpy arrays once load()ed, else frames.Column objects that
+    index the same way and read the frames asked for from the files (frames read when drawn).
     idx_map[i] is the original (file) index of stored atom i; identity when not sorted.
     """
     name: str
@@ -72,6 +74,29 @@ class System:
     def nopbc(self) -> bool:
         return self.box is None
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frames once in memory (float64), read or not."""
+        arrays = [self.coord, self.box, *self.labels.values()]
+        return sum(a.nbytes for a in arrays if a is not None and not _broadcast(a))
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.coord, np.ndarray)
+
+    def load(self) -> System:
+        """Read every frame now (checked), so batches index memory instead of files."""
+        self.coord = np.asarray(self.coord)
+        self.box = None if self.box is None else np.asarray(self.box)
+        self.labels = {k: v if isinstance(v, np.ndarray) else v.load()
+                       for k, v in self.labels.items()}
+        return self
+
     def type_count(self, ntypes: int) -> np.ndarray:
         """Atoms of each model type, [ntypes] int64."""
         return np.bincount(self.atype, minlength=ntypes)[:ntypes].astype(np.int64)
+
+
+def _broadcast(arr) -> bool:
+    """A default-valued label: a zero-stride view that holds no memory."""
+    return isinstance(arr, np.ndarray) and arr.ndim > 0 and arr.strides[0] == 0

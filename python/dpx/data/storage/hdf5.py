@@ -2,6 +2,8 @@
 `file.h5#/group` addresses one. h5py is imported only when such a file is read."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -34,6 +36,33 @@ class H5Node:
     def array(self, rel: str) -> np.ndarray:
         return np.asarray(self.file[self._key(rel)][()])
 
+    def frames(self, rel: str) -> H5Frames:
+        return H5Frames(self.file[self._key(rel)], self.where(rel))
+
+
+class H5Frames:
+    """A dataset whose frames are read on demand (h5py reads only the rows indexed)."""
+
+    def __init__(self, dataset, where: str):
+        self.dataset, self.where = dataset, where
+        self.shape, self.dtype, self.ndim = dataset.shape, dataset.dtype, dataset.ndim
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+
+    def rows(self, idx: np.ndarray, width: int) -> np.ndarray:
+        """Frames idx (sorted, unique) as [len(idx), width] in the dataset's dtype."""
+        flat_single = self.ndim == 0 or (self.ndim == 1 and width > 1)  # one frame, flat
+        try:
+            if flat_single:
+                return np.asarray(self.dataset[()]).reshape(1, width)[idx]
+            if idx.size and idx[-1] - idx[0] + 1 == idx.size:  # a slice reads fastest
+                raw = self.dataset[int(idx[0]):int(idx[-1]) + 1]
+            else:
+                raw = self.dataset[idx]
+        except (OSError, RuntimeError) as err:  # h5py's errors for damaged chunks
+            raise ValueError(f"{self.where}: cannot read frames {idx[:4].tolist()}: "
+                             f"{err}") from None
+        return np.asarray(raw).reshape(idx.size, width)
+
 
 def split_h5(path: str) -> tuple[str, str] | None:
     """`file.h5#/group` -> (file, group); a bare `file.h5` -> (file, "/"); else None."""
@@ -43,6 +72,18 @@ def split_h5(path: str) -> tuple[str, str] | None:
     if path.lower().endswith(H5_SUFFIXES):
         return path, "/"
     return None
+
+
+_OPEN: dict[tuple[int, str], object] = {}
+
+
+def open_h5_kept(filename: str):
+    """filename open for reading for the rest of the process: frames are read from it when
+    drawn. One handle per file and process (h5py handles do not survive fork)."""
+    key = (os.getpid(), os.path.abspath(filename))
+    if key not in _OPEN:
+        _OPEN[key] = open_h5(filename)
+    return _OPEN[key]
 
 
 def open_h5(filename: str):
