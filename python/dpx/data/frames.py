@@ -14,6 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class BadFrame(ValueError):
+    """A frame that cannot be read or fails its checks when drawn: the message names the
+    file and the frame. The trainer saves a checkpoint before it stops on one."""
+
+
 @dataclass
 class Part:
     """One set's file of a quantity: source.rows(idx, width) reads its frames; source None
@@ -29,7 +34,7 @@ def finite(arr: np.ndarray, where: str, frames: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         frame = int(frames[np.nonzero(bad.any(axis=1))[0][0]])
-        raise ValueError(f"{where}: NaN or inf in frame {frame} (0-based, in this file)")
+        raise BadFrame(f"{where}: NaN or inf in frame {frame} (0-based, in this file)")
 
 
 def cells(arr: np.ndarray, where: str, frames: np.ndarray) -> None:
@@ -38,7 +43,7 @@ def cells(arr: np.ndarray, where: str, frames: np.ndarray) -> None:
     singular = np.abs(np.linalg.det(arr.reshape(-1, 3, 3))) < 1e-12
     if singular.any():
         k = int(np.nonzero(singular)[0][0])
-        raise ValueError(f"{where}: frame {int(frames[k])} has a singular cell "
+        raise BadFrame(f"{where}: frame {int(frames[k])} has a singular cell "
                          f"{arr[k].tolist()}")
 
 
@@ -93,6 +98,9 @@ class Column:
 
     def _read(self, idx: np.ndarray) -> np.ndarray:
         ids = idx if self.frames is None else self.frames[idx]
+        if len(self.parts) == 1:  # one set: no split by part (the common case)
+            rows = self._read_part(self.parts[0], ids)
+            return rows if self.finish is None else self.finish(rows)
         rows = np.empty((ids.size, self.width))
         part_of = np.searchsorted(self.starts, ids, side="right") - 1
         for j in np.unique(part_of):
@@ -103,13 +111,15 @@ class Column:
     def _read_part(self, part: Part, local: np.ndarray) -> np.ndarray:
         if part.source is None:
             return np.full((local.size, self.width), part.default)
-        # sorted unique frames: one pass over the file, each frame read once
-        uniq, inverse = np.unique(local, return_inverse=True)
+        if local.size == 1:  # batch_size 1: nothing to sort
+            uniq, inverse = local, np.zeros(1, np.int64)
+        else:  # sorted unique frames: one pass over the file, each frame read once
+            uniq, inverse = np.unique(local, return_inverse=True)
         raw = part.source.rows(uniq, self.width)
         try:
             rows = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{part.where}: not numeric ({raw.dtype}): {err}") from err
+            raise BadFrame(f"{part.where}: not numeric ({raw.dtype}): {err}") from err
         self.check(rows, part.where, uniq)
         return rows[inverse.reshape(-1)]
 

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from dpx.data.frames import BadFrame
+
 H5_SUFFIXES = (".h5", ".hdf5")
 
 
@@ -59,7 +61,7 @@ class H5Frames:
             else:
                 raw = self.dataset[idx]
         except (OSError, RuntimeError) as err:  # h5py's errors for damaged chunks
-            raise ValueError(f"{self.where}: cannot read frames {idx[:4].tolist()}: "
+            raise BadFrame(f"{self.where}: cannot read frames {idx[:4].tolist()}: "
                              f"{err}") from None
         return np.asarray(raw).reshape(idx.size, width)
 

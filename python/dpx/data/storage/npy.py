@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dpx.data.frames import BadFrame
+
 
 def load_npy(path: Path) -> np.ndarray:
     """np.load of a .npy file (no pickles), every failure a ValueError naming the file."""
@@ -97,8 +99,8 @@ class NpyFrames:
             for lo, hi in _runs(idx):  # one read per run of consecutive frames
                 buf = os.pread(fd, (hi - lo) * step, self.offset + lo * step)
                 if len(buf) < (hi - lo) * step:
-                    raise ValueError(f"{self.path}: frame {lo + len(buf) // step} is cut "
-                                     "short: the file shrank after it was opened")
+                    raise BadFrame(f"{self.path}: frame {lo + len(buf) // step} is cut "
+                                   "short: the file shrank after it was opened")
                 pos = np.searchsorted(idx, lo)
                 out[pos:pos + hi - lo] = np.frombuffer(buf, self.dtype).reshape(-1, width)
         finally:
@@ -108,8 +110,9 @@ class NpyFrames:
 
 def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
     """Sorted unique indices as [lo, hi) runs of consecutive values."""
-    cuts = np.nonzero(np.diff(idx) != 1)[0] + 1
-    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cuts) if r.size]
+    cuts = np.flatnonzero(np.diff(idx) != 1)
+    los, his = np.r_[idx[:1], idx[cuts + 1]], np.r_[idx[cuts], idx[-1:]] + 1
+    return list(zip(los.tolist(), his.tolist()))
 
 
 def dir_systems(root: str) -> list[str]:
