@@ -8,7 +8,10 @@
 
 numpy throughout; torch appears only in the batch dicts (sampler.collate).
 """
+from dpx.data.atoms import make_system, remap_types
+from dpx.data.checks import check_labels, check_parameters
 from dpx.data.formats import from_dpdata, load_dpdata, load_systems
+from dpx.data.paths import expand_systems
 from dpx.data.sampler import (
     DataSampler,
     collate,
@@ -19,18 +22,8 @@ from dpx.data.sampler import (
     system_probs,
     total_numb_batch,
 )
-from dpx.data.system import (
-    LABELS,
-    LabelSpec,
-    System,
-    check_labels,
-    check_parameters,
-    expand_systems,
-    make_system,
-    read_system,
-    read_systems,
-    remap_types,
-)
+from dpx.data.schema import LABELS, LabelSpec, System
+from dpx.data.system import read_system, read_systems
 
 __all__ = [
     "LABELS",

@@ -1,6 +1,6 @@
 """Loading the `systems` of a data section, in DeePMD's own layouts or through dpdata.
 
-deepmd/npy and deepmd/hdf5 are read natively (system.py). Any other `format` named in the
+deepmd/npy and deepmd/hdf5 are read natively (system.py, storage/). Any other `format` named in the
 data section (vasp/outcar, extxyz, deepmd/raw, ...) goes through dpdata, an optional
 dependency imported only then, and lands in the same System object.
 """
@@ -12,7 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from dpx.data.system import System, expand_systems, make_system, read_systems, resolve_path
+from dpx.data import system as system_reader
+from dpx.data.atoms import make_system
+from dpx.data.paths import expand_systems, resolve_path
+from dpx.data.schema import System
+from dpx.data.system import read_systems, settle
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +28,7 @@ MULTI = ("extxyz", "quip/gap/xyz", "quip/gap/xyz_file", "mace/xyz", "nequip/xyz"
 
 def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
                  fmt: str | None = None, sort_atoms: bool = True, key: str = "systems",
-                 threads: int = 1) -> list[System]:
+                 threads: int = 1, in_memory: bool | None = None) -> list[System]:
     """Expand and read every system of a data section.
 
     systems, base_dir: as in expand_systems; fmt: the section's "format" (None: deepmd/npy,
@@ -32,6 +36,8 @@ def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
     for testing (keeps file atom order); key: the setting's path for error messages;
     threads: systems read in parallel; file reads release the GIL, so this pays on network
     file systems, while on a local disk (4 water systems: 25 ms) one thread is as fast.
+    in_memory: read every frame now (True) or when drawn (False); None: now when the
+    section's frames hold at most system.IN_MEMORY_BYTES, the choice logged.
     """
     fmt = (fmt or "deepmd/npy").lower()
     if fmt in NATIVE or fmt == "deepmd/raw":  # folders (or groups) holding type.raw
@@ -41,7 +47,7 @@ def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
 
     def read(path: str) -> list[System]:
         if fmt in NATIVE:
-            return read_systems(path, type_map, sort_atoms)
+            return read_systems(path, type_map, sort_atoms, in_memory=False)
         return load_dpdata(path, fmt, type_map, sort_atoms)
 
     workers = max(1, min(threads or 1, len(paths)))
@@ -50,10 +56,20 @@ def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
     else:
         with ThreadPoolExecutor(workers) as pool:
             loaded = list(pool.map(read, paths))  # keeps the sorted order
-    out = [s for group in loaded for s in group]
+    out = settle([s for group in loaded for s in group], in_memory)
     log.info("%s: %d system(s), %d frame(s), format %s", key, len(out),
              sum(s.nframes for s in out), fmt)
+    _log_memory(out, key, in_memory)
     return out
+
+
+def _log_memory(systems: list[System], key: str, asked: bool | None) -> None:
+    size = sum(s.nbytes for s in systems) / 2**20
+    limit = system_reader.IN_MEMORY_BYTES / 2**20
+    why = "as asked" if asked is not None else f"limit {limit:.0f} MB"
+    where = ("held in memory" if all(s.in_memory for s in systems)
+             else "read from the files when drawn")
+    log.info("%s: %.1f MB of frames, %s (%s)", key, size, where, why)
 
 
 def _existing(systems, base_dir, key) -> list[str]:

@@ -3,9 +3,10 @@
 DeePMD runs one torch DataLoader per system under an outer DataLoader with worker processes;
 with 30 multi-task branches that is 30 x NUM_WORKERS processes (deepmd-kit PR #4535). Here
 one DataSampler per data section draws a system, then that system's next batch, from a numpy
-Generator it owns, in the calling process. Batches are fancy-indexed slices of arrays already
-in memory, so there is nothing for workers to hide, and the whole sampler state is a small
-dict of plain values that a checkpoint can carry for an exact resume.
+Generator it owns, in the calling process. A batch reads its frames from memory (small data
+sets) or from the set files (frames.Column: a few preads of a few KB per frame), so there is
+little for workers to hide, and the whole sampler state is a small dict of plain values that
+a checkpoint can carry for an exact resume.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dpx.data.system import System
+from dpx.data.schema import System
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +134,18 @@ def total_numb_batch(nbatches, probs) -> int:
 
 # ---------------------------------------------------------------- batches
 
-def collate(system: System, fids, sid: int) -> dict:
+def collate(system: System, fids, sid: int, find_frame: int | None = None) -> dict:
     """Frames `fids` of one system as a batch of torch tensors (nb = len(fids)).
 
     coord [nb, natoms, 3] f64, atype [nb, natoms] i64, box [nb, 9] f64 or None (nopbc),
     energy [nb, 1], force [nb, natoms, 3], virial [nb, 9], atom_ener [nb, natoms],
     atom_pref [nb, natoms*3], atom_ener_coeff [nb, natoms] (fparam [nb, k],
     aparam [nb, natoms, k] when the data has them); find_<label> float 0/1, taken from the
-    first frame as deepmd's collate_batch does; natoms int; sid int; fid list of ints.
+    first frame as deepmd's collate_batch does (or from find_frame: a rank's share of a
+    global batch keeps the global batch's); natoms int; sid int; fid list of ints.
     """
     idx = np.asarray(fids, dtype=np.int64)
+    first = int(idx[0]) if find_frame is None else find_frame
     batch = {
         "coord": torch.from_numpy(system.coord[idx]),
         "atype": torch.from_numpy(np.repeat(system.atype[None], idx.size, axis=0)),
@@ -150,7 +153,7 @@ def collate(system: System, fids, sid: int) -> dict:
     }
     for key, arr in system.labels.items():
         batch[key] = torch.from_numpy(arr[idx])
-        batch[f"find_{key}"] = float(system.find[key][idx[0]])
+        batch[f"find_{key}"] = float(system.find[key][first])
     batch.update(natoms=system.natoms, sid=int(sid), fid=idx.tolist())
     return batch
 
@@ -210,8 +213,19 @@ class DataSampler:
         return self.next_batch()
 
     def next_batch(self) -> dict:
-        sid = int(np.searchsorted(self._cdf, self._rng.random(), side="right"))
-        return self.batch_from(sid)
+        return self.batch_from(self.draw_system())
+
+    def draw_system(self) -> int:
+        return int(np.searchsorted(self._cdf, self._rng.random(), side="right"))
+
+    def next_share(self, rank: int, world: int) -> dict:
+        """This rank's frames of the next global batch: rows rank, rank + world, ... (row 0
+        when a short last batch of a pass has fewer frames than ranks, so every rank still
+        takes its step). Only these frames are read; the draws are those of next_batch."""
+        sid = self.draw_system()
+        fids = self._take(sid)
+        mine = fids[rank::world] if rank < fids.size else fids[:1]
+        return collate(self.systems[sid], mine, sid, find_frame=int(fids[0]))
 
     def batch_from(self, sid: int) -> dict:
         """The next batch of system sid (a new shuffled pass when the last one is used up)."""

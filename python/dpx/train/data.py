@@ -71,19 +71,10 @@ class BranchData:
         return self.valid is not None
 
     def next_train(self, device) -> dict:
-        return _to(self._my_share(self.train.next_batch()), device)
-
-    def _my_share(self, batch: dict) -> dict:
-        """This rank's frames of a global batch (frame 0 when a short last batch of a pass
-        has fewer frames than ranks, so every rank still takes its step)."""
+        """This rank's share of the next global batch; only its frames are read."""
         if self.world == 1:
-            return batch
-        nb = batch["coord"].shape[0]
-        rows = list(range(self.rank, nb, self.world)) or [0]
-        idx = torch.tensor(rows)
-        return {k: (v.index_select(0, idx) if isinstance(v, torch.Tensor) and v.dim() and
-                    v.shape[0] == nb else v) for k, v in batch.items()} | \
-            {"fid": [batch["fid"][i] for i in rows]}
+            return _to(self.train.next_batch(), device)
+        return _to(self.train.next_share(self.rank, self.world), device)
 
     def valid_batches(self, device) -> list[dict]:
         return [_to(b, device) for b in self.valid.sample(self.numb_btch)]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from dpx.config import Config
+from dpx.data.frames import BadFrame
 from dpx.io import checkpoint
 from dpx.model.bias import adjust_bias
 from dpx.model.energy import model_inputs
@@ -178,12 +179,35 @@ class Trainer:
         # mode switches walk every module of every branch: once per display, not per step
         self.wrapper.train()
         prof = self._profiler()
+        try:
+            self._steps(lcurve, progress, interval, prof)
+        except BadFrame as err:
+            self._stop_on_bad_frame(err)
+        if prof is not None:
+            self._finish_profile(prof)
+        if (t.change_bias_after_training and self.num_steps > self.start_step
+                and self.rank == 0):
+            self.change_bias()
+        if self.num_steps == 0 and self.rank == 0:
+            # no step: the initial model's errors, and its checkpoint
+            lcurve.write(0, self.evaluate({k: [] for k in self.names}, self.lr(0)), self.lr(0))
+            self.save(0, self.lr(0), 0)
+        if lcurve is not None:
+            lcurve.close()
+        log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,
+                 progress.total_time())
+
+    def _steps(self, lcurve, progress, interval, prof) -> None:
+        """The training steps, each with its display and checkpoint when due."""
+        t = self.cfg.training
+        self.done = self.start_step  # steps whose update is in the weights
         for s in range(self.start_step, self.num_steps):
             if prof is not None:
                 prof.step()
             lr = self.lr(s)
             name = self.sampler.draw()
             interval[name].append(self.step(name, lr))
+            self.done = s + 1
             display_step = s + 1
             if display_step % t.disp_freq == 0 or display_step == 1:
                 if lcurve is not None:
@@ -200,19 +224,17 @@ class Trainer:
             if self.rank == 0 and (display_step == self.num_steps or
                                    (display_step % t.save_freq == 0 and s != self.start_step)):
                 self.save(s, lr, display_step)
-        if prof is not None:
-            self._finish_profile(prof)
-        if (t.change_bias_after_training and self.num_steps > self.start_step
-                and self.rank == 0):
-            self.change_bias()
-        if self.num_steps == 0 and self.rank == 0:
-            # no step: the initial model's errors, and its checkpoint
-            lcurve.write(0, self.evaluate({k: [] for k in self.names}, self.lr(0)), self.lr(0))
-            self.save(0, self.lr(0), 0)
-        if lcurve is not None:
-            lcurve.close()
-        log.info("finished %d steps in %.1f s", self.num_steps - self.start_step,
-                 progress.total_time())
+
+    def _stop_on_bad_frame(self, err: BadFrame) -> None:
+        """A frame that cannot be read mid-run (corrupt, cut short, NaN): the steps done are
+        kept in a checkpoint (rank 0 writes them; all ranks hold the same weights), then the
+        run stops with the file and frame named (rc 2). The sampler's state there is past
+        the failed draw, so a restart continues with the next batch."""
+        if self.rank == 0 and self.done > self.start_step:
+            self.save(self.done - 1, self.lr(self.done - 1), self.done)
+        raise BadFrame(f"{err}; stopped before step {self.done}, the steps done are in "
+                       f"{self._last_checkpoint()}: repair or remove the file, then continue "
+                       "with --restart") from None
 
     def _profiler(self):
         """training/profiling, enable_profiler: torch.profiler as DeePMD-kit schedules it."""
