@@ -17,6 +17,7 @@ import textwrap
 import pytest
 import torch
 
+from dpx.cli.check import write_record
 from dpx.model import TRAINING, EnergyModel
 from dpx.ops import paths, selfcheck
 from tests.model.test_backends import config, with_stats
@@ -64,8 +65,8 @@ def test_override_forces_either_way():
 def test_record_round_trip_and_stale_keys(tmp_path):
     path = tmp_path / "r.json"
     other = dict(KEY, gpu="NVIDIA A100")
-    paths.write_record(path, other, {"se_a": {"passed": True}}, "2026-12-01")
-    paths.write_record(path, KEY, {"se_a": {"passed": True}}, "2026-12-05")
+    write_record(path, other, {"se_a": {"passed": True}}, "2026-12-01")
+    write_record(path, KEY, {"se_a": {"passed": True}}, "2026-12-05")
     records, why = paths.read_records(path)
     assert why is None and len(records) == 2
     found, line = paths.find_record(records, KEY)
@@ -78,7 +79,7 @@ def test_record_round_trip_and_stale_keys(tmp_path):
     found, line = paths.find_record(records, dict(KEY, gpu="NVIDIA H200"))
     assert found is None and "no dpx check record for NVIDIA H200" in line
     # a new check of a GPU replaces its stale record and keeps the other GPU's
-    paths.write_record(path, dict(KEY, torch="2.12.0"), {}, "2026-12-06")
+    write_record(path, dict(KEY, torch="2.12.0"), {}, "2026-12-06")
     assert [r["key"]["gpu"] for r in paths.read_records(path)[0]] == ["NVIDIA A100", KEY["gpu"]]
 
 
@@ -96,7 +97,7 @@ def test_resolve_reads_the_record_of_the_simulated_gpu(monkeypatch):
     gpu = torch.device("cuda:0")
     assert paths.resolve(gpu)[0] == dict.fromkeys(ALL, False)
     assert "no dpx check record" in paths.describe(gpu)
-    paths.write_record(paths.record_path(), KEY,
+    write_record(paths.record_path(), KEY,
                        {"env_mat": {"passed": True}, "se_a": {"passed": False}}, "today")
     monkeypatch.setattr(paths, "_CACHE", {})
     assert paths.kernel(gpu, "env_mat") and not paths.kernel(gpu, "se_a")
@@ -217,7 +218,7 @@ def test_check_without_a_gpu_says_so_in_one_line(monkeypatch):
 
 
 def test_record_written_by_the_cli_format():
-    """write_record's file is what read_records reads (the CLI's only writer)."""
+    """write_record's file (the CLI's) is what read_records reads."""
     path = paths.record_path()
-    paths.write_record(path, KEY, {"se_a": {"passed": True, "max_error": 1e-16}}, "now")
+    write_record(path, KEY, {"se_a": {"passed": True, "max_error": 1e-16}}, "now")
     assert json.loads(path.read_text())["records"][0]["key"] == KEY

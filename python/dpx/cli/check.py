@@ -38,6 +38,20 @@ def _families(rows, names) -> dict:
     return out
 
 
+def write_record(path, key: dict, families: dict, date: str) -> None:
+    """Replace this key's record (and any stale one of the same GPU), atomically."""
+    import json
+
+    from dpx.io.checkpoint import atomic_write
+    from dpx.ops import paths
+    records, _why = paths.read_records(path)
+    records = [r for r in records if not (isinstance(r.get("key"), dict)
+                                          and r["key"].get("gpu") == key["gpu"])]
+    records.append({"key": key, "date": date, "families": families})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"records": records}, indent=1)))
+
+
 def _device(name: str):
     import torch
     from dpx.ops import _library, se_a_embed
@@ -83,7 +97,7 @@ def run(args) -> int:
         index = device.index if device.index is not None else torch.cuda.current_device()
         path = paths.record_path()
         stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        paths.write_record(path, paths.device_key(index), summary, stamp)
+        write_record(path, paths.device_key(index), summary, stamp)
         print(f"recorded in {path}: dpx train on this GPU runs the kernels of "
               f"{', '.join(f for f in families if f not in failed) or 'no family'} and the "
               f"generic code for the rest ({paths.ENV}=0|1 forces either)")

@@ -107,18 +107,6 @@ def find_record(records: list[dict], key: dict) -> tuple[dict | None, str]:
     return None, f"no dpx check record for {key['gpu']}; run `dpx check`"
 
 
-def write_record(path: Path, key: dict, families: dict, date: str) -> None:
-    """Replace this key's record (and any stale one of the same GPU) atomically."""
-    records, _why = read_records(path)
-    records = [r for r in records if not (isinstance(r.get("key"), dict)
-                                          and r["key"].get("gpu") == key["gpu"])]
-    records.append({"key": key, "date": date, "families": families})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"records": records}, indent=1))
-    os.replace(tmp, path)
-
-
 _CACHE: dict[str, tuple[dict[str, bool], str]] = {}
 
 
