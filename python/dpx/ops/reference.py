@@ -282,6 +282,12 @@ def embed_net(s: torch.Tensor, params: torch.Tensor, widths: list[int], activati
     return x
 
 
+def embed_net_size(widths: list[int], resnet_dt: bool) -> int:
+    """How many values embed_net reads from params for these widths."""
+    return sum(i * o + o + (o if resnet_dt and o in (i, 2 * i) else 0)
+               for i, o in zip(widths[:-1], widths[1:]))
+
+
 def se_a_embed_reduce(em: torch.Tensor, center: torch.Tensor, params: torch.Tensor,
                       widths: list[int], activation: int, resnet_dt: bool, ncenter: int,
                       scale: float, s_last: bool = False) -> torch.Tensor:

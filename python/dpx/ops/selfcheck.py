@@ -161,8 +161,7 @@ def check_se_a(device, dtype, gen):
 def check_se_a_embed(device, dtype, gen):
     from dpx.ops.se_a_embed import ACTIVATIONS
     widths, nslot, ncenter = [1, 4, 8, 16], 300, 11
-    nparams = sum(i * o + o + (o if o in (i, 2 * i) else 0)
-                  for i, o in zip(widths[:-1], widths[1:]))
+    nparams = reference.embed_net_size(widths, True)
     rows, ops = [], torch.ops.dpx
     for s_last in (False, True):
         em = _rand(gen, dtype, device, nslot, 4 + s_last)
