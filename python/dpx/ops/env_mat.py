@@ -64,17 +64,10 @@ def env_mat_se_a(ext_coord: torch.Tensor, nlist: torch.Tensor, atype: torch.Tens
     no gradient.
     """
     _check(ext_coord, nlist, atype, davg, dstd, rcut, rcut_smth, protection)
-    return run(ext_coord, nlist, atype.long(), davg, dstd, float(rcut), float(rcut_smth),
-               float(protection), bool(coords_second_order))
-
-
-def run(ext_coord, nlist, atype, davg, dstd, rcut: float, rcut_smth: float, protection: float,
-        coords_second_order: bool) -> torch.Tensor:
-    """env_mat_se_a on checked arguments: the kernel where ops/paths.py runs it on this
-    device, else the twin (plain autograd gives every derivative)."""
-    args = (nlist, atype, davg, dstd, rcut, rcut_smth, protection)
+    args = (nlist, atype.long(), davg, dstd, float(rcut), float(rcut_smth), float(protection))
+    # the kernel where ops/paths.py runs it on this device, else the twin (plain autograd)
     if paths.kernel(ext_coord.device, "env_mat"):
-        return _OPS.env_mat_se_a(ext_coord, *args, coords_second_order)
+        return _OPS.env_mat_se_a(ext_coord, *args, bool(coords_second_order))
     return reference.env_mat_se_a(ext_coord, *args)
 
 

@@ -16,16 +16,6 @@ from dpx.ops import _checks, _library, paths, reference
 _OPS = torch.ops.dpx if _library.LOADED else None
 
 
-def reduce(em: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """T = em^T g / nnei on checked arguments: the kernel where ops/paths.py runs it."""
-    return (_OPS if paths.kernel(em.device, "se_a") else reference).se_a_reduce(em, g)
-
-
-def gram(a: torch.Tensor, b: torch.Tensor, axis_neuron: int) -> torch.Tensor:
-    """D = a^T b[:, :axis_neuron] on checked arguments, as reduce."""
-    return (_OPS if paths.kernel(a.device, "se_a") else reference).se_a_gram(a, b, axis_neuron)
-
-
 def se_a_descriptor(em: torch.Tensor, g: torch.Tensor, axis_neuron: int):
     """em [..., nnei, 4] (normalized env matrix rows), g [..., nnei, M] (embedding of each
     slot) -> (D [..., M * axis_neuron], T [..., 4, M]) with T = (1/nnei) sum_j em_j (x) g_j and
@@ -41,8 +31,9 @@ def se_a_descriptor(em: torch.Tensor, g: torch.Tensor, axis_neuron: int):
     m = g.shape[-1]
     if not isinstance(axis_neuron, int) or not 0 < axis_neuron <= m:
         raise ValueError(f"axis_neuron must be an integer in [1, M = {m}], got {axis_neuron!r}")
-    t = reduce(em, g)
-    d = gram(t, t, axis_neuron)
+    impl = _OPS if paths.kernel(em.device, "se_a") else reference  # ops/paths.py's choice
+    t = impl.se_a_reduce(em, g)
+    d = impl.se_a_gram(t, t, axis_neuron)
     return d.reshape(*d.shape[:-2], m * axis_neuron), t
 
 
