@@ -149,10 +149,9 @@ class Trainer:
     def _last_checkpoint(self) -> str:
         """The checkpoint a restart would continue: the one the `checkpoint` file names
         (rank 0 writes it; the other ranks of this host read it)."""
-        folder = Path(self.cfg.training.save_ckpt).parent
         try:
-            return str(folder / (folder / "checkpoint").read_text().strip())
-        except OSError:
+            return str(checkpoint.resolve(Path(self.cfg.training.save_ckpt).parent))
+        except OSError:  # FileNotFoundError: no pointer, or the file it names is gone
             return "none (none written yet)"
 
     def _nothing_to_train(self) -> bool:
