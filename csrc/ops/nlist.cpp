@@ -93,6 +93,68 @@ Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
   return {mapping, ext_atype, shift, nlist, nnei_max, min_dist};
 }
 
+// neighbor_stat: each thread takes whole frames (ghosts, extended system, cell list, count)
+// with its own buffers; a frame's centers are not split, so there is no per-frame barrier.
+template <typename T>
+std::tuple<at::Tensor, at::Tensor> run_stat(const at::Tensor& coord_in,
+                                            const at::Tensor& atype_in,
+                                            const std::optional<at::Tensor>& box_in,
+                                            double rcut, int64_t ntypes) {
+  const at::Tensor coord = coord_in.contiguous();
+  const at::Tensor atype = atype_in.contiguous();
+  const at::Tensor box = box_in.has_value() ? box_in->contiguous() : at::Tensor();
+  const int64_t nf = coord.size(0), nloc = coord.size(1);
+  const cpu::NlistShape shape{nloc, ntypes, 0, rcut};
+  const T* x = coord.data_ptr<T>();
+  const int64_t* types = atype.data_ptr<int64_t>();
+  const T* bx = box.defined() ? box.data_ptr<T>() : nullptr;
+  TORCH_CHECK(all_finite(x, coord.numel()), "dpx::neighbor_stat: coord has non-finite entries");
+  const std::vector<cpu::Cell> cells =
+      bx ? nlist_args::make_cells(box.to(at::kDouble).contiguous().data_ptr<double>(), nf, rcut)
+         : std::vector<cpu::Cell>();
+  at::Tensor nnei_max = at::empty({nf, ntypes}, coord.options().dtype(at::kLong));
+  at::Tensor min_dist = at::empty({nf}, coord.options());
+  at::parallel_for(0, nf, 1, [&](int64_t begin, int64_t end) {
+    cpu::Ghosts<T> g;
+    cpu::CellList<T> cl;
+    cpu::Scratch<T> scratch;
+    std::vector<T> ext, shift, min_d2(nloc);
+    std::vector<int64_t> mapping, ext_atype, counts(nloc * ntypes);
+    for (int64_t f = begin; f < end; ++f) {
+      const int64_t* type_f = types + nloc * f;
+      cpu::plan_ghosts<T>(x + 3 * nloc * f, type_f, nloc, bx ? &cells[f] : nullptr, rcut, g);
+      mapping.resize(g.nall);
+      ext_atype.resize(g.nall);
+      shift.resize(3 * g.nall);
+      ext.resize(3 * g.nall);
+      cpu::write_extended<T>(g, type_f, mapping.data(), ext_atype.data(), shift.data());
+      cpu::extended_coord<T>(x + 3 * nloc * f, bx ? bx + 9 * f : nullptr, mapping.data(),
+                             shift.data(), g.nall, ext.data());
+      cl.build(ext.data(), ext_atype.data(), g.nall, nloc, rcut);
+      for (int64_t i = 0; i < nloc; ++i) {  // virtual atoms: not centers, no neighbors
+        std::fill(counts.begin() + i * ntypes, counts.begin() + (i + 1) * ntypes, int64_t{0});
+        min_d2[i] = std::numeric_limits<T>::infinity();
+      }
+      cpu::count<T>(cl, shape, 0, static_cast<int64_t>(cl.centers.size()), scratch,
+                    counts.data(), min_d2.data());
+      cpu::reduce_stats<T>(counts.data(), min_d2.data(), shape,
+                           nnei_max.data_ptr<int64_t>() + ntypes * f, min_dist.data_ptr<T>() + f);
+    }
+  });
+  return {nnei_max, min_dist};
+}
+
+std::tuple<at::Tensor, at::Tensor> neighbor_stat(const at::Tensor& coord, const at::Tensor& atype,
+                                                 const std::optional<at::Tensor>& box,
+                                                 double rcut, int64_t ntypes) {
+  TORCH_CHECK(ntypes > 0, "dpx::neighbor_stat: ntypes must be > 0, got ", ntypes);
+  const std::vector<int64_t> zeros(ntypes, 0);  // neighbor_list's checks, sel = ntypes zeros
+  nlist_args::check(coord, atype, box, rcut, zeros);
+  TORCH_CHECK(coord.device().is_cpu(), "dpx::neighbor_stat: runs on CPU tensors");
+  if (coord.scalar_type() == at::kFloat) return run_stat<float>(coord, atype, box, rcut, ntypes);
+  return run_stat<double>(coord, atype, box, rcut, ntypes);
+}
+
 Result neighbor_list(const at::Tensor& coord, const at::Tensor& atype,
                      const std::optional<at::Tensor>& box, double rcut, at::IntArrayRef sel) {
   return nlist_args::checked_run(coord, atype, box, rcut, sel, [&](auto z) {
@@ -103,4 +165,7 @@ Result neighbor_list(const at::Tensor& coord, const at::Tensor& atype,
 }  // namespace
 }  // namespace dpx::ops
 
-TORCH_LIBRARY_IMPL(dpx, CPU, m) { m.impl("neighbor_list", &dpx::ops::neighbor_list); }
+TORCH_LIBRARY_IMPL(dpx, CPU, m) {
+  m.impl("neighbor_list", &dpx::ops::neighbor_list);
+  m.impl("neighbor_stat", &dpx::ops::neighbor_stat);
+}

@@ -15,6 +15,11 @@ TORCH_LIBRARY(dpx, m) {
   m.def(
       "neighbor_list(Tensor coord, Tensor atype, Tensor? box, float rcut, int[] sel) -> "
       "(Tensor mapping, Tensor ext_atype, Tensor shift, Tensor nlist, Tensor nnei_max, Tensor min_dist)");
+  // The counting pass of neighbor statistics (sel "auto", min_nbor_dist): neighbor_list's
+  // nnei_max [nf, ntypes] and min_dist [nf] for the same arguments (sel = ntypes zeros),
+  // without the list; frames in parallel. CPU only: it runs where the data is read.
+  m.def("neighbor_stat(Tensor coord, Tensor atype, Tensor? box, float rcut, int ntypes) -> "
+        "(Tensor nnei_max, Tensor min_dist)");
 
   // se_e2_a environment matrix [nf, nloc, nnei, 4] and its derivative chain.
   // _vjp: grad_em -> grad of ext_coord; _jvp: tangent of ext_coord -> tangent of em;

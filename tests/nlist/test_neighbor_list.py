@@ -190,8 +190,17 @@ def assert_same_generic(out, coord, atype, box, rcut, sel):
     torch.testing.assert_close(got[5].cpu(), out[5], rtol=rel, atol=0)
 
 
+def assert_same_stat(out, coord, atype, box, rcut, ntypes):
+    """dpx::neighbor_stat (the counting pass, CPU) gives the list's nnei_max and min_dist
+    bit for bit: the same ghosts, bins and distance expression, without the sort."""
+    nnei_max, min_dist = torch.ops.dpx.neighbor_stat(coord, atype, box, rcut, ntypes)
+    assert torch.equal(nnei_max, out[4]) and min_dist.dtype == out[5].dtype
+    assert torch.equal(min_dist, out[5])
+
+
 def run_all(coord, atype, box, rcut, sel, ref=True, brute=True):
     out = OP(coord, atype, box, rcut, sel)
+    assert_same_stat(out, coord, atype, box, rcut, len(sel))
     if _device == "cuda":
         assert_same_on_cuda(out, coord, atype, box, rcut, sel)
     assert_same_generic(out, coord, atype, box, rcut, sel)
@@ -433,6 +442,7 @@ def test_shell_at_rcut(dtype):
     inside = list(range(1, n_in + 7))
     for box in (None, (torch.eye(3, dtype=dtype) * 40).reshape(1, 9).expand(nf, 9)):
         out = OP(coord, atype, box, rcut, [n_in + 10])
+        assert_same_stat(out, coord, atype, box, rcut, 1)
         if _device == "cuda":
             assert_same_on_cuda(out, coord, atype, box, rcut, [n_in + 10])
         for k in range(nf):
@@ -445,6 +455,22 @@ def test_larger_system_matches_twin():
     """Enough atoms for many bins, several threads' worth of centers."""
     coord, atype, box = random_frames(21, torch.float64, nf=1, nloc=300, scale=14.0)
     run_all(coord, atype, box, 4.0, [40, 40], brute=False)
+
+
+@needs_library
+@pytest.mark.parametrize("periodic", [True, False])
+def test_neighbor_stat_many_frames(periodic):
+    """Frames split over threads (each thread whole frames, its own buffers): every frame's
+    counts and closest pair as the twin gives them, frame by frame; the public function
+    (what the start-up scan calls) returns the same."""
+    coord, atype, box = random_frames(5, torch.float64, nf=37, nloc=25)
+    box = box if periodic else None
+    got = torch.ops.dpx.neighbor_stat(coord, atype, box, 3.5, 2)
+    want = reference.neighbor_stat(coord, atype, box, 3.5, 2)
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=0)
+    public = dpx.ops.neighbor_stat(coord, atype.int(), box, 3.5, 2)
+    assert torch.equal(public[0], got[0]) and torch.equal(public[1], got[1])
 
 
 # ----------------------------------------------------------------------------------------

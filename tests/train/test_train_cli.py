@@ -1,4 +1,5 @@
 """`dpx train` / `dpx test` end to end on the bundled synthetic data."""
+import json
 import math
 
 import pytest
@@ -158,3 +159,25 @@ def test_profiling_writes_a_chrome_trace(dataset, run_dir):
     assert main(["train", str(write(run_dir / "in.json", cfg))]) == 0
     trace = json.loads((run_dir / "trace.json").read_text())
     assert trace["traceEvents"]
+
+
+def test_neighbor_statistics_kept_in_the_stat_file(dataset, run_dir, capsys):
+    """A second run on the same data reads the neighbor statistics back from the stat file
+    (no scan) and resolves the same sel and min_nbor_dist; --neighbor-stat-frames is logged
+    as an estimate."""
+    cfg = small_input(dataset, steps=1, stat_file="stats")
+    cfg["model"]["descriptor"]["sel"] = "auto"
+    runs = []
+    for k, extra in enumerate(([], [], ["--neighbor-stat-frames", "1"])):
+        cfg["training"].update(save_ckpt=f"run{k}", disp_file=f"lcurve{k}.out")
+        capsys.readouterr()
+        assert main(["train", str(write(run_dir / f"in{k}.json", cfg)),
+                     "-o", f"out{k}.json", *extra]) == 0
+        state = torch.load(run_dir / f"run{k}-1.pt", weights_only=False)["model"]
+        sel = json.loads((run_dir / f"out{k}.json").read_text())["model"]["descriptor"]["sel"]
+        dmin = [float(v) for k, v in state.items() if k.endswith("min_nbor_dist")]
+        runs.append((capsys.readouterr().err, sel, dmin))
+    assert "read from the stat file" not in runs[0][0]
+    assert "2 of 2 system(s) read from the stat file" in runs[1][0]
+    assert runs[1][1:] == runs[0][1:]
+    assert "ESTIMATE from at most 1 frame(s) per system" in runs[2][0]

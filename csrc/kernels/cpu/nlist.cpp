@@ -266,6 +266,61 @@ void sort_candidates(const Candidate<T>* cand, int64_t n, T d2_max, std::vector<
   }
 }
 
+// The slots of the bins that meet the sphere of radius reach_r around center c: per (x, y)
+// column one z range, contiguous in the sorted arrays. Returns the number of slots.
+template <typename T>
+int64_t sphere_ranges(const CellList<T>& cl, int64_t c,
+                      std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  const int64_t n0 = cl.n[0], n1 = cl.n[1], n2 = cl.n[2], reach = cl.reach;
+  const double h = cl.edge, r2 = cl.reach_r * cl.reach_r;
+  const int64_t self = cl.centers[c], b = cl.center_bin[c];
+  const int64_t bz = b % n2, by = (b / n2) % n1, bx = b / (n1 * n2);
+  const double xd = cl.pos[3 * self], yd = cl.pos[3 * self + 1], zd = cl.pos[3 * self + 2];
+  const int64_t* start = cl.start.data();
+  ranges.clear();
+  int64_t scan = 0;
+  for (int64_t x = std::max(bx - reach, int64_t{0}); x <= std::min(bx + reach, n0 - 1); ++x) {
+    const double gx = gap(xd, cl.lo[0] + x * h, h);
+    for (int64_t y = std::max(by - reach, int64_t{0}); y <= std::min(by + reach, n1 - 1); ++y) {
+      const double gy = gap(yd, cl.lo[1] + y * h, h);
+      const double rem = r2 - gx * gx - gy * gy;
+      if (rem < 0) continue;
+      const double dz = std::sqrt(rem);
+      const double zlo = (zd - dz - cl.lo[2]) * cl.inv_edge;
+      const double zhi = (zd + dz - cl.lo[2]) * cl.inv_edge;
+      const int64_t z0 = std::max(bz - reach, zlo > 0 ? static_cast<int64_t>(zlo) : 0);
+      const int64_t z1 = std::min({bz + reach, n2 - 1, zhi > 0 ? static_cast<int64_t>(zhi) : 0});
+      if (z0 > z1) continue;
+      const int64_t row = (x * n1 + y) * n2;
+      ranges.emplace_back(start[row + z0], start[row + z1 + 1]);
+      scan += start[row + z1 + 1] - start[row + z0];
+    }
+  }
+  return scan;
+}
+
+// The neighbors of center c (r^2 <= rc2, itself left out) as the first n hits of scratch,
+// in slot order; returns n. Every scanned atom is written and the count advances only for
+// neighbors: no branch to mispredict on the cut-off test.
+template <typename T>
+int64_t gather_neighbors(const CellList<T>& cl, int64_t c, T rc2, Scratch<T>& scratch) {
+  const int64_t scan = sphere_ranges(cl, c, scratch.ranges);
+  if (static_cast<int64_t>(scratch.hits.size()) < scan) scratch.hits.resize(scan);
+  const T* pos = cl.pos.data();
+  const int64_t self = cl.centers[c];
+  const T xi = pos[3 * self], yi = pos[3 * self + 1], zi = pos[3 * self + 2];
+  Hit<T>* hits = scratch.hits.data();
+  int64_t n = 0;
+  for (const auto& [p0, p1] : scratch.ranges)
+    for (int64_t p = p0; p < p1; ++p) {
+      const T dx = pos[3 * p] - xi, dy = pos[3 * p + 1] - yi, dz = pos[3 * p + 2] - zi;
+      const T d2 = (dx * dx + dy * dy) + dz * dz;
+      hits[n] = {d2, p};
+      n += static_cast<int64_t>((d2 <= rc2) & (p != self));
+    }
+  return n;
+}
+
 }  // namespace
 
 template <typename T>
@@ -275,61 +330,17 @@ void search(const CellList<T>& cl, const int64_t* sel, const NlistShape& s,
   const int64_t ntypes = s.ntypes, nnei = s.nnei;
   // compared in T like reference's `d2 <= rcut * rcut` on a T tensor
   const T rc2 = static_cast<T>(s.rcut * s.rcut);
-  const int64_t n0 = cl.n[0], n1 = cl.n[1], n2 = cl.n[2], reach = cl.reach;
-  const double h = cl.edge, r2 = cl.reach_r * cl.reach_r;
   auto& cand = scratch.cand;
   auto& filled = scratch.filled;
   filled.resize(2 * ntypes);  // [next free slot, end of section] per type
-  const T* pos = cl.pos.data();
   const int64_t* index = cl.index.data();
   const int32_t* type = cl.type.data();
-  const int64_t* start = cl.start.data();
-  std::vector<std::pair<int64_t, int64_t>> ranges;
 
   for (int64_t c = begin; c < end; ++c) {
     // the center's own copy in the sorted arrays: near its neighbors in memory
-    const int64_t self = cl.centers[c];
-    const int64_t i = index[self];
-    const int64_t b = cl.center_bin[c];
-    const int64_t bz = b % n2, by = (b / n2) % n1, bx = b / (n1 * n2);
-    const T xi = pos[3 * self], yi = pos[3 * self + 1], zi = pos[3 * self + 2];
-    const double xd = xi, yd = yi, zd = zi;
-
-    // the bins that meet the sphere of radius reach_r: per (x, y) column, one z range,
-    // contiguous in the sorted arrays
-    ranges.clear();
-    int64_t scan = 0;
-    for (int64_t x = std::max(bx - reach, int64_t{0}); x <= std::min(bx + reach, n0 - 1); ++x) {
-      const double gx = gap(xd, cl.lo[0] + x * h, h);
-      for (int64_t y = std::max(by - reach, int64_t{0}); y <= std::min(by + reach, n1 - 1); ++y) {
-        const double gy = gap(yd, cl.lo[1] + y * h, h);
-        const double rem = r2 - gx * gx - gy * gy;
-        if (rem < 0) continue;
-        const double dz = std::sqrt(rem);
-        const double zlo = (zd - dz - cl.lo[2]) * cl.inv_edge;
-        const double zhi = (zd + dz - cl.lo[2]) * cl.inv_edge;
-        const int64_t z0 = std::max(bz - reach, zlo > 0 ? static_cast<int64_t>(zlo) : 0);
-        const int64_t z1 = std::min({bz + reach, n2 - 1, zhi > 0 ? static_cast<int64_t>(zhi) : 0});
-        if (z0 > z1) continue;
-        const int64_t row = (x * n1 + y) * n2;
-        ranges.emplace_back(start[row + z0], start[row + z1 + 1]);
-        scan += start[row + z1 + 1] - start[row + z0];
-      }
-    }
-    if (static_cast<int64_t>(scratch.hits.size()) < scan) scratch.hits.resize(scan);
-
-    // every scanned atom is written, the count advances only for neighbors: no branch to
-    // mispredict on the cut-off test
-    int64_t n = 0;
-    Hit<T>* hits = scratch.hits.data();
-    for (const auto& [p0, p1] : ranges)
-      for (int64_t p = p0; p < p1; ++p) {
-        const T dx = pos[3 * p] - xi, dy = pos[3 * p + 1] - yi, dz = pos[3 * p + 2] - zi;
-        const T d2 = (dx * dx + dy * dy) + dz * dz;
-        hits[n] = {d2, p};
-        n += static_cast<int64_t>((d2 <= rc2) & (p != self));
-      }
-
+    const int64_t i = index[cl.centers[c]];
+    const int64_t n = gather_neighbors(cl, c, rc2, scratch);
+    const Hit<T>* hits = scratch.hits.data();
     if (static_cast<int64_t>(cand.size()) < n) {
       cand.resize(n);
       scratch.sorted.resize(n);
@@ -356,6 +367,29 @@ void search(const CellList<T>& cl, const int64_t* sel, const NlistShape& s,
       int64_t& slot = filled[2 * sorted[k].type];
       if (slot < filled[2 * sorted[k].type + 1]) row[slot++] = sorted[k].index;
     }
+  }
+}
+
+template <typename T>
+void count(const CellList<T>& cl, const NlistShape& s, int64_t begin, int64_t end,
+           Scratch<T>& scratch, int64_t* counts, T* min_d2) {
+  const int64_t ntypes = s.ntypes;
+  const T rc2 = static_cast<T>(s.rcut * s.rcut);  // the test search makes, in T
+  const int32_t* type = cl.type.data();
+  for (int64_t c = begin; c < end; ++c) {
+    const int64_t self = cl.centers[c];
+    // the neighbors compacted first, then counted by type: the increment of a count picked
+    // by type is a chain through memory, run only for neighbors
+    const int64_t n = gather_neighbors(cl, c, rc2, scratch);
+    const Hit<T>* hits = scratch.hits.data();
+    int64_t* cnt = counts + cl.index[self] * ntypes;
+    std::fill(cnt, cnt + ntypes, int64_t{0});
+    T best = std::numeric_limits<T>::infinity();
+    for (int64_t k = 0; k < n; ++k) {
+      ++cnt[type[hits[k].slot]];
+      best = std::min(best, hits[k].d2);
+    }
+    min_d2[cl.index[self]] = best;
   }
 }
 
@@ -392,6 +426,8 @@ void reduce_stats(const int64_t* counts, const T* min_d2, const NlistShape& s,
   template void extended_coord<T>(const T*, const T*, const int64_t*, const T*, int64_t, T*); \
   template void search<T>(const CellList<T>&, const int64_t*, const NlistShape&,              \
                           int64_t, int64_t, Scratch<T>&, int64_t*, int64_t*, T*);             \
+  template void count<T>(const CellList<T>&, const NlistShape&, int64_t, int64_t, Scratch<T>&, \
+                         int64_t*, T*);                                                       \
   template void virtual_rows<T>(const int64_t*, const NlistShape&, int64_t*, int64_t*, T*);   \
   template void reduce_stats<T>(const int64_t*, const T*, const NlistShape&, int64_t*, T*);
 

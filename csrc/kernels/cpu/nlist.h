@@ -16,6 +16,7 @@
 // splits it across threads, each with its own Scratch. The spec is reference.neighbor_list.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace dpx::cpu {
@@ -99,6 +100,7 @@ struct Scratch {
   std::vector<Hit<T>> hits;
   std::vector<Candidate<T>> cand, sorted;
   std::vector<int64_t> bucket, filled;
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // slot ranges of the bins scanned
 };
 
 struct NlistShape {
@@ -113,6 +115,12 @@ template <typename T>
 void search(const CellList<T>& cl, const int64_t* sel, const NlistShape& s,
             int64_t begin, int64_t end, Scratch<T>& scratch, int64_t* nlist, int64_t* counts,
             T* min_d2);
+
+// The counting pass of neighbor statistics: counts and min_d2 of the centers [begin, end)
+// exactly as search gives them, without sorting or writing a list.
+template <typename T>
+void count(const CellList<T>& cl, const NlistShape& s, int64_t begin, int64_t end,
+           Scratch<T>& scratch, int64_t* counts, T* min_d2);
 
 // Rows of the centers that are not in the cell list (virtual atoms): all -1, counts 0, +inf.
 template <typename T>

@@ -1,6 +1,7 @@
 """`dpx train INPUT`: single- or multi-task training from a DeePMD-kit input."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -10,6 +11,12 @@ from dpx.cli.refuse import Refused
 from dpx.config import load_input
 
 log = logging.getLogger(__name__)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def add_parser(sub) -> None:
@@ -36,6 +43,10 @@ def add_parser(sub) -> None:
                         "the pretrained model instead of the input")
     p.add_argument("--skip-neighbor-stat", action="store_true",
                    help="skip the neighbor statistics (sel must be given as a list)")
+    p.add_argument("--neighbor-stat-frames", type=_positive_int, default=None, metavar="N",
+                   help="estimate the neighbor statistics (sel \"auto\", min_nbor_dist) from at "
+                        "most N frames of each system instead of every frame (logged as an "
+                        "estimate; not kept in the stat file)")
     p.add_argument("-o", "--output", default="out.json", help="normalized input written here")
     p.add_argument("--overwrite", action="store_true",
                    help="a new run may replace an earlier run's lcurve.out and checkpoints in "
@@ -57,10 +68,11 @@ def run(args) -> int:
 
 def _train(args) -> None:
     from dpx.io.checkpoint import atomic_write
-    from dpx.train.startup import build_trainer, normalized_input, start_mode
+    from dpx.train.startup import NeighborScan, build_trainer, normalized_input, start_mode
     cfg = load_input(args.input)
     mode = start_mode(args.restart, args.init_model, args.finetune, args.model_branch,
-                      args.use_pretrain_script, args.skip_neighbor_stat)
+                      args.use_pretrain_script,
+                      NeighborScan(args.skip_neighbor_stat, args.neighbor_stat_frames))
     trainer = build_trainer(cfg, mode, args.device, overwrite=args.overwrite)
     if trainer.rank == 0:
         text = json.dumps(normalized_input(trainer.cfg), indent=2, default=str)

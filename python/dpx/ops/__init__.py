@@ -5,9 +5,10 @@ registered in the sibling modules; reference.py holds the pure-PyTorch twin of e
 """
 from dpx.ops import _library
 from dpx.ops.env_mat import env_mat_se_a
-from dpx.ops.nlist import NeighborList, neighbor_list
+from dpx.ops.nlist import NeighborList, neighbor_list, neighbor_stat
 from dpx.ops.se_a import se_a_descriptor
 
 LOADED = _library.LOADED
 
-__all__ = ["LOADED", "NeighborList", "env_mat_se_a", "neighbor_list", "se_a_descriptor"]
+__all__ = ["LOADED", "NeighborList", "env_mat_se_a", "neighbor_list", "neighbor_stat",
+           "se_a_descriptor"]

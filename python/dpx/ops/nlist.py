@@ -81,6 +81,19 @@ def neighbor_list(coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor | 
     return NeighborList(ext_coord, ext_atype, mapping, nlist, nnei_max, min_dist)
 
 
+def neighbor_stat(coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor | None,
+                  rcut: float, ntypes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nnei_max [nf, ntypes], min_dist [nf]) as neighbor_list gives them, without the list:
+    the counting pass of neighbor statistics over many frames. The compiled op takes whole
+    frames per thread and releases the GIL (so reading the next frames overlaps it); without
+    the library, or on a GPU path, the generic search with sel zeros."""
+    sel = _check(coord, atype, box, rcut, [0] * ntypes)
+    atype = atype.long()
+    if coord.device.type == "cpu" and paths.kernel(coord.device, "neighbor_list"):
+        return torch.ops.dpx.neighbor_stat(coord, atype, box, float(rcut), ntypes)
+    return nlist_generic.neighbor_list(coord, atype, box, float(rcut), sel)[4:]
+
+
 if _library.LOADED:
     @torch.library.register_fake("dpx::neighbor_list")
     def _(coord, atype, box, rcut, sel):

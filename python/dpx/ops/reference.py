@@ -119,6 +119,12 @@ def neighbor_list(coord, atype, box, rcut: float, sel: list[int]):
     return mapping, ext_atype, shift, nlist, nnei_max, min_dist
 
 
+def neighbor_stat(coord, atype, box, rcut: float, ntypes: int):
+    """Twin of dpx::neighbor_stat: neighbor_list's (nnei_max, min_dist) for sel = ntypes
+    zeros, the list itself thrown away."""
+    return neighbor_list(coord, atype, box, rcut, [0] * ntypes)[4:]
+
+
 def format_nlist(ext_coord, ext_atype, nlist, rcut: float, sel: list[int]):
     """Oracle of dpx.nlist.format_nlist, DeePMD-kit's way: sort the raw list [nf, nloc, width]
     by distance, keep the nearest sum(sel) within rcut, then per type the first sel[t] (one

@@ -6,6 +6,7 @@ import math
 import time
 
 from dpx.io.checkpoint import WriteError
+from dpx.io.progress import hms
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,7 @@ class Progress:
             steps = f" ({counts[key]} steps)" if len(train) > 1 else ""
             parts.append(f"{key}{steps}: {metrics}")
         log.info("step %d/%d  lr %.2e  %.3f s/step  %s left  |  %s", step, self.total, lr, dt,
-                 _hms(left), " | ".join(parts))
+                 hms(left), " | ".join(parts))
 
     def total_time(self) -> float:
         return time.perf_counter() - self.t0
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -42,7 +42,7 @@ from dpx.train import finetune as ft
 from dpx.train.branches import BranchRun, probabilities
 from dpx.train.data import BranchData
 from dpx.train.run_files import RunFiles
-from dpx.train.stat_file import StatFile, contents_digest
+from dpx.train.stat_file import NeighborStatCache, StatFile, contents_digest
 from dpx.train.stat_order import DeepmdStatStream
 from dpx.train.trainer import Trainer
 from dpx.train.wrapper import ModelWrapper
@@ -52,9 +52,18 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- 1. start modes
 @dataclass(frozen=True)
+class NeighborScan:
+    """How a start from data gets its neighbor statistics: from every frame (the default,
+    exact), not at all (skip: --skip-neighbor-stat; sel must be a list), or estimated from at
+    most `frames` frames of each system (--neighbor-stat-frames; logged as an estimate)."""
+    skip: bool = False
+    frames: int | None = None
+
+
+@dataclass(frozen=True)
 class Fresh:
     """From scratch: sel and statistics from the data."""
-    skip_neighbor_stat: bool = False
+    scan: NeighborScan = NeighborScan()
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class InitModel:
     the checkpoint branch a single-task input starts from (multi-task checkpoints)."""
     path: str
     branch: str | None = None
-    skip_neighbor_stat: bool = False
+    scan: NeighborScan = NeighborScan()
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class Finetune:
     path: str
     branch: str | None = None
     use_pretrain_script: bool = False
-    skip_neighbor_stat: bool = False
+    scan: NeighborScan = NeighborScan()
 
 
 StartMode = Union[Fresh, Restart, InitModel, Finetune]
@@ -86,7 +95,8 @@ StartMode = Union[Fresh, Restart, InitModel, Finetune]
 
 def start_mode(restart: str | None = None, init_model: str | None = None,
                finetune: str | None = None, model_branch: str | None = None,
-               use_pretrain_script: bool = False, skip_neighbor_stat: bool = False) -> StartMode:
+               use_pretrain_script: bool = False,
+               scan: NeighborScan = NeighborScan()) -> StartMode:
     """The start mode the command-line options name (at most one of restart, init_model,
     finetune)."""
     given = [name for name, v in (("--restart", restart), ("--init-model", init_model),
@@ -101,10 +111,10 @@ def start_mode(restart: str | None = None, init_model: str | None = None,
     if restart:
         return Restart(restart)
     if init_model:
-        return InitModel(init_model, model_branch, skip_neighbor_stat)
+        return InitModel(init_model, model_branch, scan)
     if finetune:
-        return Finetune(finetune, model_branch, use_pretrain_script, skip_neighbor_stat)
-    return Fresh(skip_neighbor_stat)
+        return Finetune(finetune, model_branch, use_pretrain_script, scan)
+    return Fresh(scan)
 
 
 # ---------------------------------------------------------------- 2. resolve
@@ -139,7 +149,7 @@ def resolve_from_data(resolved: ResolvedConfig, mode: Fresh | InitModel | Finetu
     from a checkpoint scans its new data too (DeePMD-kit records that data's min_nbor_dist,
     which sets a compressed table's range), unless --skip-neighbor-stat."""
     if rank == 0:
-        resolve_sel(resolved, data, mode.skip_neighbor_stat)
+        resolve_sel(resolved, data, mode.scan)
     if distributed:
         found = {k: (b.model.descriptor.sel, resolved.min_nbor_dist[k])
                  for k, b in resolved.config.branches.items()}
@@ -158,31 +168,34 @@ def descriptor_groups(cfg: Config) -> list[list[str]]:
     return list(groups.values()) + [[k] for k in cfg.branches if k not in grouped]
 
 
-def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: bool) -> None:
+def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData],
+                scan: NeighborScan = NeighborScan()) -> None:
     """sel "auto[:f]" -> 4 * ceil(floor(c * f) / 4) from the training data, c the most
     neighbors any atom has (per type; of all types as one for a mixed-type descriptor, whose
     sel is one number); a user sel below the counts seen is warned about. A shared descriptor
-    sees the data of every branch that links it, and all of them get the same sel."""
+    sees the data of every branch that links it, and all of them get the same sel. Each
+    branch's stat file (if any) keeps its systems' numbers for the next run."""
     cfg = resolved.config
     for group in descriptor_groups(cfg):
         d = cfg.branches[group[0]].model.descriptor
         auto = isinstance(d.sel, str)
-        if skip and auto:
+        if scan.skip and auto:
             raise ValueError(f"sel '{d.sel}' of branch {group[0]} needs the neighbor statistics;"
                              f" drop --skip-neighbor-stat or give sel as a list")
-        if skip:
+        if scan.skip:
             continue
         t0 = time.perf_counter()
-        ntypes = len(cfg.branches[group[0]].model.type_map)
         # each branch's closest pair is its own (DeePMD-kit records it per branch); the
         # counts of the group decide its one sel
-        found = {k: neighbor_counts(data[k].train_systems, d.rcut, ntypes,
-                                    one_type=d.MIXED_TYPES) for k in group}
+        found = {k: _branch_counts(cfg, k, d, data[k], scan) for k in group}
         counts = np.max(np.stack([c for c, _ in found.values()]), axis=0)
-        log.info("neighbor statistics of %s: max neighbors %s%s, min distance %s (%.1f s)",
+        log.info("neighbor statistics of %s: max neighbors %s%s, min distance %s (%.1f s)%s",
                  ", ".join(group), "" if d.MIXED_TYPES else "per type ", counts.tolist(),
                  ", ".join(f"{dmin:.3f}" for _, dmin in found.values()),
-                 time.perf_counter() - t0)
+                 time.perf_counter() - t0,
+                 f", an ESTIMATE from at most {scan.frames} frame(s) per system "
+                 f"(--neighbor-stat-frames): sel and min_nbor_dist may differ from the full "
+                 f"scan's" if scan.frames else "")
         sel = d.sel
         if auto:
             factor = float(d.sel.split(":")[1]) if ":" in d.sel else 1.1
@@ -198,6 +211,19 @@ def resolve_sel(resolved: ResolvedConfig, data: dict[str, BranchData], skip: boo
         for k in group:
             cfg.branches[k].model.descriptor.sel = copy.deepcopy(sel)
             resolved.min_nbor_dist[k] = found[k][1]
+
+
+def _branch_counts(cfg: Config, name: str, descriptor, data: BranchData, scan: NeighborScan):
+    """One branch's (counts, closest pair) over its training systems, through its stat
+    file's record of earlier scans."""
+    branch = cfg.branches[name]
+    cache = NeighborStatCache.open(branch.data.stat_file, branch.model.type_map, cfg.base_dir)
+    found = neighbor_counts(data.train_systems, descriptor.rcut, len(branch.model.type_map),
+                            one_type=descriptor.MIXED_TYPES, cache=cache, at_most=scan.frames,
+                            stage=f"neighbor statistics of {name}")
+    if cache:
+        cache.save()
+    return found
 
 
 def _wrap_up_4(x: float) -> int:

@@ -65,6 +65,13 @@ def _reason(e: Exception) -> str:
     return found.group(1) if found else getattr(e, "strerror", None) or first_line(e)
 
 
+def _where(stat_file, base_dir) -> Path:
+    path = Path(stat_file)
+    if not path.is_absolute():
+        path = Path(base_dir) / path if not Path(stat_file).exists() else path
+    return path
+
+
 def _save_npy(path: Path, a: np.ndarray) -> None:
     with open(path, "wb") as f:  # np.save(name) would add .npy to the temporary's name
         np.save(f, a)
@@ -86,10 +93,7 @@ class StatFile:
         # DeePMD-kit's key, so that stat files move between the two
         key = json.dumps(descriptor.stat_hash_key())
         digest = hashlib.sha1(key.encode()).hexdigest()
-        path = Path(stat_file)
-        if not path.is_absolute():
-            path = Path(base_dir) / path if not Path(stat_file).exists() else path
-        cache = cls(path, " ".join(type_map), digest, provenance)
+        cache = cls(_where(stat_file, base_dir), " ".join(type_map), digest, provenance)
         cache._check_provenance()
         return cache
 
@@ -234,3 +238,42 @@ class StatFile:
 
     def save_fitting_stats(self, sums: dict[str, list[StatItem]]) -> None:
         self._write({n: np.stack([s.to_array() for s in items]) for n, items in sums.items()})
+
+
+class NeighborStatCache:
+    """Each system's neighbor statistics (nlist/stat.py: counts per type and closest pair,
+    keyed by a digest of the files, frames, types and rcut they came from) in the stat file,
+    as one record <type map>/dpx_neighbor_stat (JSON): read once before the scan, written
+    once after it. DeePMD-kit reads no such entry and leaves it alone; entries of other data
+    stay (a finetune on other systems shares the file)."""
+    NAME = "dpx_neighbor_stat"
+
+    def __init__(self, store: StatFile):
+        self.store, self.entries, self.changed = store, {}, False
+        raw = store._read(self.NAME)
+        if raw is None:
+            return
+        try:
+            self.entries = json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode())
+        except ValueError as e:  # a hand-edited or cut-short record: scanned again
+            log.warning("%s: its neighbor statistics record is unreadable (%s); the data is "
+                        "scanned again and the record rewritten", store.path, e)
+
+    @classmethod
+    def open(cls, stat_file, type_map: list[str], base_dir) -> NeighborStatCache | None:
+        if not stat_file:
+            return None
+        return cls(StatFile(_where(stat_file, base_dir), " ".join(type_map), digest=""))
+
+    def get(self, key: str):
+        v = self.entries.get(key)
+        return None if v is None else (np.asarray(v[:-1], dtype=np.int64), float(v[-1]))
+
+    def put(self, key: str, counts, dmin: float) -> None:
+        self.entries[key] = [int(c) for c in np.atleast_1d(counts)] + [float(dmin)]
+        self.changed = True
+
+    def save(self) -> None:
+        if self.changed:
+            self.store._write({self.NAME: _record(self.entries)})
+            self.changed = False
