@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from dpx.model.descriptor.base import EnvMatBlock
 from dpx import ops
 from dpx.config import ModelConfig
 from dpx.config.schema import parse
@@ -153,6 +154,22 @@ def test_statistics_are_the_sums_of_the_radial_entries():
         torch.testing.assert_close(d.mean[t], torch.full_like(d.mean[t], float(v.mean())))
         torch.testing.assert_close(d.stddev[t], torch.full_like(d.stddev[t],
                                                                 float(v.std(unbiased=False))))
+
+
+def test_statistics_do_not_depend_on_how_samples_are_chunked(monkeypatch):
+    """Samples of one atom count go through together; one frame at a time gives the same
+    sums (up to the order of additions)."""
+    d = se_r_model().atomic_model.descriptor
+    frames = [dict(zip(("coord", "atype", "box"), random_frame(natoms=12, seed=s)))
+              for s in range(4)]
+    frames.append(dict(zip(("coord", "atype", "box"), random_frame(natoms=9, seed=7))))
+    together = d.compute_stats(frames)
+    monkeypatch.setattr(EnvMatBlock, "STAT_CHUNK", 1)
+    alone = d.compute_stats(frames)
+    for k in together:
+        assert together[k].number == alone[k].number
+        assert together[k].sum == pytest.approx(alone[k].sum, rel=1e-12)
+        assert together[k].squared_sum == pytest.approx(alone[k].squared_sum, rel=1e-12)
 
 
 @pytest.mark.parametrize("exclude", [(), [(1, 1)]])

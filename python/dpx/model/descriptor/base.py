@@ -240,32 +240,45 @@ class EnvMatBlock(Descriptor):
                 "rcut": round(self.rcut, 2), "rcut_smth": round(self.rcut_smth, 2),
                 "nsel": self.nnei, "sel": self.sel, "mixed_types": self.mixed}
 
+    # list entries (atoms x nnei) of the statistics frames taken at once: fewer, larger calls
+    # over thousands of systems' samples, the environment matrix of one chunk ~32 MB
+    STAT_CHUNK = 1 << 20
+
     @torch.no_grad()
     def compute_stats(self, frames: list[dict],
                       pair_excluded: list[list[bool]] | None = None) -> dict[str, StatItem]:
         """Sums of the raw rows (davg 0, dstd 1) per center type t over all nnei slots, padding
         and excluded pairs (rows 0) included: r_t of the radial column, a_t of the xyz columns
         pooled (deepmd-compat §3.3). Model-level pair exclusions remove the pairs from the
-        list first, as in the model's forward."""
+        list first, as in the model's forward. Samples of one atom count (and periodicity)
+        go through together, STAT_CHUNK entries at a time: the sums do not depend on it."""
         stats = {name: StatItem() for name in self.stat_names()}
         dtype = self.mean.dtype
         zero, one = torch.zeros_like(self.mean), torch.ones_like(self.stddev)
-        for sample in frames:
-            coord = sample["coord"].to(dtype)
-            box = None if sample.get("box") is None else sample["box"].to(dtype)
-            atype = sample["atype"].long()
+        for coord, atype, box in stat_chunks(frames, self.STAT_CHUNK // max(self.nnei, 1)):
+            coord = coord.to(dtype)
+            box = None if box is None else box.to(dtype)
             nl = ops.neighbor_list(coord, atype, box, self.rcut, self.sel,
                                    mixed_types=self.mixed)
             nlist = nl.nlist if pair_excluded is None else \
                 exclude_pairs(nl.nlist, nl.ext_atype, atype.clamp(min=0), pair_excluded)
             em, _ = self.env_mat(nl.ext_coord, nl.ext_atype, nlist, atype.clamp(min=0), zero, one)
-            for t in range(self.ntypes):
-                rows = em[atype == t].double()
-                r = rows[..., 0]
-                stats[f"r_{t}"] += StatItem(r.numel(), float(r.sum()), float((r * r).sum()))
-                if self.ncol == 4:
-                    a = rows[..., 1:]
-                    stats[f"a_{t}"] += StatItem(a.numel(), float(a.sum()), float((a * a).sum()))
+            real = atype >= 0  # virtual atoms are nobody's center
+            types, rows = atype[real], em[real].double()  # [n], [n, nnei, ncol]
+            nrow = torch.bincount(types, minlength=self.ntypes) * self.nnei
+            per_type = [(f"r_{t}", 1) for t in range(self.ntypes)]
+            cols = {"r": rows[..., :1]}
+            if self.ncol == 4:
+                cols["a"] = rows[..., 1:]
+                per_type += [(f"a_{t}", 3) for t in range(self.ntypes)]
+            sums = {k: (_by_type(v.sum((1, 2)), types, self.ntypes),
+                        _by_type((v * v).sum((1, 2)), types, self.ntypes))
+                    for k, v in cols.items()}
+            for name, width in per_type:
+                k, t = name.split("_")
+                s1, s2 = sums[k]
+                stats[name] += StatItem(int(nrow[int(t)]) * width, float(s1[int(t)]),
+                                        float(s2[int(t)]))
         return stats
 
     def set_stats(self, sums: dict[str, StatItem]) -> None:
@@ -308,6 +321,34 @@ class EnvMatBlock(Descriptor):
         """[ntypes, ncol]: the normalized row of a padded slot of a center of each type,
         -davg/dstd (slot-constant statistics)."""
         return -self.mean[:, 0, :] / self.stddev[:, 0, :]
+
+
+def stat_chunks(frames: list[dict], max_frames: int):
+    """(coord [nf, nloc, 3], atype [nf, nloc] int64, box [nf, 9] or None) of consecutive
+    statistics samples with one atom count and periodicity, at most max_frames frames each
+    (a larger sample alone)."""
+    group: list[dict] = []
+
+    def joined():
+        box = None if group[0].get("box") is None else torch.cat([g["box"] for g in group])
+        return (torch.cat([g["coord"] for g in group]),
+                torch.cat([g["atype"] for g in group]).long(), box)
+
+    for sample in frames:
+        kind = (sample["coord"].shape[1], sample.get("box") is None)
+        if group and (kind != (group[0]["coord"].shape[1], group[0].get("box") is None)
+                      or sum(len(g["coord"]) for g in group) + len(sample["coord"]) > max_frames):
+            yield joined()
+            group = []
+        group.append(sample)
+    if group:
+        yield joined()
+
+
+def _by_type(values: torch.Tensor, types: torch.Tensor, ntypes: int) -> torch.Tensor:
+    """Per-atom values summed per type, [ntypes] float64."""
+    return torch.zeros(ntypes, dtype=torch.float64, device=values.device).index_add_(
+        0, types, values.double())
 
 
 def compression_slots(n: int, dtype: torch.dtype) -> nn.ParameterList:
