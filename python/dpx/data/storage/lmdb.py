@@ -216,13 +216,13 @@ def decode(value, where: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def lookup(frame: dict, names: tuple[str, ...]):
-    """The value a frame holds under the first of names it has; None where it has none
-    (or says find_<name> 0)."""
+def lookup(frame: dict, names: tuple[str, ...]) -> tuple[str, object]:
+    """(key, value) of the first of names a frame has; value None where it has none (or
+    says find_<key> 0)."""
     for name in names:
         if name in frame:
-            return None if frame.get(f"find_{name}", 1) == 0 else frame[name]
-    return None
+            return name, None if frame.get(f"find_{name}", 1) == 0 else frame[name]
+    return names[0], None
 
 
 # ---------------------------------------------------------------- the index
@@ -262,9 +262,9 @@ def scan(db: Database) -> Index:
                 groups.append(Group(sid, atype, pbc))
             group[i] = by_key[gkey]
             for label in labels:
-                value = lookup(frame, FIELDS[label])
+                name, value = lookup(frame, FIELDS[label])
                 if value is not None:
-                    _check_label(db, i, groups[group[i]], label, value, atype.size)
+                    _check_label(db, i, groups[group[i]], label, name, value, atype.size)
                     has[label][i] = True
     db._last = None
     log.info("%s: %d frames indexed in %.1f s: %d system(s), %d composition(s)", db.path,
@@ -274,10 +274,10 @@ def scan(db: Database) -> Index:
 
 def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
     """A frame's atom types (checked against type_map and frame_nlocs) and coords/cells sizes."""
-    value = lookup(frame, TYPES)
+    name, value = lookup(frame, TYPES)
     if value is None:
         raise ValueError(f"{db.where(i)}: no atom_types")
-    atype = decode(value, f"{db.where(i)} atom_types").reshape(-1)
+    atype = decode(value, f"{db.where(i)} {name}").reshape(-1)
     if not np.issubdtype(atype.dtype, np.integer) or atype.size == 0:
         raise ValueError(f"{db.where(i)} atom_types: {atype.size} values of {atype.dtype}, "
                          "expected one integer type per atom")
@@ -289,13 +289,13 @@ def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
     if db.nlocs is not None and db.nlocs[i] != atype.size:
         raise ValueError(f"{db.where(i)}: {atype.size} atoms, __metadata__ frame_nlocs says "
                          f"{int(db.nlocs[i])}")
-    coord = lookup(frame, FIELDS["coord"])
+    name, coord = lookup(frame, FIELDS["coord"])
     if coord is None:
         raise ValueError(f"{db.where(i)}: no coords")
-    _check_size(db, i, "coords", coord, 3 * atype.size, f"{atype.size} atoms x 3")
-    box = lookup(frame, FIELDS["box"])
+    _check_size(db, i, name, coord, 3 * atype.size, f"{atype.size} atoms x 3")
+    name, box = lookup(frame, FIELDS["box"])
     if box is not None:
-        _check_size(db, i, "cells", box, 9, "3 x 3")
+        _check_size(db, i, name, box, 9, "3 x 3")
     return atype, box is not None
 
 
@@ -307,20 +307,20 @@ def _check_size(db, i, name, value, width, what) -> np.ndarray:
     return arr
 
 
-def _check_label(db, i, group: Group, label: str, value, natoms: int) -> None:
+def _check_label(db, i, group: Group, label: str, name: str, value, natoms: int) -> None:
     spec = _SPECS[label]
     if spec.ndof is not None:
         unit = f"{natoms} atoms x {spec.ndof}" if spec.atomic else str(spec.ndof)
-        _check_size(db, i, label, value, spec.ndof * (natoms if spec.atomic else 1), unit)
+        _check_size(db, i, name, value, spec.ndof * (natoms if spec.atomic else 1), unit)
         return
-    arr = decode(value, f"{db.where(i)} {label}")
+    arr = decode(value, f"{db.where(i)} {name}")
     per = natoms if spec.atomic else 1
     if arr.size % per or not arr.size:
-        raise ValueError(f"{db.where(i)} {label}: shape {list(arr.shape)} does not split into "
+        raise ValueError(f"{db.where(i)} {name}: shape {list(arr.shape)} does not split into "
                          f"{natoms} atoms")
     first = group.widths.setdefault(label, (arr.size // per, i))
     if first[0] != arr.size // per:
-        raise ValueError(f"{db.where(i)} {label}: {arr.size // per} values per "
+        raise ValueError(f"{db.where(i)} {name}: {arr.size // per} values per "
                          f"{'atom' if spec.atomic else 'frame'}, frame {first[1]} of this "
                          f"system has {first[0]}")
 
@@ -338,12 +338,12 @@ class Field:
     def rows(self, idx: np.ndarray, width: int) -> np.ndarray:
         out = np.full((idx.size, width), self.default)
         for r, (i, frame) in enumerate(zip(idx.tolist(), self.db.frames(idx))):
-            value = lookup(frame, self.names)
+            name, value = lookup(frame, self.names)
             if value is None:
                 continue
-            arr = decode(value, f"{self.db.where(i)} {self.names[0]}")
+            arr = decode(value, f"{self.db.where(i)} {name}")
             if arr.size != width:
-                raise BadFrame(f"{self.db.where(i)} {self.names[0]}: {arr.size} values, "
+                raise BadFrame(f"{self.db.where(i)} {name}: {arr.size} values, "
                                f"expected {width}")
             out[r] = arr.reshape(-1)
         return out
