@@ -3,7 +3,7 @@
 # (slow tests included). Extra arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-DPX_EXTRAS=test bash "$root/scripts/install.sh"
+DPX_EXTRAS=test,lmdb bash "$root/scripts/install.sh"
 venv="${DPX_VENV:-$root/.venv}"
 # DeePMD-kit 3.2.0 as users install it, the oracle of tests/fidelity and tests/lammps:
 # deepmd-kit[torch,lmp] pins torch 2.11, a CUDA build that runs on the CPU, and brings its op

@@ -15,7 +15,8 @@ from tests.train.conftest import multi_input, small_input, write
 # the least each subcommand needs to parse
 MINIMAL = {"train": ["in.json"], "freeze": [], "test": ["-m", "m.pt", "-s", "sys"],
            "show": ["m.pt"], "change-bias": ["m.pt", "-s", "sys"],
-           "neighbor-stat": ["-s", "sys", "-r", "6"], "compress": [], "check": []}
+           "neighbor-stat": ["-s", "sys", "-r", "6"], "compress": [], "check": [],
+           "convert-data": ["sys", "-o", "sys.lmdb"]}
 TAKEN = [["--pt"], ["--pytorch"], ["-b", "pytorch"], ["--backend", "pytorch"], ["-b", "pt"]]
 
 

@@ -9,6 +9,7 @@ import sys
 from dpx.cli import change_bias as change_bias_cmd
 from dpx.cli import check as check_cmd
 from dpx.cli import compress as compress_cmd
+from dpx.cli import convert_data as convert_data_cmd
 from dpx.cli import freeze as freeze_cmd
 from dpx.cli import neighbor_stat as neighbor_stat_cmd
 from dpx.cli import show as show_cmd
@@ -20,7 +21,7 @@ log = logging.getLogger("dpx")
 
 COMMANDS = {"train": train_cmd, "freeze": freeze_cmd, "test": test_cmd, "show": show_cmd,
             "change-bias": change_bias_cmd, "neighbor-stat": neighbor_stat_cmd,
-            "compress": compress_cmd, "check": check_cmd}
+            "compress": compress_cmd, "check": check_cmd, "convert-data": convert_data_cmd}
 
 
 def setup_logging(level: str) -> None:
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         return COMMANDS[args.command].run(args) or 0
-    except (ValueError, FileNotFoundError, NotImplementedError, KeyError) as e:
-        # bad input: the message names the file, key or value; a traceback would bury it
+    except (ValueError, FileNotFoundError, NotImplementedError, KeyError, ImportError) as e:
+        # bad input: the message names the file, key or value; a traceback would bury it.
+        # ImportError: an optional package that the input needs (dpdata, h5py, lmdb), named
         if os.environ.get("DPX_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -1,8 +1,8 @@
 """Loading the `systems` of a data section, in DeePMD's own layouts or through dpdata.
 
-deepmd/npy and deepmd/hdf5 are read natively (system.py, storage/). Any other `format` named in the
-data section (vasp/outcar, extxyz, deepmd/raw, ...) goes through dpdata, an optional
-dependency imported only then, and lands in the same System object.
+deepmd/npy, deepmd/hdf5 and deepmd/lmdb are read natively (system.py, storage/). Any other
+`format` named in the data section (vasp/outcar, extxyz, deepmd/raw, ...) goes through dpdata,
+an optional dependency imported only then, and lands in the same System object.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dpx.data.system import read_systems, settle
 
 log = logging.getLogger(__name__)
 
-NATIVE = ("deepmd/npy", "deepmd/hdf5", "deepmd/comp", "deepmd")
+NATIVE = ("deepmd/npy", "deepmd/hdf5", "deepmd/lmdb", "deepmd/comp", "deepmd")
 # dpdata formats that hold several systems (one per chemical formula) in one file
 MULTI = ("extxyz", "quip/gap/xyz", "quip/gap/xyz_file", "mace/xyz", "nequip/xyz", "gpumd/xyz",
          "deepmd/npy/mixed", "deepmd/mixed")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from dpx.data.storage.hdf5 import h5_systems, split_h5
+from dpx.data.storage.lmdb import is_lmdb
 from dpx.data.storage.npy import dir_systems
 
 
@@ -15,7 +16,8 @@ def expand_systems(systems, base_dir: str | os.PathLike | None = None,
 
     systems: a path or a list of paths; a folder expands to every folder below it (itself
     included) that holds type.raw, a `file.h5` or `file.h5#/group` to every group below it
-    that holds type.raw; sorted per entry. Relative paths are taken from base_dir (the input
+    that holds type.raw; sorted per entry; an LMDB data set (a path ending in .lmdb, or a
+    folder holding data.mdb) is taken as it is. Relative paths are taken from base_dir (the input
     file's folder; default the working directory). key names the setting in errors.
     """
     entries = [systems] if isinstance(systems, (str, os.PathLike)) else list(systems or [])
@@ -42,6 +44,8 @@ def _expand_one(entry: str, base_dir, key: str) -> list[str]:
         raise FileNotFoundError(f"{key}: {entry!r} does not exist (looked for {target})")
     if h5:
         found = h5_systems(target, h5[1])
+    elif is_lmdb(target):  # one database of frames, DeePMD-kit's LMDB data set
+        found = [target]
     elif os.path.isdir(target):
         found = dir_systems(target)
     else:

@@ -23,6 +23,7 @@ from dpx.data.frames import Column, Part, cells, finite
 from dpx.data.paths import expand_systems, resolve_path
 from dpx.data.schema import LABELS, LabelSpec, System
 from dpx.data.storage.hdf5 import H5_SUFFIXES, H5Node, open_h5_kept, split_h5
+from dpx.data.storage.lmdb import is_lmdb, read_lmdb
 from dpx.data.storage.npy import DirNode, load_npy
 
 __all__ = [
@@ -61,7 +62,10 @@ def read_systems(path: str, type_map: list[str] | None = None,
     """The systems of a folder or `file.h5#/group`: one, or for a mixed-type system
     (deepmd/npy/mixed: set.*/real_atom_types.npy gives each frame's types, type.raw is a
     placeholder) one per composition, in the order compositions first appear (a System has
-    one type per atom; every frame keeps its own types). in_memory: as in settle()."""
+    one type per atom; every frame keeps its own types). in_memory: as in settle(). An LMDB
+    data set (storage/lmdb.py) gives one System per source system and composition."""
+    if is_lmdb(path):
+        return settle(read_lmdb(path, type_map, sort_atoms), in_memory)
     h5 = split_h5(path)
     if h5 is None:
         node = DirNode(Path(path))

@@ -1,0 +1,327 @@
+"""DeePMD-kit 3.2's LMDB data set (storage/lmdb.py, data/convert.py, `dpx convert-data`).
+
+Oracles: the npy files themselves (written here, read back through an LMDB), DeePMD-kit's own
+LmdbDataReader and dpdata's deepmd/lmdb writer in the oracle venv (a subprocess), dpx
+training from the npy data, and `dp --pt train` taking an LMDB dpx wrote.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dpx.cli.main import main
+from dpx.data import load_systems
+from dpx.data import system as system_reader
+from dpx.data.convert import to_lmdb, to_npy
+from dpx.data.storage import lmdb as lmdb_store
+from tests.data.conftest import write_npy_system
+
+lmdb = pytest.importorskip("lmdb")
+msgpack = pytest.importorskip("msgpack")
+
+ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON",
+                             Path(__file__).resolve().parents[2] / ".venv-lammps/bin/python"))
+TYPE_MAP = ["O", "H", "C"]
+KEYS = ("coord", "box", "energy", "force", "virial")
+
+# run by the oracle's python: DeePMD-kit reads dpx's LMDB, dpdata writes one from npy
+ORACLE_SCRIPT = """
+import json, sys
+import numpy as np
+import dpdata
+from deepmd.dpmodel.utils.lmdb_data import LmdbDataReader
+from deepmd.utils.data import DataRequirementItem
+from dpdata.formats.deepmd.lmdb import dump_systems
+job = json.loads(sys.argv[1])
+reader = LmdbDataReader(job["lmdb"], type_map=job["type_map"], batch_size=1)
+# as the energy loss asks for its labels in training
+reader.add_data_requirement([
+    DataRequirementItem("energy", 1, atomic=False, must=False, high_prec=True),
+    DataRequirementItem("force", 3, atomic=True, must=False, high_prec=False),
+    DataRequirementItem("virial", 9, atomic=False, must=False, high_prec=False)])
+out = {"n": np.array(len(reader))}
+for i in range(len(reader)):
+    frame = reader[i]
+    for k in ("coord", "box", "energy", "force", "virial", "atype"):
+        if k in frame:
+            out[f"{k}_{i}"] = np.asarray(frame[k], dtype=float)
+    for k in ("energy", "force", "virial"):
+        out[f"find_{k}_{i}"] = np.asarray(frame[f"find_{k}"])
+np.savez(job["npz"], **out)
+dump_systems([dpdata.LabeledSystem(p, fmt="deepmd/npy") for p in job["dpdata_from"]],
+             job["dpdata_to"], type_map=job["type_map"])
+"""
+
+
+def _sources(root: Path) -> dict:
+    """Three systems: two sets (the second without virial.npy), non-periodic, and one whose
+    type_map.raw orders the elements differently, with atom_ener, atom_pref, fparam, aparam."""
+    made = {}
+    made["a"] = write_npy_system(root / "a", [0, 1, 1, 0, 1], (3, 2), names=["O", "H"], seed=1)
+    for f in ("virial.npy",):
+        os.remove(root / "a" / "set.001" / f)
+    made["a"]["virial"] = made["a"]["virial"][:3]
+    made["b"] = write_npy_system(root / "b", [1, 0, 0], (2,), names=["H", "O"], nopbc=True,
+                                 seed=2)
+    made["c"] = write_npy_system(root / "c", [2, 0, 1, 1], (4,), names=["O", "H", "C"],
+                                 labels=("energy", "force", "virial", "atom_ener", "atom_pref",
+                                         "fparam", "aparam"), seed=3)
+    return made
+
+
+def _equal_systems(got, want) -> None:
+    assert [s.nframes for s in got] == [s.nframes for s in want]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.atype, w.atype)
+        assert (g.box is None) == (w.box is None)
+        for key in ("coord", "box"):
+            if getattr(w, key) is not None:
+                np.testing.assert_array_equal(np.asarray(getattr(g, key)),
+                                              np.asarray(getattr(w, key)), err_msg=key)
+        assert sorted(g.labels) == sorted(w.labels), g.name
+        for key in w.labels:
+            np.testing.assert_array_equal(np.asarray(g.labels[key]),
+                                          np.asarray(w.labels[key]), err_msg=key)
+            np.testing.assert_array_equal(g.find[key], w.find[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lmdb")
+    made = _sources(root / "npy")
+    to_lmdb([str(root / "npy")], str(root / "data.lmdb"), type_map=TYPE_MAP)
+    return root, made
+
+
+def test_lmdb_round_trip_equals_npy(converted, monkeypatch):
+    """npy -> LMDB -> npy: every label, find flag, box and atom order as the npy source,
+    from memory and read when drawn."""
+    root, _ = converted
+    want = load_systems([str(root / "npy")], type_map=TYPE_MAP)
+    _equal_systems(load_systems(str(root / "data.lmdb"), type_map=TYPE_MAP), want)
+    lazy = load_systems(str(root / "data.lmdb"), type_map=TYPE_MAP, in_memory=False)
+    assert not lazy[0].in_memory
+    _equal_systems(lazy, want)
+    to_npy([str(root / "data.lmdb")], str(root / "back"))
+    assert sorted(p.name for p in (root / "back").iterdir()) == ["sys.0000", "sys.0001",
+                                                                 "sys.0002"]
+    assert (root / "back" / "sys.0001" / "nopbc").exists()
+    assert len(list((root / "back" / "sys.0000").glob("set.*"))) == 2  # with, without virial
+    _equal_systems(load_systems([str(root / "back")], type_map=TYPE_MAP), want)
+
+
+def test_mixed_compositions_one_system_each(tmp_path):
+    """A deepmd/npy/mixed folder (frames of two compositions) keeps its split through an LMDB:
+    one source system, two Systems."""
+    write_npy_system(tmp_path / "m", [0, 0, 0], (4,), names=["O", "H"])
+    real = np.array([[0, 1, 1], [1, 0, 1], [0, 1, 1], [1, 0, 1]])
+    np.save(tmp_path / "m" / "set.000" / "real_atom_types.npy", real)
+    want = load_systems(str(tmp_path / "m"), type_map=["O", "H"])
+    to_lmdb(str(tmp_path / "m"), str(tmp_path / "m.lmdb"))
+    got = lmdb_store.read_groups(str(tmp_path / "m.lmdb"), ["O", "H"])
+    assert [sid for sid, _ in got] == [0, 0]
+    _equal_systems(system_reader.settle([s for _, s in got], True), want)
+
+
+def _oracle_job(converted) -> dict:
+    if not ORACLE.exists():
+        pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} (tests/oracle/"
+                    "install_lammps.sh makes it; CI does)")
+    root, _ = converted
+    job = {"lmdb": str(root / "data.lmdb"), "type_map": TYPE_MAP, "npz": str(root / "dp.npz"),
+           "dpdata_from": [str(root / "npy" / n) for n in ("b", "c")],
+           "dpdata_to": str(root / "dpdata.lmdb")}
+    if not (root / "dp.npz").exists():
+        res = subprocess.run([str(ORACLE), "-c", ORACLE_SCRIPT, json.dumps(job)], text=True,
+                             capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert res.returncode == 0, res.stderr[-3000:]
+    return job
+
+
+def test_deepmd_reads_dpx_lmdb(converted):
+    """DeePMD-kit's LmdbDataReader gives each frame of dpx's LMDB as the npy files hold it."""
+    root, made = converted
+    job = _oracle_job(converted)
+    dp = np.load(job["npz"])
+    assert int(dp["n"]) == 5 + 2 + 4
+    i = 0
+    for name in ("a", "b", "c"):
+        names = (root / "npy" / name / "type_map.raw").read_text().split()
+        atype = np.array([TYPE_MAP.index(names[t]) for t in
+                          map(int, (root / "npy" / name / "type.raw").read_text().split())])
+        src = made[name]
+        for j in range(len(src["coord"])):
+            np.testing.assert_array_equal(dp[f"atype_{i}"], atype)
+            for key in KEYS:
+                if key == "box" and name == "b":
+                    assert f"box_{i}" not in dp  # non-periodic: no cells
+                elif key == "virial" and j >= len(src["virial"]):
+                    assert dp[f"find_virial_{i}"] == 0
+                else:
+                    np.testing.assert_array_equal(dp[f"{key}_{i}"].reshape(-1),
+                                                  np.reshape(src[key][j], -1), err_msg=key)
+            i += 1
+
+
+def test_dpx_reads_dpdata_lmdb(converted):
+    """An LMDB that dpdata's deepmd/lmdb writer (DeePMD-kit's tooling) made equals its npy."""
+    root, _ = converted
+    job = _oracle_job(converted)
+    want = load_systems([str(root / "npy" / n) for n in ("b", "c")], type_map=TYPE_MAP)
+    got = load_systems(job["dpdata_to"], type_map=TYPE_MAP)
+    # dpdata's deepmd/npy reader drops atom_ener, atom_pref, fparam, aparam (not registered)
+    for s in want:
+        s.labels = {k: v for k, v in s.labels.items() if k in ("energy", "force", "virial")}
+    for s in got:
+        s.labels = {k: v for k, v in s.labels.items() if k in ("energy", "force", "virial")}
+    _equal_systems(got, want)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _train_input(systems, steps=3) -> dict:
+    return {"model": {"type_map": ["O", "H"],
+                      "descriptor": {"type": "se_e2_a", "sel": [20, 40], "rcut_smth": 0.5,
+                                     "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 4,
+                                     "seed": 1},
+                      "fitting_net": {"neuron": [8, 8], "seed": 1}},
+            "learning_rate": {"type": "exp", "decay_steps": 5000, "start_lr": 0.001,
+                              "stop_lr": 3.51e-8},
+            "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1,
+                     "start_pref_f": 1000, "limit_pref_f": 1, "start_pref_v": 0,
+                     "limit_pref_v": 0},
+            "training": {"training_data": {"systems": systems, "batch_size": 1},
+                         "numb_steps": steps, "seed": 10, "disp_freq": 1, "save_freq": steps}}
+
+
+@pytest.fixture(scope="module")
+def water(tmp_path_factory):
+    from dpx.data.synthetic import make_dataset
+    root = tmp_path_factory.mktemp("water")
+    make_dataset(root, nsystems=2, nframes=8, nvalid=0, seed=0, calculator="morse")
+    assert main(["convert-data", str(root / "train"), "-o", str(root / "train.lmdb")]) == 0
+    return root
+
+
+def test_training_from_lmdb_equals_npy(water, tmp_path, monkeypatch):
+    """dpx train from the LMDB gives the lcurve.out rows of training from its npy folders."""
+    rows = []
+    for name, systems in (("npy", str(water / "train")), ("lmdb", str(water / "train.lmdb"))):
+        folder = tmp_path / name
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        (folder / "in.json").write_text(json.dumps(_train_input(systems)))
+        assert main(["train", "in.json"]) == 0
+        rows.append([r for r in (folder / "lcurve.out").read_text().splitlines()
+                     if not r.startswith("#")])
+    assert len(rows[0]) == 3 and rows[0] == rows[1]
+
+
+@pytest.mark.slow
+def test_dp_train_reads_dpx_lmdb(water, tmp_path):
+    """`dp --pt train` runs on an LMDB dpx wrote (3 steps, ~15 s on 2 cores)."""
+    if not ORACLE.exists():
+        pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE}")
+    (tmp_path / "in.json").write_text(json.dumps(_train_input(str(water / "train.lmdb"))))
+    res = subprocess.run([str(ORACLE.parent / "dp"), "--pt", "train", "in.json"], cwd=tmp_path,
+                         capture_output=True, text=True, env={**os.environ,
+                                                              "OMP_NUM_THREADS": "2"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "16 frames" in res.stderr + res.stdout or (tmp_path / "lcurve.out").exists()
+    assert len([r for r in (tmp_path / "lcurve.out").read_text().splitlines()
+                if not r.startswith("#")]) == 3
+
+
+# ---------------------------------------------------------------- bad databases
+
+
+def _write_raw(path: Path, meta, frames: dict) -> Path:
+    """An LMDB written with lmdb and msgpack directly (not dpx's writer)."""
+    env = lmdb.open(str(path), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for key, frame in frames.items():
+            txn.put(key.encode(), msgpack.packb(frame, use_bin_type=True))
+        if meta is not None:
+            txn.put(b"__metadata__", msgpack.packb(meta, use_bin_type=True))
+    env.close()
+    return path
+
+
+def _frame(natoms=3, nforce=None, energy=1.0, coord=None):
+    enc = lmdb_store.encode
+    rng = np.random.default_rng(natoms)
+    return {"atom_types": enc(np.array([0] + [1] * (natoms - 1), np.int32)),
+            "coords": enc(rng.uniform(0, 3, (natoms, 3)) if coord is None else coord),
+            "cells": enc(np.eye(3) * 5), "energies": enc(np.array(energy)),
+            "forces": enc(rng.normal(size=(nforce or natoms, 3)))}
+
+
+def _meta(n, **more):
+    return {"nframes": n, "frame_idx_fmt": "012d", "type_map": ["O", "H"], **more}
+
+
+def _frames(*frames):
+    return {format(i, "012d"): f for i, f in enumerate(frames)}
+
+
+def _bad_cases(tmp: Path) -> dict:
+    cases = {
+        "no __metadata__ key": _write_raw(tmp / "nometa.lmdb", None, _frames(_frame())),
+        "__metadata__ nframes: None": _write_raw(tmp / "nonframes.lmdb", {"type_map": ["O"]},
+                                                 _frames(_frame())),
+        "frame_nlocs: 1 values, expected a list of 2": _write_raw(
+            tmp / "nlocs.lmdb", _meta(2, frame_nlocs=[3]), _frames(_frame(), _frame())),
+        "frame 1 (key '000000000001') forces: shape [4, 3], expected 3 atoms x 3": _write_raw(
+            tmp / "shape.lmdb", _meta(2), _frames(_frame(), _frame(nforce=4))),
+        "frame 1 (key '000000000001') is missing": _write_raw(
+            tmp / "short.lmdb", _meta(2), _frames(_frame())),
+        "type 1 or 0 outside type_map ['O']": _write_raw(
+            tmp / "types.lmdb", dict(_meta(1), type_map=["O"]), _frames(_frame())),
+        "NaN or inf in frame 1": _write_raw(
+            tmp / "nan.lmdb", _meta(2), _frames(_frame(), _frame(energy=float("nan")))),
+    }
+    torn = _write_raw(tmp / "cut.lmdb", _meta(40), _frames(*[_frame(200)] * 40))
+    data = torn / "data.mdb"
+    os.truncate(data, data.stat().st_size // 2)
+    cases["the file is cut short"] = torn
+    garbage = tmp / "garbage.lmdb"
+    garbage.mkdir()
+    (garbage / "data.mdb").write_bytes(b"not an lmdb" * 1000)
+    cases["cannot open as an LMDB database"] = garbage
+    return cases
+
+
+def test_bad_lmdb_one_line_rc2(tmp_path, capsys):
+    """Each damaged database stops `dpx convert-data` with rc 2 and one line naming it."""
+    for i, (expected, path) in enumerate(_bad_cases(tmp_path).items()):
+        capsys.readouterr()
+        rc = main(["--log-level", "ERROR", "convert-data", str(path), "-o",
+                   str(tmp_path / f"out{i}")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2, (expected, err)
+        assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
+        assert not (tmp_path / f"out{i}").exists()
+
+
+def test_lmdb_package_absent(tmp_path, capsys, monkeypatch):
+    """Without the lmdb package: one line naming the extra to install, rc 2."""
+    _write_raw(tmp_path / "ok.lmdb", _meta(1), _frames(_frame()))
+    monkeypatch.setitem(__import__("sys").modules, "lmdb", None)
+    (tmp_path / "in.json").write_text(json.dumps(_train_input(str(tmp_path / "ok.lmdb"))))
+    for argv in (["convert-data", str(tmp_path / "ok.lmdb"), "-o", str(tmp_path / "o")],
+                 ["train", str(tmp_path / "in.json")]):
+        assert main(["--log-level", "ERROR", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "pip install 'dpx[lmdb]'" in err, err
+
+
+def test_convert_refuses_existing_output(converted, capsys):
+    root, _ = converted
+    assert main(["convert-data", str(root / "npy"), "-o", str(root / "data.lmdb")]) == 2
+    assert "exists; give --overwrite" in capsys.readouterr().err
