@@ -17,6 +17,7 @@ from dpx.data.atoms import make_system
 from dpx.data.paths import expand_systems, resolve_path
 from dpx.data.schema import System
 from dpx.data.system import read_systems, settle
+from dpx.progress import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,12 @@ def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
         return load_dpdata(path, fmt, type_map, sort_atoms)
 
     workers = max(1, min(threads or 1, len(paths)))
-    if workers == 1:
-        loaded = [read(p) for p in paths]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            loaded = list(pool.map(read, paths))  # keeps the sorted order
+    ticker = Ticker(log, f"{key}: reading", len(paths), "systems")
+    loaded = []
+    with ThreadPoolExecutor(workers) as pool:
+        for found in (pool.map(read, paths) if workers > 1 else map(read, paths)):
+            loaded.append(found)  # in the sorted order
+            ticker.advance(1)
     out = settle([s for group in loaded for s in group], in_memory)
     log.info("%s: %d system(s), %d frame(s), format %s", key, len(out),
              sum(s.nframes for s in out), fmt)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dpx.data.schema import System
+from dpx.progress import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,9 @@ def make_stat_input(systems: list[System], batch_sizes: list[int], nbatch: int =
     rng = np.random.default_rng(seed)
     ntypes = ntypes or _ntypes(systems)
     out = []
+    ticker = Ticker(log, "statistics frames", len(systems), "systems")
     for sid, (system, b) in enumerate(zip(systems, batch_sizes)):
+        ticker.advance(1)
         perm = rng.permutation(system.nframes) if perms is None else perms[sid]
         nb = min(nbatch, math.ceil(system.nframes / b))
         batch = collate(system, perm[:nb * b], sid)  # the last batch of a pass may be short

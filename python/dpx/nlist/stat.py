@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dpx import ops
-from dpx.io.progress import Ticker
+from dpx.progress import Ticker
 
 log = logging.getLogger(__name__)
 

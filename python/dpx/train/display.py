@@ -6,7 +6,7 @@ import math
 import time
 
 from dpx.io.checkpoint import WriteError
-from dpx.io.progress import hms
+from dpx.progress import hms
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from dpx.model.network import mix_entropy
 from dpx.model.stat import StatItem
 from dpx.nlist.stat import neighbor_counts
 from dpx.ops import paths
+from dpx.progress import Ticker
 from dpx.train import dist, resume
 from dpx.train import finetune as ft
 from dpx.train.branches import BranchRun, probabilities
@@ -423,7 +424,9 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
         sums = cache.load_env_stats(am.descriptor.stat_names()) if cache else None
         if sums is None:
             excluded = am.pair_excluded if am.has_pair_exclusion else None
-            sums = am.descriptor.compute_stats(frames_of(name), excluded)
+            samples = frames_of(name)
+            ticker = Ticker(log, f"descriptor statistics of {name}", len(samples), "samples")
+            sums = am.descriptor.compute_stats(ticker.iterate(samples), excluded)
             if cache:
                 cache.save_env_stats(sums)
         prev = merged.get(id(am.descriptor))

@@ -323,10 +323,10 @@ class EnvMatBlock(Descriptor):
         return -self.mean[:, 0, :] / self.stddev[:, 0, :]
 
 
-def stat_chunks(frames: list[dict], max_frames: int):
+def stat_chunks(frames: list[dict], max_atoms: int):
     """(coord [nf, nloc, 3], atype [nf, nloc] int64, box [nf, 9] or None) of consecutive
-    statistics samples with one atom count and periodicity, at most max_frames frames each
-    (a larger sample alone)."""
+    statistics samples with one atom count and periodicity, at most max_atoms atoms (nf x
+    nloc) each (a larger sample alone)."""
     group: list[dict] = []
 
     def joined():
@@ -337,7 +337,8 @@ def stat_chunks(frames: list[dict], max_frames: int):
     for sample in frames:
         kind = (sample["coord"].shape[1], sample.get("box") is None)
         if group and (kind != (group[0]["coord"].shape[1], group[0].get("box") is None)
-                      or sum(len(g["coord"]) for g in group) + len(sample["coord"]) > max_frames):
+                      or sum(g["coord"].shape[:2].numel() for g in group)
+                      + sample["coord"].shape[:2].numel() > max_atoms):
             yield joined()
             group = []
         group.append(sample)

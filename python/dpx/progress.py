@@ -33,6 +33,12 @@ class Ticker:
                       self.unit, f" ({note})" if note else "", hms(now - self.t0),
                       hms(left) if left != float("inf") else "?")
 
+    def iterate(self, items):
+        """items, advancing one a piece as they are taken."""
+        for item in items:
+            yield item
+            self.advance(1)
+
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
