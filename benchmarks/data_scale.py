@@ -345,6 +345,7 @@ def baseline_from_ref(ref: str, into: Path) -> Path:
                  f"ops do not fit it; build a checkout of {ref} and pass --baseline PATH")
     archive = subprocess.run(["git", "archive", ref, "python"], cwd=ROOT, check=True,
                              capture_output=True).stdout
+    into.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     shutil.copytree(ROOT / "python" / "dpx" / "lib", into / "python" / "dpx" / "lib")
     shutil.copy(ROOT / "python" / "dpx" / "_build_info.py", into / "python" / "dpx")
