@@ -38,9 +38,14 @@ step = launch to the first data row of lcurve.out (both write it after step 1, w
 display's losses of every branch); peak RSS of the process tree (sum of VmRSS over the
 process and its children, polled every 0.1 s: DeePMD-kit's data loader workers, torchrun's
 ranks), the same with PSS (shared pages counted once), the largest single process (VmHWM);
-wall and exit code. dpx's start-up stages are read from its log, each line stamped when it
-appeared: imports, reading the data index, neighbor statistics, data statistics, building
-the model and optimizer, the first step.
+wall and exit code. DeePMD-kit forks data loader workers (NUM_WORKERS, per branch): their
+VmRSS counts the parent's pages again, so compare its PSS. Under torchrun the tree is the
+agent and one torch runtime per rank. dpx's start-up stages (and DeePMD-kit's, coarser) are
+read from the log, each line stamped when it appeared: imports, reading the data index,
+neighbor statistics, data statistics, building the model and optimizer, the first step.
+
+steady: the step of the shared examples is short (~0.1 s on 2 cores) and a shared machine
+moves it by more than 5 %: use --repeats 3 or more (rounds interleaved, medians compared).
 """
 from __future__ import annotations
 
@@ -77,9 +82,9 @@ DPX_STAGES = [("imports, config", ("at", r"\] dpx INFO ")),
               ("neighbor statistics", ("at", r"neighbor statistics of ")),
               ("data statistics", ("at", r"data statistics in ")),
               ("model, optimizer", ("at", r"training \d+ steps from step"))]
-DP_STAGES = [("imports, config", ("at", r"Calculate neighbor statistics")),
+DP_STAGES = [("imports, config, reading the data", ("at", r"Calculate neighbor statistics")),
              ("neighbor statistics", ("before", r"Constructing DataLoaders")),
-             ("reading the data index", ("before", r"Packing data for statistics")),
+             ("data loaders", ("before", r"Packing data for statistics")),
              ("data statistics, model", ("at", r"Start to train"))]
 
 
@@ -112,6 +117,9 @@ def make(nframes: int, out: Path, noise: float, seed: int) -> Path:
     if done.exists() and json.loads(done.read_text()) == recipe:
         print(f"{out}: complete ({nframes} frames), skipped")
         return out
+    done.unlink(missing_ok=True)  # an interrupted rewrite is not complete
+    for old in out.glob("branch_*"):  # another recipe's systems would be read too
+        shutil.rmtree(old)
     t0 = time.perf_counter()
     src = sources()
     gsys, nbytes = 0, 0
