@@ -246,7 +246,7 @@ def one_run(name: str, cmd: list[str], env: dict, folder: Path, cfg: dict,
 
 
 def run(args) -> None:
-    tools = args.tools.split(",")
+    tools = [t for t in args.tools.split(",") if t]  # "" with --ranks: torchrun alone
     results: dict[int, list[dict]] = {}
     for n in args.frames:
         data = args.root / str(n)
