@@ -34,8 +34,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Data sets up to this size (float64 in memory) are read whole at start-up: a 20k-frame x
-# 192-atom set with forces is ~180 MB, above it; the shared water examples are ~2 MB.
+# A data section (one branch's training or validation systems) up to this size (float64 in
+# memory) is read whole at start-up: a 20k-frame x 192-atom section with forces is ~180 MB,
+# above it; the shared water examples are ~2 MB.
 IN_MEMORY_BYTES = 64 << 20
 
 

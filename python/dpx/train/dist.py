@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -40,6 +41,21 @@ class LostRank(Exception):
                else f"another rank (torch: {self.detail})")
         last = f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else ""
         return f"rank {self.rank}: lost contact with {who}{last}"
+
+
+@contextmanager
+def alone_on_node(distributed: bool):
+    """Rank 0's start-up work while the other ranks wait for its result (neighbor and data
+    statistics): every CPU this process may run on, instead of torchrun's OMP_NUM_THREADS=1
+    per rank (on a node of 8 ranks and 64 cores the scan of millions of frames ran on one).
+    A single process keeps its threads as they are."""
+    before = torch.get_num_threads()
+    if distributed:
+        torch.set_num_threads(max(before, len(os.sched_getaffinity(0))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _collective(op, *args, **kwargs):

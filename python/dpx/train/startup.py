@@ -150,7 +150,8 @@ def resolve_from_data(resolved: ResolvedConfig, mode: Fresh | InitModel | Finetu
     from a checkpoint scans its new data too (DeePMD-kit records that data's min_nbor_dist,
     which sets a compressed table's range), unless --skip-neighbor-stat."""
     if rank == 0:
-        resolve_sel(resolved, data, mode.scan)
+        with dist.alone_on_node(distributed):
+            resolve_sel(resolved, data, mode.scan)
     if distributed:
         found = {k: (b.model.descriptor.sel, resolved.min_nbor_dist[k])
                  for k, b in resolved.config.branches.items()}
@@ -346,12 +347,14 @@ def _wire(resolved: ResolvedConfig, mode: StartMode, state, source, data, device
         log.info("weights and statistics from %s: %s", mode.path,
                  ", ".join(f"{r.branch} <- {r.source}" for r in source.values()))
     elif rank == 0 and isinstance(mode, Finetune):
-        ft.apply(source, run_cfg, branches)
+        with dist.alone_on_node(distributed):
+            ft.apply(source, run_cfg, branches)
     elif rank == 0:
         # DeePMD-kit's frames under the same seed (one process: its DDP sampler differs)
         same_frames = run_cfg.training.seed is not None and world == 1
-        compute_statistics(resolved, branches,
-                           DeepmdStatStream(run_cfg, branches) if same_frames else None)
+        with dist.alone_on_node(distributed):
+            compute_statistics(resolved, branches,
+                               DeepmdStatStream(run_cfg, branches) if same_frames else None)
     if isinstance(mode, (InitModel, Finetune)):
         _record_min_nbor_dist(resolved, branches)
     wrapper.to(device)
@@ -440,6 +443,9 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
             group[1].append((name, _fitting_sums(fitting, cache,
                                                  lambda name=name: frames_of(name))))
         run.model.min_nbor_dist.fill_(resolved.min_nbor_dist[name])
+        # the branch's samples are done with: holding every branch's (10 frames of each
+        # system) would grow with the number of systems (~200 MB at issue 28's 2000)
+        frames.pop(name, None)
     for descriptor, sums in merged.values():
         descriptor.set_stats(sums)
     for fittings, per_branch in fitting_sums.values():
