@@ -181,3 +181,13 @@ def test_neighbor_statistics_kept_in_the_stat_file(dataset, run_dir, capsys):
     assert "2 of 2 system(s) read from the stat file" in runs[1][0]
     assert runs[1][1:] == runs[0][1:]
     assert "ESTIMATE from at most 1 frame(s) per system" in runs[2][0]
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_neighbor_stat_frames_must_be_a_whole_number(dataset, run_dir, capsys, value):
+    path = write(run_dir / "in.json", small_input(dataset, steps=1))
+    with pytest.raises(SystemExit) as stop:
+        main(["train", str(path), "--neighbor-stat-frames", value])
+    assert stop.value.code == 2
+    assert f"--neighbor-stat-frames: expected a whole number >= 1, got '{value}'" in \
+        capsys.readouterr().err
