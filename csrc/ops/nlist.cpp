@@ -61,12 +61,12 @@ Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
   at::Tensor nnei_max = at::empty({nf, shape.ntypes}, long_opts);
   at::Tensor min_dist = at::empty({nf}, coord.options());
 
-  // pass 2: per frame, the extended system, its cell list, the search split over threads
-  std::vector<T> ext;
-  std::vector<int64_t> counts(nloc * shape.ntypes);
-  std::vector<T> min_d2(nloc);
-  cpu::CellList<T> cl;
-  for (int64_t f = 0; f < nf; ++f) {
+  // pass 2: per frame, the extended system, its cell list and the search. Many frames (the
+  // statistics' chunks, batches): whole frames per thread, no barrier per frame; few frames
+  // (a training step's): each frame's centers split over the threads.
+  const bool by_frame = nf >= 2 * at::get_num_threads();
+  auto frame = [&](int64_t f, std::vector<T>& ext, std::vector<int64_t>& counts,
+                   std::vector<T>& min_d2, cpu::CellList<T>& cl, cpu::Scratch<T>& scratch) {
     const cpu::Ghosts<T>& g = ghosts[f];
     int64_t* map_f = mapping.data_ptr<int64_t>() + nall * f;
     int64_t* type_f = ext_atype.data_ptr<int64_t>() + nall * f;
@@ -80,15 +80,32 @@ Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
     cl.build(ext.data(), type_f, g.nall, nloc, rcut);
     int64_t* nlist_f = nlist.data_ptr<int64_t>() + nloc * nnei * f;
     cpu::virtual_rows<T>(types + nloc * f, shape, nlist_f, counts.data(), min_d2.data());
-    at::parallel_for(0, static_cast<int64_t>(cl.centers.size()), 32,
-                     [&](int64_t begin, int64_t end) {
-                       cpu::Scratch<T> scratch;
-                       cpu::search<T>(cl, sel.data(), shape, begin, end, scratch,
-                                      nlist_f, counts.data(), min_d2.data());
-                     });
+    const int64_t ncenter = static_cast<int64_t>(cl.centers.size());
+    if (by_frame) {
+      cpu::search<T>(cl, sel.data(), shape, 0, ncenter, scratch, nlist_f, counts.data(),
+                     min_d2.data());
+    } else {
+      at::parallel_for(0, ncenter, 32, [&](int64_t begin, int64_t end) {
+        cpu::Scratch<T> mine;
+        cpu::search<T>(cl, sel.data(), shape, begin, end, mine, nlist_f, counts.data(),
+                       min_d2.data());
+      });
+    }
     cpu::reduce_stats<T>(counts.data(), min_d2.data(), shape,
                          nnei_max.data_ptr<int64_t>() + shape.ntypes * f,
                          min_dist.data_ptr<T>() + f);
+  };
+  auto frames = [&](int64_t begin, int64_t end) {
+    std::vector<T> ext, min_d2(nloc);
+    std::vector<int64_t> counts(nloc * shape.ntypes);
+    cpu::CellList<T> cl;
+    cpu::Scratch<T> scratch;
+    for (int64_t f = begin; f < end; ++f) frame(f, ext, counts, min_d2, cl, scratch);
+  };
+  if (by_frame) {
+    at::parallel_for(0, nf, 1, frames);
+  } else {
+    frames(0, nf);
   }
   return {mapping, ext_atype, shift, nlist, nnei_max, min_dist};
 }

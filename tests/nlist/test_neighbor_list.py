@@ -462,7 +462,8 @@ def test_larger_system_matches_twin():
 def test_neighbor_stat_many_frames(periodic):
     """Frames split over threads (each thread whole frames, its own buffers): every frame's
     counts and closest pair as the twin gives them, frame by frame; the public function
-    (what the start-up scan calls) returns the same."""
+    (what the start-up scan calls) returns the same; and so does the list op, which also
+    splits many frames by frame."""
     coord, atype, box = random_frames(5, torch.float64, nf=37, nloc=25)
     box = box if periodic else None
     got = torch.ops.dpx.neighbor_stat(coord, atype, box, 3.5, 2)
@@ -471,6 +472,15 @@ def test_neighbor_stat_many_frames(periodic):
     torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=0)
     public = dpx.ops.neighbor_stat(coord, atype.int(), box, 3.5, 2)
     assert torch.equal(public[0], got[0]) and torch.equal(public[1], got[1])
+    # the list itself: with this many frames each thread takes whole frames
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, coord.shape[0] // 2))
+    try:
+        out = OP(coord, atype, box, 3.5, [10, 14])
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_as_reference(out, reference.neighbor_list(coord, atype, box, 3.5, [10, 14]),
+                             coord.dtype)
 
 
 # ----------------------------------------------------------------------------------------
