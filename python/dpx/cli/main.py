@@ -16,6 +16,7 @@ from dpx.cli import show as show_cmd
 from dpx.cli import test as test_cmd
 from dpx.cli import train as train_cmd
 from dpx.cli.refuse import add_backend_flags
+from dpx.extras import MissingPackage
 
 log = logging.getLogger("dpx")
 
@@ -51,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         return COMMANDS[args.command].run(args) or 0
-    except (ValueError, FileNotFoundError, NotImplementedError, KeyError, ImportError) as e:
+    except (ValueError, FileNotFoundError, NotImplementedError, KeyError, MissingPackage) as e:
         # bad input: the message names the file, key or value; a traceback would bury it.
-        # ImportError: an optional package that the input needs (dpdata, h5py, lmdb), named
+        # MissingPackage: an optional package the input needs (dpdata, h5py, lmdb), named
         if os.environ.get("DPX_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

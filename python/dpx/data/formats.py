@@ -17,6 +17,7 @@ from dpx.data.atoms import make_system
 from dpx.data.paths import expand_systems, resolve_path
 from dpx.data.schema import System
 from dpx.data.system import read_systems, settle
+from dpx.extras import need
 from dpx.progress import Ticker
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,8 @@ def _existing(systems, base_dir, key) -> list[str]:
 
 
 def _import_dpdata():
-    try:
-        import dpdata
-    except ImportError as err:
-        raise ImportError("data sections with a \"format\" other than deepmd/npy or "
-                          "deepmd/hdf5 are read through dpdata: pip install dpdata") from err
-    return dpdata
+    return need("dpdata", message="data sections with a \"format\" other than deepmd/npy, "
+                "deepmd/hdf5 or deepmd/lmdb are read through dpdata: pip install dpdata")
 
 
 def load_dpdata(path: str, fmt: str, type_map: list[str] | None = None,

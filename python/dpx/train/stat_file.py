@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dpx.data.system import load_npy
+from dpx.extras import need
 from dpx.io.checkpoint import WriteError, atomic_write, first_line
 from dpx.model.stat import StatItem
 
@@ -63,6 +64,10 @@ def _reason(e: Exception) -> str:
         return os.strerror(e.errno)
     found = re.search(r"error message = '([^']*)'", str(e))
     return found.group(1) if found else getattr(e, "strerror", None) or first_line(e)
+
+
+def _h5py(path):
+    return need("h5py", message=f"the stat file {path} (HDF5) needs h5py: pip install h5py")
 
 
 def _where(stat_file, base_dir) -> Path:
@@ -142,7 +147,7 @@ class StatFile:
 
     def _read(self, name: str):
         if self.h5:
-            import h5py
+            h5py = _h5py(self.path)
             if not self.path.exists():
                 return None
             with h5py.File(self.path, "r") as f:
@@ -171,7 +176,7 @@ class StatFile:
             raise WriteError(f"cannot write the stat file {self.path}: {_reason(e)}") from None
 
     def _write_h5(self, tmp: Path, arrays: dict) -> None:
-        import h5py
+        h5py = _h5py(self.path)
         if self.path.exists():
             shutil.copyfile(self.path, tmp)  # the other type maps' and descriptors' entries
         with h5py.File(tmp, "a") as f:

@@ -8,6 +8,7 @@ import numpy as np
 
 from dpx.data.frames import BadFrame
 from dpx.data.storage import digest
+from dpx.extras import need
 
 H5_SUFFIXES = (".h5", ".hdf5")
 
@@ -94,11 +95,8 @@ def open_h5_kept(filename: str):
 
 
 def open_h5(filename: str):
-    try:
-        import h5py
-    except ImportError as err:
-        raise ImportError(f"reading the HDF5 system {filename} needs h5py: "
-                          "pip install h5py") from err
+    h5py = need("h5py", message=f"reading the HDF5 system {filename} needs h5py: "
+                "pip install h5py")
     return h5py.File(filename, "r")
 
 

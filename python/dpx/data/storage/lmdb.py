@@ -36,6 +36,7 @@ from dpx.data.atoms import make_system
 from dpx.data.frames import BadFrame, Column, Part, cells, finite
 from dpx.data.schema import LABELS, System
 from dpx.data.storage import digest
+from dpx.extras import need
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,8 @@ CACHE_FRAMES = 4096
 
 def import_lmdb():
     """The lmdb and msgpack modules, or one line naming the extra that installs them."""
-    try:
-        import lmdb
-        import msgpack
-    except ImportError as err:
-        raise ImportError(f"LMDB data needs the {err.name} package: pip install 'dpx[lmdb]' "
-                          "(or pip install lmdb msgpack)") from None
-    return lmdb, msgpack
+    return need("lmdb", "msgpack", message="LMDB data needs the {name} package: pip install "
+                "'dpx[lmdb]' (or pip install lmdb msgpack)")
 
 
 def is_lmdb(path: str) -> bool:
