@@ -71,13 +71,11 @@ Result run(const at::Tensor& coord_in, const at::Tensor& atype_in,
     int64_t* map_f = mapping.data_ptr<int64_t>() + nall * f;
     int64_t* type_f = ext_atype.data_ptr<int64_t>() + nall * f;
     T* shift_f = shift.data_ptr<T>() + 3 * nall * f;
-    const int64_t written = cpu::write_extended<T>(g, types + nloc * f, map_f, type_f, shift_f);
+    const int64_t written = cpu::extend_and_bin<T>(g, x + 3 * nloc * f, types + nloc * f,
+                                                   bx ? bx + 9 * f : nullptr, rcut, map_f,
+                                                   type_f, shift_f, ext, cl);
     TORCH_CHECK(written == g.nall, "dpx::", kOp, ": internal error, ", written,
                 " extended atoms written for ", g.nall, " planned");
-    ext.resize(3 * g.nall);
-    cpu::extended_coord<T>(x + 3 * nloc * f, bx ? bx + 9 * f : nullptr, map_f, shift_f, g.nall,
-                           ext.data());
-    cl.build(ext.data(), type_f, g.nall, nloc, rcut);
     int64_t* nlist_f = nlist.data_ptr<int64_t>() + nloc * nnei * f;
     cpu::virtual_rows<T>(types + nloc * f, shape, nlist_f, counts.data(), min_d2.data());
     const int64_t ncenter = static_cast<int64_t>(cl.centers.size());
@@ -143,15 +141,12 @@ std::tuple<at::Tensor, at::Tensor> run_stat(const at::Tensor& coord_in,
       mapping.resize(g.nall);
       ext_atype.resize(g.nall);
       shift.resize(3 * g.nall);
-      ext.resize(3 * g.nall);
-      cpu::write_extended<T>(g, type_f, mapping.data(), ext_atype.data(), shift.data());
-      cpu::extended_coord<T>(x + 3 * nloc * f, bx ? bx + 9 * f : nullptr, mapping.data(),
-                             shift.data(), g.nall, ext.data());
-      cl.build(ext.data(), ext_atype.data(), g.nall, nloc, rcut);
-      for (int64_t i = 0; i < nloc; ++i) {  // virtual atoms: not centers, no neighbors
-        std::fill(counts.begin() + i * ntypes, counts.begin() + (i + 1) * ntypes, int64_t{0});
-        min_d2[i] = std::numeric_limits<T>::infinity();
-      }
+      const int64_t written = cpu::extend_and_bin<T>(
+          g, x + 3 * nloc * f, type_f, bx ? bx + 9 * f : nullptr, rcut, mapping.data(),
+          ext_atype.data(), shift.data(), ext, cl);
+      TORCH_CHECK(written == g.nall, "dpx::neighbor_stat: internal error, ", written,
+                  " extended atoms written for ", g.nall, " planned");
+      cpu::virtual_rows<T>(type_f, shape, nullptr, counts.data(), min_d2.data());
       cpu::count<T>(cl, shape, 0, static_cast<int64_t>(cl.centers.size()), scratch,
                     counts.data(), min_d2.data());
       cpu::reduce_stats<T>(counts.data(), min_d2.data(), shape,

@@ -141,6 +141,18 @@ void extended_coord(const T* coord, const T* box, const int64_t* mapping, const 
 }
 
 template <typename T>
+int64_t extend_and_bin(const Ghosts<T>& g, const T* coord, const int64_t* atype, const T* box,
+                       double rcut, int64_t* mapping, int64_t* ext_atype, T* shift,
+                       std::vector<T>& ext, CellList<T>& cl) {
+  const int64_t written = write_extended<T>(g, atype, mapping, ext_atype, shift);
+  if (written != g.nall) return written;
+  ext.resize(3 * g.nall);
+  extended_coord<T>(coord, box, mapping, shift, g.nall, ext.data());
+  cl.build(ext.data(), ext_atype, g.nall, g.nloc, rcut);
+  return written;
+}
+
+template <typename T>
 int64_t CellList<T>::bin_of(const T* x) const {
   int64_t b[3];
   for (int k = 0; k < 3; ++k) {
@@ -398,7 +410,7 @@ void virtual_rows(const int64_t* atype, const NlistShape& s, int64_t* nlist, int
                   T* min_d2) {
   for (int64_t i = 0; i < s.nloc; ++i) {
     if (atype[i] >= 0) continue;
-    std::fill(nlist + i * s.nnei, nlist + (i + 1) * s.nnei, int64_t{-1});
+    if (nlist) std::fill(nlist + i * s.nnei, nlist + (i + 1) * s.nnei, int64_t{-1});
     std::fill(counts + i * s.ntypes, counts + (i + 1) * s.ntypes, int64_t{0});
     min_d2[i] = std::numeric_limits<T>::infinity();
   }
@@ -424,6 +436,9 @@ void reduce_stats(const int64_t* counts, const T* min_d2, const NlistShape& s,
   template int64_t write_extended<T>(const Ghosts<T>&, const int64_t*, int64_t*, int64_t*,    \
                                      T*);                                                     \
   template void extended_coord<T>(const T*, const T*, const int64_t*, const T*, int64_t, T*); \
+  template int64_t extend_and_bin<T>(const Ghosts<T>&, const T*, const int64_t*, const T*,    \
+                                     double, int64_t*, int64_t*, T*, std::vector<T>&,         \
+                                     CellList<T>&);                                           \
   template void search<T>(const CellList<T>&, const int64_t*, const NlistShape&,              \
                           int64_t, int64_t, Scratch<T>&, int64_t*, int64_t*, T*);             \
   template void count<T>(const CellList<T>&, const NlistShape&, int64_t, int64_t, Scratch<T>&, \

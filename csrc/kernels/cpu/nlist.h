@@ -59,6 +59,17 @@ void extended_coord(const T* coord, const T* box, const int64_t* mapping, const 
                     int64_t nall, T* ext);
 
 template <typename T>
+struct CellList;
+
+// A planned frame's extended system (mapping, ext_atype, shift [g.nall(, 3)], ext) and the
+// cell list over it: write_extended, extended_coord and CellList::build in turn. Returns the
+// number of extended atoms written (g.nall unless the plan is inconsistent).
+template <typename T>
+int64_t extend_and_bin(const Ghosts<T>& g, const T* coord, const int64_t* atype, const T* box,
+                       double rcut, int64_t* mapping, int64_t* ext_atype, T* shift,
+                       std::vector<T>& ext, CellList<T>& cl);
+
+template <typename T>
 struct CellList {
   int64_t n[3] = {1, 1, 1};   // bins per axis, z fastest
   double lo[3] = {0, 0, 0};
@@ -122,7 +133,8 @@ template <typename T>
 void count(const CellList<T>& cl, const NlistShape& s, int64_t begin, int64_t end,
            Scratch<T>& scratch, int64_t* counts, T* min_d2);
 
-// Rows of the centers that are not in the cell list (virtual atoms): all -1, counts 0, +inf.
+// Rows of the centers that are not in the cell list (virtual atoms): all -1, counts 0, +inf
+// (nlist may be nullptr when s.nnei is 0).
 template <typename T>
 void virtual_rows(const int64_t* atype, const NlistShape& s, int64_t* nlist, int64_t* counts,
                   T* min_d2);
