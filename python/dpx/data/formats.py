@@ -56,8 +56,8 @@ def load_systems(systems, *, base_dir=None, type_map: list[str] | None = None,
     ticker = Ticker(log, f"{key}: reading", len(paths), "systems")
     loaded = []
     with ThreadPoolExecutor(workers) as pool:
-        for found in (pool.map(read, paths) if workers > 1 else map(read, paths)):
-            loaded.append(found)  # in the sorted order
+        for found in pool.map(read, paths):  # in the sorted order
+            loaded.append(found)
             ticker.advance(1)
     out = settle([s for group in loaded for s in group], in_memory)
     log.info("%s: %d system(s), %d frame(s), format %s", key, len(out),

@@ -95,9 +95,8 @@ def _scan(todo, rcut, width, one_type, stage) -> list[tuple[np.ndarray, float]]:
             pieces, coord, atype, box = batch
             nnei_max, min_dist = ops.neighbor_stat(coord, atype, box, rcut, width)
             lo = 0
-            for j, n in pieces:
-                c = nnei_max[lo:lo + n].amax(dim=0).numpy() if n else 0
-                d = float(min_dist[lo:lo + n].min()) if n else math.inf
+            for j, n in pieces:  # a piece holds at least one frame (_chunks)
+                c, d = nnei_max[lo:lo + n].amax(dim=0).numpy(), float(min_dist[lo:lo + n].min())
                 found[j] = (np.maximum(found[j][0], c), min(found[j][1], d))
                 lo += n
             ticker.advance(len(coord), f"system {pieces[-1][0] + 1} of {len(todo)}")

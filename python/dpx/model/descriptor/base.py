@@ -266,19 +266,14 @@ class EnvMatBlock(Descriptor):
             real = atype >= 0  # virtual atoms are nobody's center
             types, rows = atype[real], em[real].double()  # [n], [n, nnei, ncol]
             nrow = torch.bincount(types, minlength=self.ntypes) * self.nnei
-            per_type = [(f"r_{t}", 1) for t in range(self.ntypes)]
-            cols = {"r": rows[..., :1]}
-            if self.ncol == 4:
-                cols["a"] = rows[..., 1:]
-                per_type += [(f"a_{t}", 3) for t in range(self.ntypes)]
-            sums = {k: (_by_type(v.sum((1, 2)), types, self.ntypes),
-                        _by_type((v * v).sum((1, 2)), types, self.ntypes))
-                    for k, v in cols.items()}
-            for name, width in per_type:
-                k, t = name.split("_")
-                s1, s2 = sums[k]
-                stats[name] += StatItem(int(nrow[int(t)]) * width, float(s1[int(t)]),
-                                        float(s2[int(t)]))
+            cols = {"r": rows[..., :1], "a": rows[..., 1:]} if self.ncol == 4 else \
+                {"r": rows[..., :1]}
+            for k, v in cols.items():
+                s1 = _by_type(v.sum((1, 2)), types, self.ntypes)
+                s2 = _by_type((v * v).sum((1, 2)), types, self.ntypes)
+                for t in range(self.ntypes):
+                    stats[f"{k}_{t}"] += StatItem(int(nrow[t]) * v.shape[-1], float(s1[t]),
+                                                  float(s2[t]))
         return stats
 
     def set_stats(self, sums: dict[str, StatItem]) -> None:
