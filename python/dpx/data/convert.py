@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from dpx.data.paths import expand_systems
 from dpx.data.schema import System
 from dpx.data.storage.lmdb import Writer, frame_record, is_lmdb, read_groups
 from dpx.data.system import read_systems
+from dpx.progress import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def to_lmdb(systems, output: str, *, base_dir=None, type_map=None, overwrite: bo
     _refuse_existing(output, overwrite)
     found = sources(systems, base_dir, type_map, key)
     names = element_table(found, type_map)
-    progress = Progress(sum(s.nframes for _, s in found), output)
+    progress = Ticker(log, f"writing {output}", sum(s.nframes for _, s in found), "frames")
     writer = Writer(output, names, overwrite)
     try:
         for sid, s in found:
@@ -77,13 +77,14 @@ def to_lmdb(systems, output: str, *, base_dir=None, type_map=None, overwrite: bo
             for lo in range(0, s.nframes, CHUNK):
                 hi = min(lo + CHUNK, s.nframes)
                 writer.add(_records(s, atype, len(names), lo, hi), sid)
-                progress.done(hi - lo)
+                progress.advance(hi - lo)
     except BaseException:
         writer.abort()
         raise
     writer.close()
-    progress.finish(f"{len({sid for sid, _ in found})} source system(s), type_map {names}")
-    return progress.count
+    _wrote(output, progress, f"{len({sid for sid, _ in found})} source system(s), "
+                             f"type_map {names}")
+    return progress.done
 
 
 def _records(s: System, atype: np.ndarray, ntypes: int, lo: int, hi: int) -> list[dict]:
@@ -103,7 +104,7 @@ def to_npy(systems, output: str, *, base_dir=None, type_map=None, overwrite: boo
     _refuse_existing(output, overwrite)
     found = sources(systems, base_dir, type_map, key)
     tmp = f"{os.path.abspath(output)}.tmp-{os.getpid()}"
-    progress = Progress(sum(s.nframes for _, s in found), output)
+    progress = Ticker(log, f"writing {output}", sum(s.nframes for _, s in found), "frames")
     seen: dict[int, int] = {}
     try:
         for sid, s in found:
@@ -114,11 +115,11 @@ def to_npy(systems, output: str, *, base_dir=None, type_map=None, overwrite: boo
         os.replace(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    progress.finish(f"{len(found)} system(s)")
-    return progress.count
+    _wrote(output, progress, f"{len(found)} system(s)")
+    return progress.done
 
 
-def _write_npy(s: System, folder: Path, progress: Progress) -> None:
+def _write_npy(s: System, folder: Path, progress: Ticker) -> None:
     folder.mkdir(parents=True)
     (folder / "type.raw").write_text("\n".join(map(str, s.atype)) + "\n")
     if s.type_map is not None:
@@ -134,7 +135,7 @@ def _write_npy(s: System, folder: Path, progress: Progress) -> None:
             hi += 1
         _write_set(s, folder / f"set.{iset:03d}", lo, hi,
                    [k for k, f in zip(labels, found[lo]) if f])
-        progress.done(hi - lo)
+        progress.advance(hi - lo)
         iset, lo = iset + 1, hi
 
 
@@ -158,24 +159,5 @@ def _refuse_existing(output: str, overwrite: bool) -> None:
         raise ValueError(f"{output} holds the working folder; name a new folder to write")
 
 
-class Progress:
-    """Frames converted, speed and time left, logged every `every` seconds."""
-
-    def __init__(self, total: int, output: str, every: float = 10.0):
-        self.total, self.output, self.every = total, output, every
-        self.count, self.t0 = 0, time.perf_counter()
-        self.last = self.t0
-
-    def done(self, n: int) -> None:
-        self.count += n
-        now = time.perf_counter()
-        if now - self.last >= self.every and self.count < self.total:
-            self.last = now
-            speed = self.count / (now - self.t0)
-            left = int((self.total - self.count) / speed)
-            log.info("%s: %d/%d frames, %.0f frames/s, %d:%02d:%02d left", self.output,
-                     self.count, self.total, speed, left // 3600, left // 60 % 60, left % 60)
-
-    def finish(self, what: str) -> None:
-        log.info("wrote %s: %d frames, %s, in %.1f s", self.output, self.count, what,
-                 time.perf_counter() - self.t0)
+def _wrote(output: str, progress: Ticker, what: str) -> None:
+    log.info("wrote %s: %d frames, %s, in %.1f s", output, progress.done, what, progress.elapsed)
