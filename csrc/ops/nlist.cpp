@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/nlist.h"
+#include "kernels/cpu/nlist_count.h"
 #include "ops/nlist_args.h"
 
 namespace dpx::ops {
@@ -147,8 +148,8 @@ std::tuple<at::Tensor, at::Tensor> run_stat(const at::Tensor& coord_in,
       TORCH_CHECK(written == g.nall, "dpx::neighbor_stat: internal error, ", written,
                   " extended atoms written for ", g.nall, " planned");
       cpu::virtual_rows<T>(type_f, shape, nullptr, counts.data(), min_d2.data());
-      cpu::count<T>(cl, shape, 0, static_cast<int64_t>(cl.centers.size()), scratch,
-                    counts.data(), min_d2.data());
+      DPX_CPU_KERNEL(count<T>)(cl, shape, 0, static_cast<int64_t>(cl.centers.size()), scratch,
+                               counts.data(), min_d2.data());
       cpu::reduce_stats<T>(counts.data(), min_d2.data(), shape,
                            nnei_max.data_ptr<int64_t>() + ntypes * f, min_dist.data_ptr<T>() + f);
     }

@@ -483,6 +483,25 @@ def test_neighbor_stat_many_frames(periodic):
                              coord.dtype)
 
 
+@needs_library
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_neighbor_stat_coincident_and_dense(dtype, periodic):
+    """The counting pass leaves the center itself out by arithmetic (it meets itself at
+    r^2 = 0): two atoms at one place still give min_dist 0 and count each other, and so do
+    two at one place in frames of three types, one of them absent, with enough atoms that
+    each type's candidates fill several vectors and end in a part-filled one."""
+    coord, atype, box = random_frames(9, dtype, nf=3, nloc=70, ntypes=3, scale=7.0)
+    atype[atype == 1] = 0
+    coord[:, 5] = coord[:, 17]
+    atype[:, 5] = 2
+    box = box if periodic else None
+    out = OP(coord, atype, box, 3.0, [60, 60, 60])
+    assert_same_stat(out, coord, atype, box, 3.0, 3)
+    assert torch.all(out[5] == 0) and torch.all(out[4][:, 1] == 0)
+    check_brute_force(out, coord, atype, box, 3.0, [60, 60, 60])
+
+
 # ----------------------------------------------------------------------------------------
 # the public function: differentiable extended coordinates
 # ----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The AVX-512 and AVX2+FMA builds of the CPU kernels against the baseline (generic) build.
 
-The library holds up to three builds of kernels/cpu/se_a.cpp, env_mat.cpp and embed.cpp and
-picks one per process (kernels/cpu/isa.h): the widest the CPU has, capped by DPX_CPU_ISA.
+The library holds up to three builds of kernels/cpu/se_a.cpp, env_mat.cpp, embed.cpp and
+nlist_count.cpp and picks one per process (kernels/cpu/isa.h): the widest the CPU has, capped
+by DPX_CPU_ISA.
 This process runs the widest; subprocesses with DPX_CPU_ISA=generic (and =avx2 where this one
 runs avx512) compute the same outputs, and they agree to 1e-12 relative in float64 (1e-5 in
 float32): FMA and the vector width change the rounding, not the sums. And no code compiled for
@@ -129,6 +130,23 @@ def test_vector_kernels_match_narrower_builds(tmp_path, narrower):
             assert_close(value, other[name])
         except AssertionError as e:
             raise AssertionError(f"{name}: {e}") from None
+
+
+NLIST_TESTS = Path(__file__).parents[1] / "nlist" / "test_neighbor_list.py"
+
+
+@pytest.mark.skipif(not NARROWER, reason="only the generic kernels are in use here")
+@pytest.mark.parametrize("narrower", NARROWER or ["generic"])
+def test_neighbor_stat_in_narrower_builds(narrower):
+    """The counting pass (nlist_count.cpp) is built per instruction set too, and must give
+    the list's numbers bit for bit in each: the neighbor-list tests, each of which checks
+    dpx::neighbor_stat against the list (assert_same_stat), pass in a process that runs the
+    narrower build."""
+    env = {**os.environ, "DPX_CPU_ISA": narrower}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                          "-p", "no:xdist", str(NLIST_TESTS)], env=env, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 
 
 # Mangled names in dpx::cpu::avx2 or dpx::cpu::avx512, with the entities local to their

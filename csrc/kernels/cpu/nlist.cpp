@@ -383,29 +383,6 @@ void search(const CellList<T>& cl, const int64_t* sel, const NlistShape& s,
 }
 
 template <typename T>
-void count(const CellList<T>& cl, const NlistShape& s, int64_t begin, int64_t end,
-           Scratch<T>& scratch, int64_t* counts, T* min_d2) {
-  const int64_t ntypes = s.ntypes;
-  const T rc2 = static_cast<T>(s.rcut * s.rcut);  // the test search makes, in T
-  const int32_t* type = cl.type.data();
-  for (int64_t c = begin; c < end; ++c) {
-    const int64_t self = cl.centers[c];
-    // the neighbors compacted first, then counted by type: the increment of a count picked
-    // by type is a chain through memory, run only for neighbors
-    const int64_t n = gather_neighbors(cl, c, rc2, scratch);
-    const Hit<T>* hits = scratch.hits.data();
-    int64_t* cnt = counts + cl.index[self] * ntypes;
-    std::fill(cnt, cnt + ntypes, int64_t{0});
-    T best = std::numeric_limits<T>::infinity();
-    for (int64_t k = 0; k < n; ++k) {
-      ++cnt[type[hits[k].slot]];
-      best = std::min(best, hits[k].d2);
-    }
-    min_d2[cl.index[self]] = best;
-  }
-}
-
-template <typename T>
 void virtual_rows(const int64_t* atype, const NlistShape& s, int64_t* nlist, int64_t* counts,
                   T* min_d2) {
   for (int64_t i = 0; i < s.nloc; ++i) {
@@ -441,8 +418,6 @@ void reduce_stats(const int64_t* counts, const T* min_d2, const NlistShape& s,
                                      CellList<T>&);                                           \
   template void search<T>(const CellList<T>&, const int64_t*, const NlistShape&,              \
                           int64_t, int64_t, Scratch<T>&, int64_t*, int64_t*, T*);             \
-  template void count<T>(const CellList<T>&, const NlistShape&, int64_t, int64_t, Scratch<T>&, \
-                         int64_t*, T*);                                                       \
   template void virtual_rows<T>(const int64_t*, const NlistShape&, int64_t*, int64_t*, T*);   \
   template void reduce_stats<T>(const int64_t*, const T*, const NlistShape&, int64_t*, T*);
 

@@ -12,6 +12,7 @@
 //                    atoms sorted by bin (counting sort) so that a bin column is contiguous
 //   search           per center: candidates from the bins that meet its sphere, the nearest
 //                    sum(sel) by (r^2, extended index), then the first sel[t] of each type
+//                    (or, for neighbor statistics, count in nlist_count.h: the counts only)
 // search handles the centers [begin, end) of the cell list's center order, so the caller
 // splits it across threads, each with its own Scratch. The spec is reference.neighbor_list.
 #pragma once
@@ -112,6 +113,10 @@ struct Scratch {
   std::vector<Candidate<T>> cand, sorted;
   std::vector<int64_t> bucket, filled;
   std::vector<std::pair<int64_t, int64_t>> ranges;  // slot ranges of the bins scanned
+  // the counting pass (nlist_count.h): a bin's candidates by type, padded with +inf
+  std::vector<T> near_x, near_y, near_z;
+  std::vector<int64_t> near_seg;  // [ntypes + 1]
+  std::vector<int64_t> near_centers;  // centers grouped by block of bins
 };
 
 struct NlistShape {
@@ -126,12 +131,6 @@ template <typename T>
 void search(const CellList<T>& cl, const int64_t* sel, const NlistShape& s,
             int64_t begin, int64_t end, Scratch<T>& scratch, int64_t* nlist, int64_t* counts,
             T* min_d2);
-
-// The counting pass of neighbor statistics: counts and min_d2 of the centers [begin, end)
-// exactly as search gives them, without sorting or writing a list.
-template <typename T>
-void count(const CellList<T>& cl, const NlistShape& s, int64_t begin, int64_t end,
-           Scratch<T>& scratch, int64_t* counts, T* min_d2);
 
 // Rows of the centers that are not in the cell list (virtual atoms): all -1, counts 0, +inf
 // (nlist may be nullptr when s.nnei is 0).
