@@ -264,16 +264,22 @@ class EnvMatBlock(Descriptor):
                 exclude_pairs(nl.nlist, nl.ext_atype, atype.clamp(min=0), pair_excluded)
             em, _ = self.env_mat(nl.ext_coord, nl.ext_atype, nlist, atype.clamp(min=0), zero, one)
             real = atype >= 0  # virtual atoms are nobody's center
-            types, rows = atype[real], em[real].double()  # [n], [n, nnei, ncol]
+            if bool(real.all()):  # no copy of em where every atom is real
+                types, rows = atype.reshape(-1), em.reshape(-1, *em.shape[2:])
+            else:
+                types, rows = atype[real], em[real]  # [n], [n, nnei, ncol]
+            rows = rows.double()
+            # per atom and column, sum and sum of squares over the slots, then per type:
+            # contiguous reductions, one pass each
+            s1, s2 = _by_type(rows.sum(1), types, self.ntypes), \
+                _by_type((rows * rows).sum(1), types, self.ntypes)  # [ntypes, ncol]
             nrow = torch.bincount(types, minlength=self.ntypes) * self.nnei
-            cols = {"r": rows[..., :1], "a": rows[..., 1:]} if self.ncol == 4 else \
-                {"r": rows[..., :1]}
-            for k, v in cols.items():
-                s1 = _by_type(v.sum((1, 2)), types, self.ntypes)
-                s2 = _by_type((v * v).sum((1, 2)), types, self.ntypes)
+            cols = {"r": slice(0, 1), "a": slice(1, 4)} if self.ncol == 4 else {"r": slice(0, 1)}
+            for k, c in cols.items():
+                width = c.stop - c.start
                 for t in range(self.ntypes):
-                    stats[f"{k}_{t}"] += StatItem(int(nrow[t]) * v.shape[-1], float(s1[t]),
-                                                  float(s2[t]))
+                    stats[f"{k}_{t}"] += StatItem(int(nrow[t]) * width, float(s1[t, c].sum()),
+                                                  float(s2[t, c].sum()))
         return stats
 
     def set_stats(self, sums: dict[str, StatItem]) -> None:
@@ -342,9 +348,9 @@ def stat_chunks(frames: list[dict], max_atoms: int):
 
 
 def _by_type(values: torch.Tensor, types: torch.Tensor, ntypes: int) -> torch.Tensor:
-    """Per-atom values summed per type, [ntypes] float64."""
-    return torch.zeros(ntypes, dtype=torch.float64, device=values.device).index_add_(
-        0, types, values.double())
+    """Per-atom values [n, ...] summed per type, [ntypes, ...] float64."""
+    return torch.zeros(ntypes, *values.shape[1:], dtype=torch.float64,
+                       device=values.device).index_add_(0, types, values.double())
 
 
 def compression_slots(n: int, dtype: torch.dtype) -> nn.ParameterList:
