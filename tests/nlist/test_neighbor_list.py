@@ -502,6 +502,15 @@ def test_neighbor_stat_coincident_and_dense(dtype, periodic):
     check_brute_force(out, coord, atype, box, 3.0, [60, 60, 60])
 
 
+@needs_library
+@pytest.mark.parametrize("periodic", [True, False])
+def test_neighbor_stat_wide_frames(periodic):
+    """Centers that span many bins: the counting pass takes rcut-wide blocks there (wider
+    ones where they span few, as in every test above), and its numbers stay the list's."""
+    coord, atype, box = random_frames(13, torch.float64, nf=2, nloc=700, ntypes=2, scale=24.0)
+    run_all(coord, atype, box if periodic else None, 3.0, [40, 40], brute=False)
+
+
 # ----------------------------------------------------------------------------------------
 # the public function: differentiable extended coordinates
 # ----------------------------------------------------------------------------------------
