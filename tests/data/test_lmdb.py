@@ -271,6 +271,8 @@ def _frames(*frames):
 
 
 def _bad_cases(tmp: Path) -> dict:
+    cut = _frame()  # its coords' bytes one value short of its shape: the same layout else
+    cut["coords"] = dict(cut["coords"], data=cut["coords"]["data"][:-8])
     cases = {
         "no __metadata__ key": _write_raw(tmp / "nometa.lmdb", None, _frames(_frame())),
         "__metadata__ nframes: None": _write_raw(tmp / "nonframes.lmdb", {"type_map": ["O"]},
@@ -279,6 +281,10 @@ def _bad_cases(tmp: Path) -> dict:
             tmp / "nlocs.lmdb", _meta(2, frame_nlocs=[3]), _frames(_frame(), _frame())),
         "frame 1 (key '000000000001') forces: shape [4, 3], expected 3 atoms x 3": _write_raw(
             tmp / "shape.lmdb", _meta(2), _frames(_frame(), _frame(nforce=4))),
+        "frame 1 (key '000000000001'): 3 atoms, __metadata__ frame_nlocs says 4": _write_raw(
+            tmp / "nloc.lmdb", _meta(2, frame_nlocs=[3, 4]), _frames(_frame(), _frame())),
+        "frame 1 (key '000000000001') coords: shape [3, 3] of float64 takes 72 bytes, the "
+        "frame holds 64": _write_raw(tmp / "bytes.lmdb", _meta(2), _frames(_frame(), cut)),
         "frame 1 (key '000000000001') is missing": _write_raw(
             tmp / "short.lmdb", _meta(2), _frames(_frame())),
         "type 1 or 0 outside type_map ['O']": _write_raw(
@@ -295,6 +301,25 @@ def _bad_cases(tmp: Path) -> dict:
     (garbage / "data.mdb").write_bytes(b"not an lmdb" * 1000)
     cases["cannot open as an LMDB database"] = garbage
     return cases
+
+
+def test_index_checks_each_layout_once(tmp_path, monkeypatch):
+    """The start-up index decodes and checks the arrays of one frame per layout (keys, dtypes,
+    shapes, atom types), not of every frame: a frame costs what msgpack takes to read it."""
+    unlabeled = dict(_frame(3), find_forces=0)  # DeePMD-kit's flag: forces not a label
+    path = _write_raw(tmp_path / "many.lmdb", _meta(41), _frames(*[_frame(3)] * 20,
+                                                                 *[_frame(4)] * 20, unlabeled))
+    decoded = []
+    real = lmdb_store.decode
+    monkeypatch.setattr(lmdb_store, "decode", lambda v, where: decoded.append(where) or
+                        real(v, where))
+    index = lmdb_store.scan(lmdb_store.Database(str(path)))
+    assert [g.atype.size for g in index.groups] == [3, 4]
+    np.testing.assert_array_equal(index.group, [0] * 20 + [1] * 20 + [0])
+    np.testing.assert_array_equal(index.has["force"], [True] * 40 + [False])
+    assert not index.has["virial"].any()
+    # atom_types, coords, cells, energies and forces of frames 0 and 20; frame 40 less forces
+    assert len(decoded) == 5 + 5 + 4, decoded
 
 
 def test_bad_lmdb_one_line_rc2(tmp_path, capsys):

@@ -19,8 +19,9 @@ A dpx System has one type per atom, so a database is read as one System per (sou
 atom types in order, periodic or not), in the order they first appear: what
 deepmd/npy/mixed gives for a folder of frames of several compositions. Finding those takes
 each frame's atom_types, so the index is one pass over the frames at start-up (their sizes
-are checked then, as the .npy headers are); values are read when drawn (Field) and checked
-then by frames.Column. Unlike npy and HDF5, whose nodes system.py reads, an LMDB is read here.
+are checked then, as the .npy headers are, once per layout of keys, dtypes and shapes);
+values are read when drawn (Field) and checked then by frames.Column. Unlike npy and HDF5,
+whose nodes system.py reads, an LMDB is read here.
 lmdb and msgpack are imported only when a database is opened: `pip install dpx[lmdb]`.
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ FIELDS = {"coord": ("coords", "coord"), "box": ("cells", "box"),
           "atom_ener_coeff": ("atom_ener_coeff", "atomic_ener_coeff"),
           "fparam": ("fparam",), "aparam": ("aparam",)}
 TYPES = ("atom_types", "atype")
+LABEL_KEYS = tuple(k for k in FIELDS if k not in ("coord", "box"))
 _SPECS = {spec.key: spec for spec in LABELS}
 # a batch's frames are decoded once for all its fields (coord, box, labels read one by one)
 CACHE_FRAMES = 4096
@@ -159,9 +161,17 @@ class Database:
         tag = ids.tobytes()
         if self._last is not None and self._last[0] == tag:
             return self._last[1]
-        out = []
+        out = list(self.each(ids.tolist()))
+        if ids.size <= CACHE_FRAMES:
+            self._last = (tag, out)
+        return out
+
+    def each(self, ids):
+        """Frames ids one at a time, as frames() gives them. Nothing is held: a frame's
+        arrays are freed before the next is decoded into the same memory (holding thousands
+        cost the scan more in fresh pages than msgpack took)."""
         with self.env.begin(buffers=True) as txn:
-            for i in ids.tolist():
+            for i in ids:
                 raw = txn.get(self.key(i))
                 if raw is None:
                     raise BadFrame(f"{self.where(i)} is missing; __metadata__ says nframes "
@@ -169,10 +179,7 @@ class Database:
                 frame = self._unpack(raw, f"frame {i}")
                 if not isinstance(frame, dict):
                     raise BadFrame(f"{self.where(i)}: a {type(frame).__name__}, expected a map")
-                out.append(frame)
-        if ids.size <= CACHE_FRAMES:
-            self._last = (tag, out)
-        return out
+                yield frame
 
 
 def _count(value, where: str) -> int:
@@ -240,32 +247,63 @@ class Index:
 
 
 def scan(db: Database) -> Index:
-    """Each frame's group and labels, sizes checked (values are checked when drawn)."""
+    """Each frame's group and labels, sizes checked (values are checked when drawn). The
+    checks run once per layout (_layout_key): decoding and checking every frame's arrays
+    took ~75 us a frame, ten times msgpack's read of it (benchmarks/lmdb_index.py)."""
     t0 = time.perf_counter()
-    by_key: dict[tuple, int] = {}
-    groups: list[Group] = []
-    group = np.empty(db.nframes, dtype=np.int64)
-    labels = [k for k in FIELDS if k not in ("coord", "box")]
-    has = {k: np.zeros(db.nframes, bool) for k in labels}
-    for lo in range(0, db.nframes, CACHE_FRAMES):
-        ids = np.arange(lo, min(lo + CACHE_FRAMES, db.nframes))
-        for i, frame in zip(ids.tolist(), db.frames(ids)):
-            atype, pbc = _frame_layout(db, i, frame)
-            sid = 0 if db.sids is None else int(db.sids[i])
-            gkey = (sid, atype.tobytes(), pbc)
-            if gkey not in by_key:
-                by_key[gkey] = len(groups)
-                groups.append(Group(sid, atype, pbc))
-            group[i] = by_key[gkey]
-            for label in labels:
-                name, value = lookup(frame, FIELDS[label])
-                if value is not None:
-                    _check_label(db, i, groups[group[i]], label, name, value, atype.size)
-                    has[label][i] = True
-    db._last = None
+    groups: dict[tuple, Group] = {}  # (sid, atom types, pbc) -> Group, in order of finding
+    layouts: dict[tuple, int] = {}
+    seen: list[tuple[tuple, frozenset]] = []  # per layout: its group's key, the labels held
+    layout = np.empty(db.nframes, dtype=np.int64)
+    sids = [0] * db.nframes if db.sids is None else db.sids.tolist()
+    nlocs = [None] * db.nframes if db.nlocs is None else db.nlocs.tolist()
+    for i, frame in enumerate(db.each(range(db.nframes))):
+        key = (sids[i], nlocs[i], _layout_key(frame))
+        try:
+            j = layouts.setdefault(key, len(seen))
+        except TypeError:  # a value msgpack gives unhashable: this frame checked alone
+            j = len(seen)
+        if j == len(seen):
+            seen.append(_check_frame(db, i, frame, sids[i], groups))
+        layout[i] = j
+    order = {gkey: g for g, gkey in enumerate(groups)}
+    group = np.array([order[gkey] for gkey, _ in seen], dtype=np.int64)[layout]
+    has = {k: np.array([k in held for _, held in seen], dtype=bool)[layout] for k in LABEL_KEYS}
     log.info("%s: %d frames indexed in %.1f s: %d system(s), %d composition(s)", db.path,
-             db.nframes, time.perf_counter() - t0, len({g.sid for g in groups}), len(groups))
-    return Index(group, groups, has)
+             db.nframes, time.perf_counter() - t0, len({g.sid for g in groups.values()}),
+             len(groups))
+    return Index(group, list(groups.values()), has)
+
+
+def _layout_key(frame: dict) -> tuple:
+    """What the checks read of a frame, less its arrays' bytes (the atom types' kept): frames
+    with one key pass or fail them alike."""
+    return tuple([(k, v == 0 if k.startswith("find_") else _brief(v, k in TYPES))
+                  for k, v in frame.items()])
+
+
+def _brief(value, whole: bool):
+    if type(value) is not dict:
+        return type(value)  # a number passes as any number does; anything else fails
+    data, shape = value.get("data"), value.get("shape")
+    return (value.get("type"), tuple(shape) if type(shape) is list else shape,
+            len(data) if type(data) is bytes and not whole else data)
+
+
+def _check_frame(db: Database, i: int, frame: dict, sid: int,
+                 groups: dict[tuple, Group]) -> tuple[tuple, frozenset]:
+    """Frame i checked: (the key of its group in groups, added where new; the labels it
+    holds)."""
+    atype, pbc = _frame_layout(db, i, frame)
+    gkey = (sid, atype.tobytes(), pbc)
+    group = groups.setdefault(gkey, Group(sid, atype, pbc))
+    held = []
+    for label in LABEL_KEYS:
+        name, value = lookup(frame, FIELDS[label])
+        if value is not None:
+            _check_label(db, i, group, label, name, value, atype.size)
+            held.append(label)
+    return gkey, frozenset(held)
 
 
 def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
