@@ -8,9 +8,10 @@ import pytest
 
 
 def write_npy_system(path, atype, set_sizes=(3,), *, names=None, nopbc=False,
-                     labels=("energy", "force", "virial"), seed=0, energy_2d=False) -> dict:
-    """Write a system with random finite arrays; return them concatenated over sets, in file
-    atom order: coord [nf, natoms*3], box [nf, 9], and each label as written."""
+                     labels=("energy", "force", "virial"), seed=0, energy_2d=False,
+                     dtype=np.float64) -> dict:
+    """Write a system with random finite arrays of dtype; return them concatenated over sets,
+    in file atom order: coord [nf, natoms*3], box [nf, 9], and each label as written."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     atype = np.asarray(atype)
@@ -35,6 +36,7 @@ def write_npy_system(path, atype, set_sizes=(3,), *, names=None, nopbc=False,
         set_dir = path / f"set.{iset:03d}"
         set_dir.mkdir()
         for key, arr in arrays.items():
+            arr = arr.astype(dtype)
             np.save(set_dir / f"{key}.npy", arr)
             written.setdefault(key, []).append(arr)
     return {k: np.concatenate(v) for k, v in written.items()}

@@ -59,15 +59,16 @@ dump_systems([dpdata.LabeledSystem(p, fmt="deepmd/npy") for p in job["dpdata_fro
 
 
 def _sources(root: Path) -> dict:
-    """Three systems: two sets (the second without virial.npy), non-periodic, and one whose
-    type_map.raw orders the elements differently, with atom_ener, atom_pref, fparam, aparam."""
+    """Three systems: two sets (the second without virial.npy), non-periodic and float32, and
+    one whose type_map.raw orders the elements differently, with atom_ener, atom_pref,
+    fparam, aparam."""
     made = {}
     made["a"] = write_npy_system(root / "a", [0, 1, 1, 0, 1], (3, 2), names=["O", "H"], seed=1)
     for f in ("virial.npy",):
         os.remove(root / "a" / "set.001" / f)
     made["a"]["virial"] = made["a"]["virial"][:3]
     made["b"] = write_npy_system(root / "b", [1, 0, 0], (2,), names=["H", "O"], nopbc=True,
-                                 seed=2)
+                                 seed=2, dtype=np.float32)
     made["c"] = write_npy_system(root / "c", [2, 0, 1, 1], (4,), names=["O", "H", "C"],
                                  labels=("energy", "force", "virial", "atom_ener", "atom_pref",
                                          "fparam", "aparam"), seed=3)
@@ -113,6 +114,7 @@ def test_lmdb_round_trip_equals_npy(converted, monkeypatch):
     assert (root / "back" / "sys.0001" / "nopbc").exists()
     assert len(list((root / "back" / "sys.0000").glob("set.*"))) == 2  # with, without virial
     _equal_systems(load_systems([str(root / "back")], type_map=TYPE_MAP), want)
+    assert np.load(root / "back" / "sys.0001" / "set.000" / "force.npy").dtype == np.float32
 
 
 def test_mixed_compositions_one_system_each(tmp_path):
@@ -166,6 +168,25 @@ def test_deepmd_reads_dpx_lmdb(converted):
                     np.testing.assert_array_equal(dp[f"{key}_{i}"].reshape(-1),
                                                   np.reshape(src[key][j], -1), err_msg=key)
             i += 1
+
+
+def _stored_types(path: Path) -> list[dict]:
+    """Each frame's {key: dtype name} as the database stores it (through dpx's reader: a
+    process opens a database once)."""
+    db = lmdb_store.Database(str(path))
+    return [{k: v["type"] for k, v in f.items() if isinstance(v, dict)}
+            for f in db.each(range(db.nframes))]
+
+
+def test_lmdb_keeps_source_dtype(converted):
+    """A float32 system is written as float32, as dpdata's deepmd/lmdb writer writes it (and
+    DeePMD-kit reads back the source's values: test_deepmd_reads_dpx_lmdb); float64 stays."""
+    root, _ = converted
+    job = _oracle_job(converted)
+    dpx_types, dpdata_types = _stored_types(root / "data.lmdb"), _stored_types(job["dpdata_to"])
+    assert dpx_types[5] == dpx_types[6] == dpdata_types[0] == dpdata_types[1]
+    assert dpx_types[5]["coords"] == dpx_types[5]["forces"] == "float32"
+    assert {dpx_types[0][k] for k in ("coords", "cells", "energies", "forces")} == {"float64"}
 
 
 def test_dpx_reads_dpdata_lmdb(converted):

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dpx.data.atoms import make_system
-from dpx.data.frames import BadFrame, Column, Part, cells, finite
+from dpx.data.frames import BadFrame, Column, Part, cells, finite, float_dtype
 from dpx.data.schema import LABELS, System
 from dpx.data.storage import digest
 from dpx.extras import need
@@ -237,6 +237,10 @@ class Group:
     atype: np.ndarray
     pbc: bool
     widths: dict = field(default_factory=dict)  # fparam/aparam values per frame
+    dtypes: dict = field(default_factory=dict)  # dpx key -> the dtypes its frames hold
+
+    def saw(self, key: str, arr: np.ndarray) -> None:
+        self.dtypes.setdefault(key, set()).add(arr.dtype)
 
 
 @dataclass
@@ -294,20 +298,25 @@ def _check_frame(db: Database, i: int, frame: dict, sid: int,
                  groups: dict[tuple, Group]) -> tuple[tuple, frozenset]:
     """Frame i checked: (the key of its group in groups, added where new; the labels it
     holds)."""
-    atype, pbc = _frame_layout(db, i, frame)
-    gkey = (sid, atype.tobytes(), pbc)
-    group = groups.setdefault(gkey, Group(sid, atype, pbc))
+    atype, coord, box = _frame_layout(db, i, frame)
+    gkey = (sid, atype.tobytes(), box is not None)
+    group = groups.setdefault(gkey, Group(sid, atype, box is not None))
+    group.saw("coord", coord)
+    if box is not None:
+        group.saw("box", box)
     held = []
     for label in LABEL_KEYS:
         name, value = lookup(frame, FIELDS[label])
         if value is not None:
-            _check_label(db, i, group, label, name, value, atype.size)
+            group.saw(label, _check_label(db, i, group, label, name, value, atype.size))
             held.append(label)
     return gkey, frozenset(held)
 
 
-def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
-    """A frame's atom types (checked against type_map and frame_nlocs) and coords/cells sizes."""
+def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, np.ndarray,
+                                                            np.ndarray | None]:
+    """A frame's atom types (checked against type_map and frame_nlocs), coords and cells (None:
+    not periodic), their sizes checked."""
     name, value = lookup(frame, TYPES)
     if value is None:
         raise ValueError(f"{db.where(i)}: no atom_types")
@@ -326,11 +335,11 @@ def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
     name, coord = lookup(frame, FIELDS["coord"])
     if coord is None:
         raise ValueError(f"{db.where(i)}: no coords")
-    _check_size(db, i, name, coord, 3 * atype.size, f"{atype.size} atoms x 3")
+    coord = _check_size(db, i, name, coord, 3 * atype.size, f"{atype.size} atoms x 3")
     name, box = lookup(frame, FIELDS["box"])
     if box is not None:
-        _check_size(db, i, name, box, 9, "3 x 3")
-    return atype, box is not None
+        box = _check_size(db, i, name, box, 9, "3 x 3")
+    return atype, coord, box
 
 
 def _check_size(db, i, name, value, width, what) -> np.ndarray:
@@ -341,12 +350,12 @@ def _check_size(db, i, name, value, width, what) -> np.ndarray:
     return arr
 
 
-def _check_label(db, i, group: Group, label: str, name: str, value, natoms: int) -> None:
+def _check_label(db, i, group: Group, label: str, name: str, value, natoms: int) -> np.ndarray:
     spec = _SPECS[label]
     if spec.ndof is not None:
         unit = f"{natoms} atoms x {spec.ndof}" if spec.atomic else str(spec.ndof)
-        _check_size(db, i, name, value, spec.ndof * (natoms if spec.atomic else 1), unit)
-        return
+        return _check_size(db, i, name, value, spec.ndof * (natoms if spec.atomic else 1),
+                           unit)
     arr = decode(value, f"{db.where(i)} {name}")
     per = natoms if spec.atomic else 1
     if arr.size % per or not arr.size:
@@ -357,17 +366,19 @@ def _check_label(db, i, group: Group, label: str, name: str, value, natoms: int)
         raise ValueError(f"{db.where(i)} {name}: {arr.size // per} values per "
                          f"{'atom' if spec.atomic else 'frame'}, frame {first[1]} of this "
                          f"system has {first[0]}")
+    return arr
 
 
 # ---------------------------------------------------------------- frames read when drawn
 
 class Field:
     """One quantity of every frame of a database as a frames.Part source: rows(idx, width)
-    decodes frames idx; a frame without it gives `default` (its find flag is False)."""
+    decodes frames idx; a frame without it gives `default` (its find flag is False). dtype:
+    what its frames hold (float_dtype), rows() gives float64."""
 
-    def __init__(self, db: Database, names: tuple[str, ...], default: float = 0.0):
+    def __init__(self, db: Database, names: tuple[str, ...], default: float, dtype: np.dtype):
         self.db, self.names, self.default = db, names, default
-        self.dtype, self.ndim = np.dtype(np.float64), 2
+        self.dtype, self.ndim = dtype, 2
 
     def rows(self, idx: np.ndarray, width: int) -> np.ndarray:
         out = np.full((idx.size, width), self.default)
@@ -413,7 +424,8 @@ def _system(db, index, group: Group, frames, name, type_map, sort_atoms, stamp) 
     natoms = group.atype.size
 
     def column(key, width, check=finite, default=0.0):
-        part = Part(Field(db, FIELDS[key], default), db.nframes, f"{db.path} {FIELDS[key][0]}")
+        source = Field(db, FIELDS[key], default, float_dtype(*group.dtypes.get(key, ())))
+        part = Part(source, db.nframes, f"{db.path} {FIELDS[key][0]}")
         return Column([part], width, check=check)
 
     labels = {}
