@@ -19,10 +19,10 @@ from dpx.data import load_systems
 from dpx.data import system as system_reader
 from dpx.data.convert import to_lmdb, to_npy
 from dpx.data.storage import lmdb as lmdb_store
-from tests.data.conftest import write_npy_system
+from tests.data.conftest import lmdb_frame, lmdb_meta, numbered, write_lmdb, write_npy_system
 
-lmdb = pytest.importorskip("lmdb")
-msgpack = pytest.importorskip("msgpack")
+pytest.importorskip("lmdb")
+pytest.importorskip("msgpack")
 
 ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON",
                              Path(__file__).resolve().parents[2] / ".venv-lammps/bin/python"))
@@ -259,77 +259,16 @@ def test_dp_train_reads_dpx_lmdb(water, tmp_path):
                 if not r.startswith("#")]) == 3
 
 
-# ---------------------------------------------------------------- bad databases
-
-
-def _write_raw(path: Path, meta, frames: dict) -> Path:
-    """An LMDB written with lmdb and msgpack directly (not dpx's writer)."""
-    env = lmdb.open(str(path), map_size=1 << 24)
-    with env.begin(write=True) as txn:
-        for key, frame in frames.items():
-            txn.put(key.encode(), msgpack.packb(frame, use_bin_type=True))
-        if meta is not None:
-            txn.put(b"__metadata__", msgpack.packb(meta, use_bin_type=True))
-    env.close()
-    return path
-
-
-def _frame(natoms=3, nforce=None, energy=1.0, coord=None):
-    enc = lmdb_store.encode
-    rng = np.random.default_rng(natoms)
-    return {"atom_types": enc(np.array([0] + [1] * (natoms - 1), np.int32)),
-            "coords": enc(rng.uniform(0, 3, (natoms, 3)) if coord is None else coord),
-            "cells": enc(np.eye(3) * 5), "energies": enc(np.array(energy)),
-            "forces": enc(rng.normal(size=(nforce or natoms, 3)))}
-
-
-def _meta(n, **more):
-    return {"nframes": n, "frame_idx_fmt": "012d", "type_map": ["O", "H"], **more}
-
-
-def _frames(*frames):
-    return {format(i, "012d"): f for i, f in enumerate(frames)}
-
-
-def _bad_cases(tmp: Path) -> dict:
-    cut = _frame()  # its coords' bytes one value short of its shape: the same layout else
-    cut["coords"] = dict(cut["coords"], data=cut["coords"]["data"][:-8])
-    cases = {
-        "no __metadata__ key": _write_raw(tmp / "nometa.lmdb", None, _frames(_frame())),
-        "__metadata__ nframes: None": _write_raw(tmp / "nonframes.lmdb", {"type_map": ["O"]},
-                                                 _frames(_frame())),
-        "frame_nlocs: 1 values, expected a list of 2": _write_raw(
-            tmp / "nlocs.lmdb", _meta(2, frame_nlocs=[3]), _frames(_frame(), _frame())),
-        "frame 1 (key '000000000001') forces: shape [4, 3], expected 3 atoms x 3": _write_raw(
-            tmp / "shape.lmdb", _meta(2), _frames(_frame(), _frame(nforce=4))),
-        "frame 1 (key '000000000001'): 3 atoms, __metadata__ frame_nlocs says 4": _write_raw(
-            tmp / "nloc.lmdb", _meta(2, frame_nlocs=[3, 4]), _frames(_frame(), _frame())),
-        "frame 1 (key '000000000001') coords: shape [3, 3] of float64 takes 72 bytes, the "
-        "frame holds 64": _write_raw(tmp / "bytes.lmdb", _meta(2), _frames(_frame(), cut)),
-        "frame 1 (key '000000000001') is missing": _write_raw(
-            tmp / "short.lmdb", _meta(2), _frames(_frame())),
-        "type 1 or 0 outside type_map ['O']": _write_raw(
-            tmp / "types.lmdb", dict(_meta(1), type_map=["O"]), _frames(_frame())),
-        "NaN or inf in frame 1": _write_raw(
-            tmp / "nan.lmdb", _meta(2), _frames(_frame(), _frame(energy=float("nan")))),
-    }
-    torn = _write_raw(tmp / "cut.lmdb", _meta(40), _frames(*[_frame(200)] * 40))
-    data = torn / "data.mdb"
-    os.truncate(data, data.stat().st_size // 2)
-    cases["the file is cut short"] = torn
-    garbage = tmp / "garbage.lmdb"
-    garbage.mkdir()
-    (garbage / "data.mdb").write_bytes(b"not an lmdb" * 1000)
-    cases["cannot open as an LMDB database"] = garbage
-    return cases
+# ---------------------------------------------------------------- the index; bad databases
+# (damaged databases: tests/faults/test_matrix.py)
 
 
 def test_index_checks_each_layout_once(tmp_path, monkeypatch):
     """The start-up index decodes and checks the arrays of one frame per layout (keys, dtypes,
     shapes, atom types), not of every frame: a frame costs what msgpack takes to read it."""
-    unlabeled = dict(_frame(3), find_forces=0)  # DeePMD-kit's flag: forces not a label
-    path = _write_raw(tmp_path / "many.lmdb", _meta(41), _frames(*[_frame(3)] * 20,
-                                                                 *[_frame(4)] * 20, unlabeled))
+    unlabeled = dict(lmdb_frame(3), find_forces=0)  # DeePMD-kit's flag: forces not a label
+    path = write_lmdb(tmp_path / "many.lmdb", lmdb_meta(41),
+                      numbered(*[lmdb_frame(3)] * 20, *[lmdb_frame(4)] * 20, unlabeled))
     decoded = []
     real = lmdb_store.decode
     monkeypatch.setattr(lmdb_store, "decode", lambda v, where: decoded.append(where) or
@@ -343,21 +282,9 @@ def test_index_checks_each_layout_once(tmp_path, monkeypatch):
     assert len(decoded) == 5 + 5 + 4, decoded
 
 
-def test_bad_lmdb_one_line_rc2(tmp_path, capsys):
-    """Each damaged database stops `dpx convert-data` with rc 2 and one line naming it."""
-    for i, (expected, path) in enumerate(_bad_cases(tmp_path).items()):
-        capsys.readouterr()
-        rc = main(["--log-level", "ERROR", "convert-data", str(path), "-o",
-                   str(tmp_path / f"out{i}")])
-        err = capsys.readouterr().err.strip()
-        assert rc == 2, (expected, err)
-        assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
-        assert not (tmp_path / f"out{i}").exists()
-
-
 def test_lmdb_package_absent(tmp_path, capsys, monkeypatch):
     """Without the lmdb package: one line naming the extra to install, rc 2."""
-    _write_raw(tmp_path / "ok.lmdb", _meta(1), _frames(_frame()))
+    write_lmdb(tmp_path / "ok.lmdb", lmdb_meta(1), numbered(lmdb_frame()))
     monkeypatch.setitem(__import__("sys").modules, "lmdb", None)
     (tmp_path / "in.json").write_text(json.dumps(_train_input(str(tmp_path / "ok.lmdb"))))
     for argv in (["convert-data", str(tmp_path / "ok.lmdb"), "-o", str(tmp_path / "o")],

@@ -211,7 +211,12 @@ def decode(value, where: str) -> np.ndarray:
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise BadFrame(f"{where}: not numeric ({dtype})")
     data = value["data"]
-    shape = tuple(value.get("shape", (len(data) // dtype.itemsize,)))
+    if not isinstance(data, bytes):  # msgpack gives a bin as bytes, anything else as itself
+        raise BadFrame(f"{where}: data is {type(data).__name__} {data!r:.40}, expected the "
+                       "array's bytes")
+    shape = value.get("shape", [len(data) // dtype.itemsize])
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise BadFrame(f"{where}: shape {shape!r:.40} is not a list of sizes")
     need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != need:
         raise BadFrame(f"{where}: shape {list(shape)} of {dtype} takes {need} bytes, "
