@@ -4,6 +4,9 @@ frame into Systems (issue 28), per frame.
     # the data (outside the repo; nothing committed): random frames of 192 atoms as --systems
     # npy folders, then `dpx convert-data` into one LMDB; skipped when OUT exists
     python benchmarks/lmdb_index.py make --frames 20000 --out /tmp/idx20k.lmdb
+    # the worst case: every frame its own order of the 64 O and 128 H (its own composition),
+    # written by storage.lmdb.Writer directly
+    python benchmarks/lmdb_index.py make --frames 20000 --unique-types --out /tmp/uniq20k.lmdb
 
     python benchmarks/lmdb_index.py time /tmp/idx20k.lmdb [--repeats 3] [--no-meta]
 
@@ -30,9 +33,6 @@ NATOMS = 192
 
 def make(frames: int, systems: int, out: Path) -> None:
     """`systems` npy folders of random frames (2 elements, 64 + 128 atoms), converted."""
-    if out.exists():
-        print(f"{out} exists: kept")
-        return
     from dpx.cli.main import main
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,6 +48,21 @@ def make(frames: int, systems: int, out: Path) -> None:
             for name, arr in arrays.items():
                 np.save(folder / "set.000" / f"{name}.npy", arr)
         assert main(["convert-data", tmp, "-o", str(out)]) == 0
+
+
+def make_unique(frames: int, out: Path) -> None:
+    """One source system of random frames, each with its own atom order."""
+    from dpx.data.storage.lmdb import Writer, frame_record
+    rng = np.random.default_rng(0)
+    writer = Writer(str(out), ["O", "H"])
+    base = np.array([0] * 64 + [1] * 128)
+    for lo in range(0, frames, 1000):
+        writer.add([frame_record(rng.permutation(base), 2, rng.uniform(0, 12, (NATOMS, 3)),
+                                 np.eye(3).reshape(9) * 12,
+                                 {"energy": rng.normal(), "force": rng.normal(size=NATOMS * 3),
+                                  "virial": rng.normal(size=9)})
+                    for _ in range(min(1000, frames - lo))], 0)
+    writer.close()
 
 
 def strip_meta(src: Path, dst: Path) -> None:
@@ -85,13 +100,19 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=20000)
     p.add_argument("--systems", type=int, default=4)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--unique-types", action="store_true")
     p = sub.add_parser("time")
     p.add_argument("path", type=Path)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-meta", action="store_true")
     args = parser.parse_args()
     if args.cmd == "make":
-        make(args.frames, args.systems, args.out)
+        if args.out.exists():
+            print(f"{args.out} exists: kept")
+        elif args.unique_types:
+            make_unique(args.frames, args.out)
+        else:
+            make(args.frames, args.systems, args.out)
         return
     if not args.no_meta:
         time_scan(args.path, args.repeats)

@@ -6,6 +6,7 @@ training from the npy data, and `dp --pt train` taking an LMDB dpx wrote.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -280,6 +281,25 @@ def test_index_checks_each_layout_once(tmp_path, monkeypatch):
     assert not index.has["virial"].any()
     # atom_types, coords, cells, energies and forces of frames 0 and 20; frame 40 less forces
     assert len(decoded) == 5 + 5 + 4, decoded
+
+
+def test_index_checks_each_composition_once(tmp_path, monkeypatch):
+    """Frames of one layout whose atom types differ (15 orders of O2H4): the sizes are checked
+    on the first, each composition's atom types on its first frame; they are 15 Systems."""
+    frames = []
+    for pair in itertools.combinations(range(6), 2):
+        frame = lmdb_frame(6)
+        frame["atom_types"] = lmdb_store.encode(np.isin(np.arange(6), pair, invert=True)
+                                                .astype(np.int32))
+        frames.append(frame)
+    path = write_lmdb(tmp_path / "orders.lmdb", lmdb_meta(15), numbered(*frames))
+    decoded = []
+    real = lmdb_store.decode
+    monkeypatch.setattr(lmdb_store, "decode", lambda v, where: decoded.append(where) or
+                        real(v, where))
+    index = lmdb_store.scan(lmdb_store.Database(str(path)))
+    assert len(index.groups) == 15 and (index.group == np.arange(15)).all()
+    assert len(decoded) == 5 + 14, decoded  # frame 0's five arrays, the others' atom types
 
 
 def test_lmdb_package_absent(tmp_path, capsys, monkeypatch):

@@ -33,6 +33,7 @@ from dpx.config.input import (
     TrainingConfig,
 )
 from dpx.config.schema import ConfigError, _value
+from dpx.data.storage.lmdb import encode
 from tests.data.conftest import lmdb_frame, lmdb_meta, numbered, write_lmdb
 from tests.train.conftest import EXAMPLE, small_input
 
@@ -308,6 +309,10 @@ LMDB_FAULTS = {
                                                    numbered(lmdb_frame()))),
     "wrong-shape": (f"{FRAME_1} forces: shape [4, 3], expected 3 atoms x 3",
                     _two(lmdb_frame(nforce=4))),
+    "fparam-width": (f"{FRAME_1} fparam: 3 values per frame, frame 0 of this system has 2",
+                     lambda p: write_lmdb(p, lmdb_meta(2), numbered(
+                         dict(lmdb_frame(), fparam=encode(np.ones(2))),
+                         dict(lmdb_frame(), fparam=encode(np.ones(3)))))),
     "bytes-short": (f"{FRAME_1} coords: shape [3, 3] of float64 takes 72 bytes, the frame "
                     "holds 64", _two(_frame_with(coords={"data": bytes(64)}))),
     "data-not-bytes": (f"{FRAME_1} coords: data is int 5, expected the array's bytes",

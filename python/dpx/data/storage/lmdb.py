@@ -27,6 +27,7 @@ lmdb and msgpack are imported only when a database is opened: `pip install dpx[l
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -217,7 +218,7 @@ def decode(value, where: str) -> np.ndarray:
     shape = value.get("shape", [len(data) // dtype.itemsize])
     if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
         raise BadFrame(f"{where}: shape {shape!r:.40} is not a list of sizes")
-    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize  # Python ints: np.prod costs ~10 us a call
     if len(data) != need:
         raise BadFrame(f"{where}: shape {list(shape)} of {dtype} takes {need} bytes, "
                        f"the frame holds {len(data)}")
@@ -234,6 +235,19 @@ def lookup(frame: dict, names: tuple[str, ...]) -> tuple[str, object]:
 
 
 # ---------------------------------------------------------------- the index
+# Decoding and checking every array of every frame in Python took ~75 us a frame, ten times
+# msgpack's read of it (benchmarks/lmdb_index.py). The sizes and dtypes are checked once per
+# layout (_layout_key: the keys, dtypes, shapes and byte counts of a frame, the metadata's
+# atom count), the atom types once per composition.
+
+@dataclass
+class Layout:
+    """The frames of one layout, checked on the first of them."""
+    types: str  # the key of the atom types
+    pbc: bool
+    arrays: dict[str, tuple[str, np.dtype]]  # dpx key -> (the frame's key for it, its dtype)
+    widths: dict[str, int]  # fparam, aparam -> values per frame or atom
+
 
 @dataclass
 class Group:
@@ -241,11 +255,22 @@ class Group:
     sid: int
     atype: np.ndarray
     pbc: bool
-    widths: dict = field(default_factory=dict)  # fparam/aparam values per frame
-    dtypes: dict = field(default_factory=dict)  # dpx key -> the dtypes its frames hold
+    widths: dict = field(default_factory=dict)  # fparam/aparam -> (values per unit, frame)
+    layouts: list = field(default_factory=list)  # those of its frames
 
-    def saw(self, key: str, arr: np.ndarray) -> None:
-        self.dtypes.setdefault(key, set()).add(arr.dtype)
+    def take(self, db: Database, i: int, layout: Layout) -> None:
+        """Frame i, of this group, has layout: its widths must be the group's."""
+        self.layouts.append(layout)
+        for key, width in layout.widths.items():
+            first = self.widths.setdefault(key, (width, i))
+            if first[0] != width:
+                raise ValueError(f"{db.where(i)} {layout.arrays[key][0]}: {width} values per "
+                                 f"{'atom' if _SPECS[key].atomic else 'frame'}, frame "
+                                 f"{first[1]} of this system has {first[0]}")
+
+    def dtype(self, key: str) -> np.dtype:
+        """What key's values are stored in (float_dtype of its frames')."""
+        return float_dtype(*{x.arrays[key][1] for x in self.layouts if key in x.arrays})
 
 
 @dataclass
@@ -256,72 +281,98 @@ class Index:
 
 
 def scan(db: Database) -> Index:
-    """Each frame's group and labels, sizes checked (values are checked when drawn). The
-    checks run once per layout (_layout_key): decoding and checking every frame's arrays
-    took ~75 us a frame, ten times msgpack's read of it (benchmarks/lmdb_index.py)."""
+    """Each frame's group and labels, sizes checked (values are checked when drawn)."""
     t0 = time.perf_counter()
-    groups: dict[tuple, Group] = {}  # (sid, atom types, pbc) -> Group, in order of finding
     layouts: dict[tuple, int] = {}
-    seen: list[tuple[tuple, frozenset]] = []  # per layout: its group's key, the labels held
+    seen: list[Layout] = []
+    finder = _Groups(db)
     layout = np.empty(db.nframes, dtype=np.int64)
+    group = np.empty(db.nframes, dtype=np.int64)
     sids = [0] * db.nframes if db.sids is None else db.sids.tolist()
     nlocs = [None] * db.nframes if db.nlocs is None else db.nlocs.tolist()
     for i, frame in enumerate(db.each(range(db.nframes))):
-        key = (sids[i], nlocs[i], _layout_key(frame))
+        key = (nlocs[i], _layout_key(frame))
         try:
             j = layouts.setdefault(key, len(seen))
         except TypeError:  # a value msgpack gives unhashable: this frame checked alone
             j = len(seen)
+        atype = None
         if j == len(seen):
-            seen.append(_check_frame(db, i, frame, sids[i], groups))
-        layout[i] = j
-    order = {gkey: g for g, gkey in enumerate(groups)}
-    group = np.array([order[gkey] for gkey, _ in seen], dtype=np.int64)[layout]
-    has = {k: np.array([k in held for _, held in seen], dtype=bool)[layout] for k in LABEL_KEYS}
+            atype = _atom_types(db, i, frame)
+            seen.append(_check_layout(db, i, frame, atype.size))
+        layout[i], group[i] = j, finder.find(i, frame, sids[i], seen[j], j, atype)
+    has = {k: np.array([k in x.arrays for x in seen], dtype=bool)[layout] for k in LABEL_KEYS}
     log.info("%s: %d frames indexed in %.1f s: %d system(s), %d composition(s)", db.path,
-             db.nframes, time.perf_counter() - t0, len({g.sid for g in groups.values()}),
-             len(groups))
-    return Index(group, list(groups.values()), has)
+             db.nframes, time.perf_counter() - t0, len({g.sid for g in finder.groups}),
+             len(finder.groups))
+    return Index(group, finder.groups, has)
+
+
+class _Groups:
+    """The groups of a scan: a frame's by its stored atom types (bytes), and a new one's by
+    their values (the same types stored as int32 and int64 are one group)."""
+
+    def __init__(self, db: Database):
+        self.db, self.groups = db, []
+        self.by_bytes: dict[tuple, int] = {}
+        self.by_types: dict[tuple, int] = {}
+        self.taken: set[tuple[int, int]] = set()  # (group, layout) pairs merged
+
+    def find(self, i: int, frame: dict, sid: int, layout: Layout, j: int,
+             atype: np.ndarray | None) -> int:
+        """The group of frame i (of layout j; atype: its atom types where already read)."""
+        key = (sid, frame[layout.types]["data"], layout.pbc)
+        g = self.by_bytes.get(key)
+        if g is None:
+            atype = _atom_types(self.db, i, frame) if atype is None else atype
+            g = self.by_types.setdefault((sid, atype.tobytes(), layout.pbc), len(self.groups))
+            if g == len(self.groups):
+                self.groups.append(Group(sid, atype, layout.pbc))
+            self.by_bytes[key] = g
+        if (g, j) not in self.taken:
+            self.taken.add((g, j))
+            self.groups[g].take(self.db, i, layout)
+        return g
 
 
 def _layout_key(frame: dict) -> tuple:
-    """What the checks read of a frame, less its arrays' bytes (the atom types' kept): frames
-    with one key pass or fail them alike."""
-    return tuple([(k, v == 0 if k.startswith("find_") else _brief(v, k in TYPES))
-                  for k, v in frame.items()])
+    """What the size checks read of a frame, less its arrays' bytes: frames with one key pass
+    or fail them alike."""
+    return tuple([(k, v == 0 if k.startswith("find_") else _brief(v)) for k, v in frame.items()])
 
 
-def _brief(value, whole: bool):
+def _brief(value):
     if type(value) is not dict:
         return type(value)  # a number passes as any number does; anything else fails
     data, shape = value.get("data"), value.get("shape")
     return (value.get("type"), tuple(shape) if type(shape) is list else shape,
-            len(data) if type(data) is bytes and not whole else data)
+            len(data) if type(data) is bytes else data)
 
 
-def _check_frame(db: Database, i: int, frame: dict, sid: int,
-                 groups: dict[tuple, Group]) -> tuple[tuple, frozenset]:
-    """Frame i checked: (the key of its group in groups, added where new; the labels it
-    holds)."""
-    atype, coord, box = _frame_layout(db, i, frame)
-    gkey = (sid, atype.tobytes(), box is not None)
-    group = groups.setdefault(gkey, Group(sid, atype, box is not None))
-    group.saw("coord", coord)
+def _check_layout(db: Database, i: int, frame: dict, natoms: int) -> Layout:
+    """Frame i's layout (natoms atoms): its coords, cells and labels, their sizes checked."""
+    types, _ = lookup(frame, TYPES)
+    name, coord = lookup(frame, FIELDS["coord"])
+    if coord is None:
+        raise ValueError(f"{db.where(i)}: no coords")
+    arrays = {"coord": (name, _check_size(db, i, name, coord, 3 * natoms,
+                                          f"{natoms} atoms x 3").dtype)}
+    name, box = lookup(frame, FIELDS["box"])
     if box is not None:
-        group.saw("box", box)
-    held = []
+        arrays["box"] = (name, _check_size(db, i, name, box, 9, "3 x 3").dtype)
+    widths = {}
     for label in LABEL_KEYS:
         name, value = lookup(frame, FIELDS[label])
         if value is not None:
-            group.saw(label, _check_label(db, i, group, label, name, value, atype.size))
-            held.append(label)
-    return gkey, frozenset(held)
+            dtype, width = _check_label(db, i, label, name, value, natoms)
+            arrays[label] = (name, dtype)
+            if width is not None:
+                widths[label] = width
+    return Layout(types, box is not None, arrays, widths)
 
 
-def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, np.ndarray,
-                                                            np.ndarray | None]:
-    """A frame's atom types (checked against type_map and frame_nlocs), coords and cells (None:
-    not periodic), their sizes checked."""
+def _atom_types(db: Database, i: int, frame: dict) -> np.ndarray:
+    """A frame's atom types, checked against type_map and frame_nlocs."""
     name, value = lookup(frame, TYPES)
     if value is None:
         raise ValueError(f"{db.where(i)}: no atom_types")
@@ -337,14 +388,7 @@ def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, np.nda
     if db.nlocs is not None and db.nlocs[i] != atype.size:
         raise ValueError(f"{db.where(i)}: {atype.size} atoms, __metadata__ frame_nlocs says "
                          f"{int(db.nlocs[i])}")
-    name, coord = lookup(frame, FIELDS["coord"])
-    if coord is None:
-        raise ValueError(f"{db.where(i)}: no coords")
-    coord = _check_size(db, i, name, coord, 3 * atype.size, f"{atype.size} atoms x 3")
-    name, box = lookup(frame, FIELDS["box"])
-    if box is not None:
-        box = _check_size(db, i, name, box, 9, "3 x 3")
-    return atype, coord, box
+    return atype
 
 
 def _check_size(db, i, name, value, width, what) -> np.ndarray:
@@ -355,23 +399,19 @@ def _check_size(db, i, name, value, width, what) -> np.ndarray:
     return arr
 
 
-def _check_label(db, i, group: Group, label: str, name: str, value, natoms: int) -> np.ndarray:
+def _check_label(db, i, label: str, name: str, value, natoms: int) -> tuple[np.dtype, int | None]:
+    """A label's dtype, and its values per atom or frame where the data sets its width."""
     spec = _SPECS[label]
     if spec.ndof is not None:
         unit = f"{natoms} atoms x {spec.ndof}" if spec.atomic else str(spec.ndof)
-        return _check_size(db, i, name, value, spec.ndof * (natoms if spec.atomic else 1),
-                           unit)
+        width = spec.ndof * (natoms if spec.atomic else 1)
+        return _check_size(db, i, name, value, width, unit).dtype, None
     arr = decode(value, f"{db.where(i)} {name}")
     per = natoms if spec.atomic else 1
     if arr.size % per or not arr.size:
         raise ValueError(f"{db.where(i)} {name}: shape {list(arr.shape)} does not split into "
                          f"{natoms} atoms")
-    first = group.widths.setdefault(label, (arr.size // per, i))
-    if first[0] != arr.size // per:
-        raise ValueError(f"{db.where(i)} {name}: {arr.size // per} values per "
-                         f"{'atom' if spec.atomic else 'frame'}, frame {first[1]} of this "
-                         f"system has {first[0]}")
-    return arr
+    return arr.dtype, arr.size // per
 
 
 # ---------------------------------------------------------------- frames read when drawn
@@ -429,7 +469,7 @@ def _system(db, index, group: Group, frames, name, type_map, sort_atoms, stamp) 
     natoms = group.atype.size
 
     def column(key, width, check=finite, default=0.0):
-        source = Field(db, FIELDS[key], default, float_dtype(*group.dtypes.get(key, ())))
+        source = Field(db, FIELDS[key], default, group.dtype(key))
         part = Part(source, db.nframes, f"{db.path} {FIELDS[key][0]}")
         return Column([part], width, check=check)
 
