@@ -83,6 +83,9 @@ def test_defaults_are_filled_in():
     ("training/training_data", KeyError, r"training/training_data: missing"),
     ("training/numb_steps", KeyError, r"training/numb_steps: missing"),
     ("training/training_data/batch_size", "sometimes", r"training/training_data/batch_size"),
+    ("training/training_data/batch_size", "mix:64", r"training/training_data/batch_size: must "
+     r"be an integer, .* or 'filter:N', got 'mix:64'; DeePMD-kit's 'mix:N' .* is not "
+     r"implemented, 'max:N' is the nearest"),
     ("training/disp_freq", 0, r"training/disp_freq: must be >= 1"),
     # inside an object or list of a union type (dict | None): the entry's own path and error
     ("training/model_prob", {"x": float("nan")}, r"training/model_prob/x: expected a finite "

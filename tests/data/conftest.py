@@ -8,9 +8,10 @@ import pytest
 
 
 def write_npy_system(path, atype, set_sizes=(3,), *, names=None, nopbc=False,
-                     labels=("energy", "force", "virial"), seed=0, energy_2d=False) -> dict:
-    """Write a system with random finite arrays; return them concatenated over sets, in file
-    atom order: coord [nf, natoms*3], box [nf, 9], and each label as written."""
+                     labels=("energy", "force", "virial"), seed=0, energy_2d=False,
+                     dtype=np.float64) -> dict:
+    """Write a system with random finite arrays of dtype; return them concatenated over sets,
+    in file atom order: coord [nf, natoms*3], box [nf, 9], and each label as written."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     atype = np.asarray(atype)
@@ -35,6 +36,7 @@ def write_npy_system(path, atype, set_sizes=(3,), *, names=None, nopbc=False,
         set_dir = path / f"set.{iset:03d}"
         set_dir.mkdir()
         for key, arr in arrays.items():
+            arr = arr.astype(dtype)
             np.save(set_dir / f"{key}.npy", arr)
             written.setdefault(key, []).append(arr)
     return {k: np.concatenate(v) for k, v in written.items()}
@@ -47,3 +49,40 @@ def npy_system(tmp_path):
         path = tmp_path / name
         return str(path), write_npy_system(path, atype, *args, **kwargs)
     return make
+
+
+# ---------------------------------------------------------------- raw LMDB data sets
+
+def write_lmdb(path, meta, frames: dict) -> Path:
+    """An LMDB written with lmdb and msgpack directly (not dpx's writer): meta the
+    __metadata__ map (None: no such key), frames {key: frame map} (numbered())."""
+    lmdb = pytest.importorskip("lmdb")
+    msgpack = pytest.importorskip("msgpack")
+    env = lmdb.open(str(path), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for key, frame in frames.items():
+            txn.put(key.encode(), msgpack.packb(frame, use_bin_type=True))
+        if meta is not None:
+            txn.put(b"__metadata__", msgpack.packb(meta, use_bin_type=True))
+    env.close()
+    return Path(path)
+
+
+def lmdb_frame(natoms=3, nforce=None, energy=1.0) -> dict:
+    """A frame as DeePMD-kit's writers store it: one O and natoms-1 H, periodic, energies and
+    forces (nforce rows: natoms unless given), the same values for the same natoms."""
+    from dpx.data.storage.lmdb import encode
+    rng = np.random.default_rng(natoms)
+    return {"atom_types": encode(np.array([0] + [1] * (natoms - 1), np.int32)),
+            "coords": encode(rng.uniform(0, 3, (natoms, 3))),
+            "cells": encode(np.eye(3) * 5), "energies": encode(np.array(energy)),
+            "forces": encode(rng.normal(size=(nforce or natoms, 3)))}
+
+
+def lmdb_meta(nframes, **more) -> dict:
+    return {"nframes": nframes, "frame_idx_fmt": "012d", "type_map": ["O", "H"], **more}
+
+
+def numbered(*frames) -> dict:
+    """Frames keyed as DeePMD-kit numbers them (frame_idx_fmt 012d)."""
+    return {format(i, "012d"): f for i, f in enumerate(frames)}

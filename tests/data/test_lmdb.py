@@ -6,6 +6,7 @@ training from the npy data, and `dp --pt train` taking an LMDB dpx wrote.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -19,10 +20,10 @@ from dpx.data import load_systems
 from dpx.data import system as system_reader
 from dpx.data.convert import to_lmdb, to_npy
 from dpx.data.storage import lmdb as lmdb_store
-from tests.data.conftest import write_npy_system
+from tests.data.conftest import lmdb_frame, lmdb_meta, numbered, write_lmdb, write_npy_system
 
-lmdb = pytest.importorskip("lmdb")
-msgpack = pytest.importorskip("msgpack")
+pytest.importorskip("lmdb")
+pytest.importorskip("msgpack")
 
 ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON",
                              Path(__file__).resolve().parents[2] / ".venv-lammps/bin/python"))
@@ -59,15 +60,16 @@ dump_systems([dpdata.LabeledSystem(p, fmt="deepmd/npy") for p in job["dpdata_fro
 
 
 def _sources(root: Path) -> dict:
-    """Three systems: two sets (the second without virial.npy), non-periodic, and one whose
-    type_map.raw orders the elements differently, with atom_ener, atom_pref, fparam, aparam."""
+    """Three systems: two sets (the second without virial.npy), non-periodic and float32, and
+    one whose type_map.raw orders the elements differently, with atom_ener, atom_pref,
+    fparam, aparam."""
     made = {}
     made["a"] = write_npy_system(root / "a", [0, 1, 1, 0, 1], (3, 2), names=["O", "H"], seed=1)
     for f in ("virial.npy",):
         os.remove(root / "a" / "set.001" / f)
     made["a"]["virial"] = made["a"]["virial"][:3]
     made["b"] = write_npy_system(root / "b", [1, 0, 0], (2,), names=["H", "O"], nopbc=True,
-                                 seed=2)
+                                 seed=2, dtype=np.float32)
     made["c"] = write_npy_system(root / "c", [2, 0, 1, 1], (4,), names=["O", "H", "C"],
                                  labels=("energy", "force", "virial", "atom_ener", "atom_pref",
                                          "fparam", "aparam"), seed=3)
@@ -113,6 +115,7 @@ def test_lmdb_round_trip_equals_npy(converted, monkeypatch):
     assert (root / "back" / "sys.0001" / "nopbc").exists()
     assert len(list((root / "back" / "sys.0000").glob("set.*"))) == 2  # with, without virial
     _equal_systems(load_systems([str(root / "back")], type_map=TYPE_MAP), want)
+    assert np.load(root / "back" / "sys.0001" / "set.000" / "force.npy").dtype == np.float32
 
 
 def test_mixed_compositions_one_system_each(tmp_path):
@@ -166,6 +169,25 @@ def test_deepmd_reads_dpx_lmdb(converted):
                     np.testing.assert_array_equal(dp[f"{key}_{i}"].reshape(-1),
                                                   np.reshape(src[key][j], -1), err_msg=key)
             i += 1
+
+
+def _stored_types(path: Path) -> list[dict]:
+    """Each frame's {key: dtype name} as the database stores it (through dpx's reader: a
+    process opens a database once)."""
+    db = lmdb_store.Database(str(path))
+    return [{k: v["type"] for k, v in f.items() if isinstance(v, dict)}
+            for f in db.each(range(db.nframes))]
+
+
+def test_lmdb_keeps_source_dtype(converted):
+    """A float32 system is written as float32, as dpdata's deepmd/lmdb writer writes it (and
+    DeePMD-kit reads back the source's values: test_deepmd_reads_dpx_lmdb); float64 stays."""
+    root, _ = converted
+    job = _oracle_job(converted)
+    dpx_types, dpdata_types = _stored_types(root / "data.lmdb"), _stored_types(job["dpdata_to"])
+    assert dpx_types[5] == dpx_types[6] == dpdata_types[0] == dpdata_types[1]
+    assert dpx_types[5]["coords"] == dpx_types[5]["forces"] == "float32"
+    assert {dpx_types[0][k] for k in ("coords", "cells", "energies", "forces")} == {"float64"}
 
 
 def test_dpx_reads_dpdata_lmdb(converted):
@@ -238,80 +260,51 @@ def test_dp_train_reads_dpx_lmdb(water, tmp_path):
                 if not r.startswith("#")]) == 3
 
 
-# ---------------------------------------------------------------- bad databases
+# ---------------------------------------------------------------- the index; bad databases
+# (damaged databases: tests/faults/test_matrix.py)
 
 
-def _write_raw(path: Path, meta, frames: dict) -> Path:
-    """An LMDB written with lmdb and msgpack directly (not dpx's writer)."""
-    env = lmdb.open(str(path), map_size=1 << 24)
-    with env.begin(write=True) as txn:
-        for key, frame in frames.items():
-            txn.put(key.encode(), msgpack.packb(frame, use_bin_type=True))
-        if meta is not None:
-            txn.put(b"__metadata__", msgpack.packb(meta, use_bin_type=True))
-    env.close()
-    return path
+def test_index_checks_each_layout_once(tmp_path, monkeypatch):
+    """The start-up index decodes and checks the arrays of one frame per layout (keys, dtypes,
+    shapes, atom types), not of every frame: a frame costs what msgpack takes to read it."""
+    unlabeled = dict(lmdb_frame(3), find_forces=0)  # DeePMD-kit's flag: forces not a label
+    path = write_lmdb(tmp_path / "many.lmdb", lmdb_meta(41),
+                      numbered(*[lmdb_frame(3)] * 20, *[lmdb_frame(4)] * 20, unlabeled))
+    decoded = []
+    real = lmdb_store.decode
+    monkeypatch.setattr(lmdb_store, "decode", lambda v, where: decoded.append(where) or
+                        real(v, where))
+    index = lmdb_store.scan(lmdb_store.Database(str(path)))
+    assert [g.atype.size for g in index.groups] == [3, 4]
+    np.testing.assert_array_equal(index.group, [0] * 20 + [1] * 20 + [0])
+    np.testing.assert_array_equal(index.has["force"], [True] * 40 + [False])
+    assert not index.has["virial"].any()
+    # atom_types, coords, cells, energies and forces of frames 0 and 20; frame 40 less forces
+    assert len(decoded) == 5 + 5 + 4, decoded
 
 
-def _frame(natoms=3, nforce=None, energy=1.0, coord=None):
-    enc = lmdb_store.encode
-    rng = np.random.default_rng(natoms)
-    return {"atom_types": enc(np.array([0] + [1] * (natoms - 1), np.int32)),
-            "coords": enc(rng.uniform(0, 3, (natoms, 3)) if coord is None else coord),
-            "cells": enc(np.eye(3) * 5), "energies": enc(np.array(energy)),
-            "forces": enc(rng.normal(size=(nforce or natoms, 3)))}
-
-
-def _meta(n, **more):
-    return {"nframes": n, "frame_idx_fmt": "012d", "type_map": ["O", "H"], **more}
-
-
-def _frames(*frames):
-    return {format(i, "012d"): f for i, f in enumerate(frames)}
-
-
-def _bad_cases(tmp: Path) -> dict:
-    cases = {
-        "no __metadata__ key": _write_raw(tmp / "nometa.lmdb", None, _frames(_frame())),
-        "__metadata__ nframes: None": _write_raw(tmp / "nonframes.lmdb", {"type_map": ["O"]},
-                                                 _frames(_frame())),
-        "frame_nlocs: 1 values, expected a list of 2": _write_raw(
-            tmp / "nlocs.lmdb", _meta(2, frame_nlocs=[3]), _frames(_frame(), _frame())),
-        "frame 1 (key '000000000001') forces: shape [4, 3], expected 3 atoms x 3": _write_raw(
-            tmp / "shape.lmdb", _meta(2), _frames(_frame(), _frame(nforce=4))),
-        "frame 1 (key '000000000001') is missing": _write_raw(
-            tmp / "short.lmdb", _meta(2), _frames(_frame())),
-        "type 1 or 0 outside type_map ['O']": _write_raw(
-            tmp / "types.lmdb", dict(_meta(1), type_map=["O"]), _frames(_frame())),
-        "NaN or inf in frame 1": _write_raw(
-            tmp / "nan.lmdb", _meta(2), _frames(_frame(), _frame(energy=float("nan")))),
-    }
-    torn = _write_raw(tmp / "cut.lmdb", _meta(40), _frames(*[_frame(200)] * 40))
-    data = torn / "data.mdb"
-    os.truncate(data, data.stat().st_size // 2)
-    cases["the file is cut short"] = torn
-    garbage = tmp / "garbage.lmdb"
-    garbage.mkdir()
-    (garbage / "data.mdb").write_bytes(b"not an lmdb" * 1000)
-    cases["cannot open as an LMDB database"] = garbage
-    return cases
-
-
-def test_bad_lmdb_one_line_rc2(tmp_path, capsys):
-    """Each damaged database stops `dpx convert-data` with rc 2 and one line naming it."""
-    for i, (expected, path) in enumerate(_bad_cases(tmp_path).items()):
-        capsys.readouterr()
-        rc = main(["--log-level", "ERROR", "convert-data", str(path), "-o",
-                   str(tmp_path / f"out{i}")])
-        err = capsys.readouterr().err.strip()
-        assert rc == 2, (expected, err)
-        assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
-        assert not (tmp_path / f"out{i}").exists()
+def test_index_checks_each_composition_once(tmp_path, monkeypatch):
+    """Frames of one layout whose atom types differ (15 orders of O2H4): the sizes are checked
+    on the first, each composition's atom types on its first frame; they are 15 Systems."""
+    frames = []
+    for pair in itertools.combinations(range(6), 2):
+        frame = lmdb_frame(6)
+        frame["atom_types"] = lmdb_store.encode(np.isin(np.arange(6), pair, invert=True)
+                                                .astype(np.int32))
+        frames.append(frame)
+    path = write_lmdb(tmp_path / "orders.lmdb", lmdb_meta(15), numbered(*frames))
+    decoded = []
+    real = lmdb_store.decode
+    monkeypatch.setattr(lmdb_store, "decode", lambda v, where: decoded.append(where) or
+                        real(v, where))
+    index = lmdb_store.scan(lmdb_store.Database(str(path)))
+    assert len(index.groups) == 15 and (index.group == np.arange(15)).all()
+    assert len(decoded) == 5 + 14, decoded  # frame 0's five arrays, the others' atom types
 
 
 def test_lmdb_package_absent(tmp_path, capsys, monkeypatch):
     """Without the lmdb package: one line naming the extra to install, rc 2."""
-    _write_raw(tmp_path / "ok.lmdb", _meta(1), _frames(_frame()))
+    write_lmdb(tmp_path / "ok.lmdb", lmdb_meta(1), numbered(lmdb_frame()))
     monkeypatch.setitem(__import__("sys").modules, "lmdb", None)
     (tmp_path / "in.json").write_text(json.dumps(_train_input(str(tmp_path / "ok.lmdb"))))
     for argv in (["convert-data", str(tmp_path / "ok.lmdb"), "-o", str(tmp_path / "o")],

@@ -3,7 +3,9 @@ and every file of a deepmd/npy system, broken in each way a user or a disk break
 end `dpx train` with rc 2 and one line naming the key path or the file, never a traceback.
 
 The keys are found by walking the config dataclasses (dpx.config), so a new key joins the
-matrix without editing this file; a new data file joins by one line in DATA_FILES. A key
+matrix without editing this file; a new data file joins by one line in DATA_FILES, a new
+fault of a DeePMD-kit LMDB data set by one line in LMDB_FAULTS (read by `dpx train` and by
+`dpx convert-data`, which must also leave no output behind). A key
 that legitimately takes any value of its type (DeePMD-kit's argcheck accepts it too) is
 listed once in ANY_NUMBER or ANY_TEXT. Everything runs in-process (main([...])), so the
 whole matrix takes well under two minutes.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import typing
 from pathlib import Path
@@ -30,6 +33,8 @@ from dpx.config.input import (
     TrainingConfig,
 )
 from dpx.config.schema import ConfigError, _value
+from dpx.data.storage.lmdb import encode
+from tests.data.conftest import lmdb_frame, lmdb_meta, numbered, write_lmdb
 from tests.train.conftest import EXAMPLE, small_input
 
 # keys whose every finite number DeePMD-kit accepts (no range to leave): -1 is legal there
@@ -150,11 +155,11 @@ def _set(cfg: dict, path: str, value) -> None:
         cfg[last] = value
 
 
-def assert_one_line(err: str, name: str) -> None:
+def assert_one_line(err: str, name: str, command: str = "train") -> None:
     assert "Traceback" not in err, err
     errors = [line for line in err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and err.rstrip().endswith(errors[0]), err
-    assert errors[0].startswith("dpx train: error: ") and name in errors[0], err
+    assert errors[0].startswith(f"dpx {command}: error: ") and name in errors[0], err
 
 
 def assert_names_file(err: str, target: Path, data: Path) -> None:
@@ -254,3 +259,87 @@ def test_bad_data_file(dataset, tmp_path, monkeypatch, capsys, name, fault):
     err = capsys.readouterr().err
     assert_one_line(err, "")
     assert_names_file(err, target, data / "train")
+
+
+# ---------------------------------------------------------------- LMDB data sets
+# fault -> (what the line says beside the database's path, how to make the database at a
+# path); frames of 3 atoms, frame 1 the broken one where a frame is
+
+def _frame_with(**arrays) -> dict:
+    """Frame 1's map with arrays' fields changed: coords={"data": 5} changes coords' data."""
+    frame = lmdb_frame()
+    for key, fields in arrays.items():
+        frame[key] = dict(frame[key], **fields)
+    return frame
+
+
+def _two(second: dict, **meta):
+    return lambda p: write_lmdb(p, lmdb_meta(2, **meta), numbered(lmdb_frame(), second))
+
+
+def _torn(path: Path) -> None:
+    write_lmdb(path, lmdb_meta(40), numbered(*[lmdb_frame(200)] * 40))
+    os.truncate(path / "data.mdb", (path / "data.mdb").stat().st_size // 2)
+
+
+def _not_lmdb(path: Path) -> None:
+    path.mkdir()
+    (path / "data.mdb").write_bytes(b"not an lmdb" * 1000)
+
+
+FRAME_1 = "frame 1 (key '000000000001')"
+LMDB_FAULTS = {
+    "missing": ("does not exist", lambda p: None),
+    "not-a-folder": ("not a folder", lambda p: p.write_text("x")),
+    "no-data.mdb": ("data.mdb is missing", lambda p: p.mkdir()),
+    "not-lmdb": ("cannot open as an LMDB database", _not_lmdb),
+    "truncated": ("the file is cut short", _torn),
+    "no-metadata": ("no __metadata__ key",
+                    lambda p: write_lmdb(p, None, numbered(lmdb_frame()))),
+    "nframes-missing": ("__metadata__ nframes: None",
+                        lambda p: write_lmdb(p, {"type_map": ["O"]}, numbered(lmdb_frame()))),
+    "frame_nlocs-length": ("frame_nlocs: 1 values, expected a list of 2",
+                           _two(lmdb_frame(), frame_nlocs=[3])),
+    "frame_nlocs-value": (f"{FRAME_1}: 3 atoms, __metadata__ frame_nlocs says 4",
+                          _two(lmdb_frame(), frame_nlocs=[3, 4])),
+    "frame-missing": (f"{FRAME_1} is missing",
+                      lambda p: write_lmdb(p, lmdb_meta(2), numbered(lmdb_frame()))),
+    "type-outside-type_map": ("type 1 or 0 outside type_map ['O']",
+                              lambda p: write_lmdb(p, dict(lmdb_meta(1), type_map=["O"]),
+                                                   numbered(lmdb_frame()))),
+    "wrong-shape": (f"{FRAME_1} forces: shape [4, 3], expected 3 atoms x 3",
+                    _two(lmdb_frame(nforce=4))),
+    "fparam-width": (f"{FRAME_1} fparam: 3 values per frame, frame 0 of this system has 2",
+                     lambda p: write_lmdb(p, lmdb_meta(2), numbered(
+                         dict(lmdb_frame(), fparam=encode(np.ones(2))),
+                         dict(lmdb_frame(), fparam=encode(np.ones(3)))))),
+    "bytes-short": (f"{FRAME_1} coords: shape [3, 3] of float64 takes 72 bytes, the frame "
+                    "holds 64", _two(_frame_with(coords={"data": bytes(64)}))),
+    "data-not-bytes": (f"{FRAME_1} coords: data is int 5, expected the array's bytes",
+                       _two(_frame_with(coords={"data": 5}))),
+    "shape-not-sizes": (f"{FRAME_1} coords: shape 'abc' is not a list of sizes",
+                        _two(_frame_with(coords={"shape": "abc"}))),
+    "non-finite": ("energies: NaN or inf in frame 1", _two(lmdb_frame(energy=math.nan))),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "convert-data"])
+@pytest.mark.parametrize("fault", LMDB_FAULTS)
+def test_bad_lmdb(dataset, tmp_path, monkeypatch, capsys, fault, command):
+    pytest.importorskip("lmdb")
+    expected, make = LMDB_FAULTS[fault]
+    db, out = tmp_path / "data.lmdb", tmp_path / "out.lmdb"
+    make(db)
+    monkeypatch.chdir(tmp_path)
+    if command == "train":
+        cfg = small_input(dataset, steps=0)
+        cfg["training"]["training_data"]["systems"] = [str(db)]
+        (tmp_path / "in.json").write_text(json.dumps(cfg))
+        argv = ["train", str(tmp_path / "in.json")]
+    else:
+        argv = ["convert-data", str(db), "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert_one_line(err, expected, command)
+    assert str(db) in err, err
+    assert not out.exists()

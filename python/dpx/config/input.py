@@ -180,8 +180,15 @@ class DataConfig:
             head, _, n = self.batch_size.partition(":")
             if head not in ("auto", "max", "filter") or (n and not n.isdigit()) or \
                     (head != "auto" and not n):
+                # mix:N needs batches across Systems padded with phantom atoms (atype -1,
+                # which the model already skips), a loss per frame's real atoms and
+                # DeePMD-kit's LMDB batch order (deepmd-compat §1.5)
+                mix = ("; DeePMD-kit's 'mix:N' (frames of several atom counts padded into one "
+                       "batch) is not implemented, 'max:N' is the nearest" if head == "mix"
+                       else "")
                 fail(f"{path}/batch_size", f"must be an integer, a list, 'auto', 'auto:N', "
-                                           f"'max:N' or 'filter:N', got '{self.batch_size}'")
+                                           f"'max:N' or 'filter:N', got '{self.batch_size}'"
+                                           f"{mix}")
         if self.numb_btch < 1:
             fail(f"{path}/numb_btch", f"must be >= 1, got {self.numb_btch}")
 

@@ -4,8 +4,10 @@ data sets) into one DeePMD-kit LMDB data set, or into folders of deepmd/npy syst
     to_lmdb(["data/train"], "train.lmdb")          # what `dpx convert-data` runs
     to_npy(["train.lmdb"], "train_npy")
 
-Frames are copied in file atom order, as float64, a chunk at a time (frames read when drawn,
-so a data set larger than memory converts), with their values checked as a batch's are.
+Frames are copied in file atom order, a chunk at a time (frames read when drawn, so a data
+set larger than memory converts), with their values checked as a batch's are. Each quantity
+keeps the dtype its source files hold it in (Column.source_dtype: float32 stays float32, as
+dpdata writes it; sets of both widths give float64).
 Each source system keeps its identity: an npy folder becomes one source system of the LMDB
 (frame_system_ids, what DeePMD-kit's prob_sys_size weighs), and each LMDB source system one
 npy folder (one per composition where a source system mixes several).
@@ -87,11 +89,17 @@ def to_lmdb(systems, output: str, *, base_dir=None, type_map=None, overwrite: bo
     return progress.done
 
 
+def _stored(values, lo: int, hi: int) -> np.ndarray:
+    """Frames lo:hi of a System's array in the dtype of its source files."""
+    dtype = getattr(values, "source_dtype", np.dtype(np.float64))  # in memory: as read
+    return np.asarray(values[lo:hi]).astype(dtype, copy=False)
+
+
 def _records(s: System, atype: np.ndarray, ntypes: int, lo: int, hi: int) -> list[dict]:
-    coord = s.coord[lo:hi]
-    box = None if s.box is None else s.box[lo:hi]
+    coord = _stored(s.coord, lo, hi)
+    box = None if s.box is None else _stored(s.box, lo, hi)
     present = [k for k in s.labels if s.find[k][lo:hi].any()]
-    values = {k: s.labels[k][lo:hi] for k in present}
+    values = {k: _stored(s.labels[k], lo, hi) for k in present}
     return [frame_record(atype, ntypes, coord[j], None if box is None else box[j],
                          {k: values[k][j] for k in present if s.find[k][lo + j]})
             for j in range(hi - lo)]
@@ -142,11 +150,11 @@ def _write_npy(s: System, folder: Path, progress: Ticker) -> None:
 def _write_set(s: System, folder: Path, lo: int, hi: int, labels: list[str]) -> None:
     folder.mkdir()
     n = hi - lo
-    np.save(folder / "coord.npy", s.coord[lo:hi].reshape(n, -1))
+    np.save(folder / "coord.npy", _stored(s.coord, lo, hi).reshape(n, -1))
     if s.box is not None:
-        np.save(folder / "box.npy", s.box[lo:hi])
+        np.save(folder / "box.npy", _stored(s.box, lo, hi))
     for k in labels:
-        arr = s.labels[k][lo:hi]
+        arr = _stored(s.labels[k], lo, hi)
         if k == "atom_pref":  # stored repeated for x, y, z; the file has one per atom
             arr = arr.reshape(n, s.natoms, 3)[:, :, 0]
         np.save(folder / f"{k}.npy", arr.reshape(n) if k == "energy" else arr.reshape(n, -1))

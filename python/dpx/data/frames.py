@@ -29,6 +29,15 @@ class Part:
     default: float = 0.0
 
 
+def float_dtype(*dtypes) -> np.dtype:
+    """The floating dtype that stores values held in dtypes as they are (float32 stays
+    float32; float32 and float64 give float64); float64 for none or for integers."""
+    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    if not np.issubdtype(dtype, np.floating):
+        return np.dtype(np.float64)
+    return dtype.newbyteorder("=")
+
+
 def finite(arr: np.ndarray, where: str, frames: np.ndarray) -> None:
     """Refuse NaN and inf; frames are the rows' indices in the file."""
     bad = ~np.isfinite(arr)
@@ -71,6 +80,11 @@ class Column:
         """The same files with another stored shape, atom order or frame subset."""
         return Column(self.parts, self.width, tail=tail, finish=finish, frames=frames,
                       check=self.check)
+
+    @property
+    def source_dtype(self) -> np.dtype:
+        """The dtype its files hold the values in (float_dtype): what a converter writes."""
+        return float_dtype(*[p.source.dtype for p in self.parts if p.source is not None])
 
     @property
     def nbytes(self) -> int:

@@ -19,13 +19,15 @@ A dpx System has one type per atom, so a database is read as one System per (sou
 atom types in order, periodic or not), in the order they first appear: what
 deepmd/npy/mixed gives for a folder of frames of several compositions. Finding those takes
 each frame's atom_types, so the index is one pass over the frames at start-up (their sizes
-are checked then, as the .npy headers are); values are read when drawn (Field) and checked
-then by frames.Column. Unlike npy and HDF5, whose nodes system.py reads, an LMDB is read here.
+are checked then, as the .npy headers are, once per layout of keys, dtypes and shapes);
+values are read when drawn (Field) and checked then by frames.Column. Unlike npy and HDF5,
+whose nodes system.py reads, an LMDB is read here.
 lmdb and msgpack are imported only when a database is opened: `pip install dpx[lmdb]`.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dpx.data.atoms import make_system
-from dpx.data.frames import BadFrame, Column, Part, cells, finite
+from dpx.data.frames import BadFrame, Column, Part, cells, finite, float_dtype
 from dpx.data.schema import LABELS, System
 from dpx.data.storage import digest
 from dpx.extras import need
@@ -51,6 +53,7 @@ FIELDS = {"coord": ("coords", "coord"), "box": ("cells", "box"),
           "atom_ener_coeff": ("atom_ener_coeff", "atomic_ener_coeff"),
           "fparam": ("fparam",), "aparam": ("aparam",)}
 TYPES = ("atom_types", "atype")
+LABEL_KEYS = tuple(k for k in FIELDS if k not in ("coord", "box"))
 _SPECS = {spec.key: spec for spec in LABELS}
 # a batch's frames are decoded once for all its fields (coord, box, labels read one by one)
 CACHE_FRAMES = 4096
@@ -159,9 +162,17 @@ class Database:
         tag = ids.tobytes()
         if self._last is not None and self._last[0] == tag:
             return self._last[1]
-        out = []
+        out = list(self.each(ids.tolist()))
+        if ids.size <= CACHE_FRAMES:
+            self._last = (tag, out)
+        return out
+
+    def each(self, ids):
+        """Frames ids one at a time, as frames() gives them. Nothing is held: a frame's
+        arrays are freed before the next is decoded into the same memory (holding thousands
+        cost the scan more in fresh pages than msgpack took)."""
         with self.env.begin(buffers=True) as txn:
-            for i in ids.tolist():
+            for i in ids:
                 raw = txn.get(self.key(i))
                 if raw is None:
                     raise BadFrame(f"{self.where(i)} is missing; __metadata__ says nframes "
@@ -169,10 +180,7 @@ class Database:
                 frame = self._unpack(raw, f"frame {i}")
                 if not isinstance(frame, dict):
                     raise BadFrame(f"{self.where(i)}: a {type(frame).__name__}, expected a map")
-                out.append(frame)
-        if ids.size <= CACHE_FRAMES:
-            self._last = (tag, out)
-        return out
+                yield frame
 
 
 def _count(value, where: str) -> int:
@@ -204,8 +212,13 @@ def decode(value, where: str) -> np.ndarray:
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise BadFrame(f"{where}: not numeric ({dtype})")
     data = value["data"]
-    shape = tuple(value.get("shape", (len(data) // dtype.itemsize,)))
-    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not isinstance(data, bytes):  # msgpack gives a bin as bytes, anything else as itself
+        raise BadFrame(f"{where}: data is {type(data).__name__} {data!r:.40}, expected the "
+                       "array's bytes")
+    shape = value.get("shape", [len(data) // dtype.itemsize])
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise BadFrame(f"{where}: shape {shape!r:.40} is not a list of sizes")
+    need = math.prod(shape) * dtype.itemsize  # Python ints: np.prod costs ~10 us a call
     if len(data) != need:
         raise BadFrame(f"{where}: shape {list(shape)} of {dtype} takes {need} bytes, "
                        f"the frame holds {len(data)}")
@@ -222,6 +235,19 @@ def lookup(frame: dict, names: tuple[str, ...]) -> tuple[str, object]:
 
 
 # ---------------------------------------------------------------- the index
+# Decoding and checking every array of every frame in Python took ~75 us a frame, ten times
+# msgpack's read of it (benchmarks/lmdb_index.py). The sizes and dtypes are checked once per
+# layout (_layout_key: the keys, dtypes, shapes and byte counts of a frame, the metadata's
+# atom count), the atom types once per composition.
+
+@dataclass
+class Layout:
+    """The frames of one layout, checked on the first of them."""
+    types: str  # the key of the atom types
+    pbc: bool
+    arrays: dict[str, tuple[str, np.dtype]]  # dpx key -> (the frame's key for it, its dtype)
+    widths: dict[str, int]  # fparam, aparam -> values per frame or atom
+
 
 @dataclass
 class Group:
@@ -229,7 +255,22 @@ class Group:
     sid: int
     atype: np.ndarray
     pbc: bool
-    widths: dict = field(default_factory=dict)  # fparam/aparam values per frame
+    widths: dict = field(default_factory=dict)  # fparam/aparam -> (values per unit, frame)
+    layouts: list = field(default_factory=list)  # those of its frames
+
+    def take(self, db: Database, i: int, layout: Layout) -> None:
+        """Frame i, of this group, has layout: its widths must be the group's."""
+        self.layouts.append(layout)
+        for key, width in layout.widths.items():
+            first = self.widths.setdefault(key, (width, i))
+            if first[0] != width:
+                raise ValueError(f"{db.where(i)} {layout.arrays[key][0]}: {width} values per "
+                                 f"{'atom' if _SPECS[key].atomic else 'frame'}, frame "
+                                 f"{first[1]} of this system has {first[0]}")
+
+    def dtype(self, key: str) -> np.dtype:
+        """What key's values are stored in (float_dtype of its frames')."""
+        return float_dtype(*{x.arrays[key][1] for x in self.layouts if key in x.arrays})
 
 
 @dataclass
@@ -242,34 +283,96 @@ class Index:
 def scan(db: Database) -> Index:
     """Each frame's group and labels, sizes checked (values are checked when drawn)."""
     t0 = time.perf_counter()
-    by_key: dict[tuple, int] = {}
-    groups: list[Group] = []
+    layouts: dict[tuple, int] = {}
+    seen: list[Layout] = []
+    finder = _Groups(db)
+    layout = np.empty(db.nframes, dtype=np.int64)
     group = np.empty(db.nframes, dtype=np.int64)
-    labels = [k for k in FIELDS if k not in ("coord", "box")]
-    has = {k: np.zeros(db.nframes, bool) for k in labels}
-    for lo in range(0, db.nframes, CACHE_FRAMES):
-        ids = np.arange(lo, min(lo + CACHE_FRAMES, db.nframes))
-        for i, frame in zip(ids.tolist(), db.frames(ids)):
-            atype, pbc = _frame_layout(db, i, frame)
-            sid = 0 if db.sids is None else int(db.sids[i])
-            gkey = (sid, atype.tobytes(), pbc)
-            if gkey not in by_key:
-                by_key[gkey] = len(groups)
-                groups.append(Group(sid, atype, pbc))
-            group[i] = by_key[gkey]
-            for label in labels:
-                name, value = lookup(frame, FIELDS[label])
-                if value is not None:
-                    _check_label(db, i, groups[group[i]], label, name, value, atype.size)
-                    has[label][i] = True
-    db._last = None
+    sids = [0] * db.nframes if db.sids is None else db.sids.tolist()
+    nlocs = [None] * db.nframes if db.nlocs is None else db.nlocs.tolist()
+    for i, frame in enumerate(db.each(range(db.nframes))):
+        key = (nlocs[i], _layout_key(frame))
+        try:
+            j = layouts.setdefault(key, len(seen))
+        except TypeError:  # a value msgpack gives unhashable: this frame checked alone
+            j = len(seen)
+        atype = None
+        if j == len(seen):
+            atype = _atom_types(db, i, frame)
+            seen.append(_check_layout(db, i, frame, atype.size))
+        layout[i], group[i] = j, finder.find(i, frame, sids[i], seen[j], j, atype)
+    has = {k: np.array([k in x.arrays for x in seen], dtype=bool)[layout] for k in LABEL_KEYS}
     log.info("%s: %d frames indexed in %.1f s: %d system(s), %d composition(s)", db.path,
-             db.nframes, time.perf_counter() - t0, len({g.sid for g in groups}), len(groups))
-    return Index(group, groups, has)
+             db.nframes, time.perf_counter() - t0, len({g.sid for g in finder.groups}),
+             len(finder.groups))
+    return Index(group, finder.groups, has)
 
 
-def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
-    """A frame's atom types (checked against type_map and frame_nlocs) and coords/cells sizes."""
+class _Groups:
+    """The groups of a scan: a frame's by its stored atom types (bytes), and a new one's by
+    their values (the same types stored as int32 and int64 are one group)."""
+
+    def __init__(self, db: Database):
+        self.db, self.groups = db, []
+        self.by_bytes: dict[tuple, int] = {}
+        self.by_types: dict[tuple, int] = {}
+        self.taken: set[tuple[int, int]] = set()  # (group, layout) pairs merged
+
+    def find(self, i: int, frame: dict, sid: int, layout: Layout, j: int,
+             atype: np.ndarray | None) -> int:
+        """The group of frame i (of layout j; atype: its atom types where already read)."""
+        key = (sid, frame[layout.types]["data"], layout.pbc)
+        g = self.by_bytes.get(key)
+        if g is None:
+            atype = _atom_types(self.db, i, frame) if atype is None else atype
+            g = self.by_types.setdefault((sid, atype.tobytes(), layout.pbc), len(self.groups))
+            if g == len(self.groups):
+                self.groups.append(Group(sid, atype, layout.pbc))
+            self.by_bytes[key] = g
+        if (g, j) not in self.taken:
+            self.taken.add((g, j))
+            self.groups[g].take(self.db, i, layout)
+        return g
+
+
+def _layout_key(frame: dict) -> tuple:
+    """What the size checks read of a frame, less its arrays' bytes: frames with one key pass
+    or fail them alike."""
+    return tuple([(k, v == 0 if k.startswith("find_") else _brief(v)) for k, v in frame.items()])
+
+
+def _brief(value):
+    if type(value) is not dict:
+        return type(value)  # a number passes as any number does; anything else fails
+    data, shape = value.get("data"), value.get("shape")
+    return (value.get("type"), tuple(shape) if type(shape) is list else shape,
+            len(data) if type(data) is bytes else data)
+
+
+def _check_layout(db: Database, i: int, frame: dict, natoms: int) -> Layout:
+    """Frame i's layout (natoms atoms): its coords, cells and labels, their sizes checked."""
+    types, _ = lookup(frame, TYPES)
+    name, coord = lookup(frame, FIELDS["coord"])
+    if coord is None:
+        raise ValueError(f"{db.where(i)}: no coords")
+    arrays = {"coord": (name, _check_size(db, i, name, coord, 3 * natoms,
+                                          f"{natoms} atoms x 3").dtype)}
+    name, box = lookup(frame, FIELDS["box"])
+    if box is not None:
+        arrays["box"] = (name, _check_size(db, i, name, box, 9, "3 x 3").dtype)
+    widths = {}
+    for label in LABEL_KEYS:
+        name, value = lookup(frame, FIELDS[label])
+        if value is not None:
+            dtype, width = _check_label(db, i, label, name, value, natoms)
+            arrays[label] = (name, dtype)
+            if width is not None:
+                widths[label] = width
+    return Layout(types, box is not None, arrays, widths)
+
+
+def _atom_types(db: Database, i: int, frame: dict) -> np.ndarray:
+    """A frame's atom types, checked against type_map and frame_nlocs."""
     name, value = lookup(frame, TYPES)
     if value is None:
         raise ValueError(f"{db.where(i)}: no atom_types")
@@ -285,14 +388,7 @@ def _frame_layout(db: Database, i: int, frame: dict) -> tuple[np.ndarray, bool]:
     if db.nlocs is not None and db.nlocs[i] != atype.size:
         raise ValueError(f"{db.where(i)}: {atype.size} atoms, __metadata__ frame_nlocs says "
                          f"{int(db.nlocs[i])}")
-    name, coord = lookup(frame, FIELDS["coord"])
-    if coord is None:
-        raise ValueError(f"{db.where(i)}: no coords")
-    _check_size(db, i, name, coord, 3 * atype.size, f"{atype.size} atoms x 3")
-    name, box = lookup(frame, FIELDS["box"])
-    if box is not None:
-        _check_size(db, i, name, box, 9, "3 x 3")
-    return atype, box is not None
+    return atype
 
 
 def _check_size(db, i, name, value, width, what) -> np.ndarray:
@@ -303,33 +399,31 @@ def _check_size(db, i, name, value, width, what) -> np.ndarray:
     return arr
 
 
-def _check_label(db, i, group: Group, label: str, name: str, value, natoms: int) -> None:
+def _check_label(db, i, label: str, name: str, value, natoms: int) -> tuple[np.dtype, int | None]:
+    """A label's dtype, and its values per atom or frame where the data sets its width."""
     spec = _SPECS[label]
     if spec.ndof is not None:
         unit = f"{natoms} atoms x {spec.ndof}" if spec.atomic else str(spec.ndof)
-        _check_size(db, i, name, value, spec.ndof * (natoms if spec.atomic else 1), unit)
-        return
+        width = spec.ndof * (natoms if spec.atomic else 1)
+        return _check_size(db, i, name, value, width, unit).dtype, None
     arr = decode(value, f"{db.where(i)} {name}")
     per = natoms if spec.atomic else 1
     if arr.size % per or not arr.size:
         raise ValueError(f"{db.where(i)} {name}: shape {list(arr.shape)} does not split into "
                          f"{natoms} atoms")
-    first = group.widths.setdefault(label, (arr.size // per, i))
-    if first[0] != arr.size // per:
-        raise ValueError(f"{db.where(i)} {name}: {arr.size // per} values per "
-                         f"{'atom' if spec.atomic else 'frame'}, frame {first[1]} of this "
-                         f"system has {first[0]}")
+    return arr.dtype, arr.size // per
 
 
 # ---------------------------------------------------------------- frames read when drawn
 
 class Field:
     """One quantity of every frame of a database as a frames.Part source: rows(idx, width)
-    decodes frames idx; a frame without it gives `default` (its find flag is False)."""
+    decodes frames idx; a frame without it gives `default` (its find flag is False). dtype:
+    what its frames hold (float_dtype), rows() gives float64."""
 
-    def __init__(self, db: Database, names: tuple[str, ...], default: float = 0.0):
+    def __init__(self, db: Database, names: tuple[str, ...], default: float, dtype: np.dtype):
         self.db, self.names, self.default = db, names, default
-        self.dtype, self.ndim = np.dtype(np.float64), 2
+        self.dtype, self.ndim = dtype, 2
 
     def rows(self, idx: np.ndarray, width: int) -> np.ndarray:
         out = np.full((idx.size, width), self.default)
@@ -375,7 +469,8 @@ def _system(db, index, group: Group, frames, name, type_map, sort_atoms, stamp) 
     natoms = group.atype.size
 
     def column(key, width, check=finite, default=0.0):
-        part = Part(Field(db, FIELDS[key], default), db.nframes, f"{db.path} {FIELDS[key][0]}")
+        source = Field(db, FIELDS[key], default, group.dtype(key))
+        part = Part(source, db.nframes, f"{db.path} {FIELDS[key][0]}")
         return Column([part], width, check=check)
 
     labels = {}
