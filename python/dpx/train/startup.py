@@ -28,6 +28,7 @@ from typing import Union
 import numpy as np
 import torch
 
+from dpx import heap
 from dpx import loss as losses
 from dpx.config import Config
 from dpx.io import checkpoint, is_frozen
@@ -424,14 +425,7 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
         stat_file = cfg.branches[name].data.stat_file
         cache = StatFile.open(stat_file, am.descriptor, model_cfg.type_map, cfg.base_dir,
                               _provenance(run, model_cfg) if stat_file else None)
-        sums = cache.load_env_stats(am.descriptor.stat_names()) if cache else None
-        if sums is None:
-            excluded = am.pair_excluded if am.has_pair_exclusion else None
-            samples = frames_of(name)
-            ticker = Ticker(log, f"descriptor statistics of {name}", len(samples), "samples")
-            sums = am.descriptor.compute_stats(ticker.iterate(samples), excluded)
-            if cache:
-                cache.save_env_stats(sums)
+        sums = _descriptor_sums(name, am, cache, frames_of)
         prev = merged.get(id(am.descriptor))
         merged[id(am.descriptor)] = (am.descriptor, sums if prev is None else
                                      {n: prev[1][n] + sums[n] for n in sums})
@@ -444,8 +438,10 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
                                                  lambda name=name: frames_of(name))))
         run.model.min_nbor_dist.fill_(resolved.min_nbor_dist[name])
         # the branch's samples are done with: holding every branch's (10 frames of each
-        # system) would grow with the number of systems (~200 MB at issue 28's 2000)
+        # system) would grow with the number of systems (~200 MB at issue 28's 2000), and
+        # glibc would keep their pages for the rest of the run
         frames.pop(name, None)
+        heap.trim()
     for descriptor, sums in merged.values():
         descriptor.set_stats(sums)
     for fittings, per_branch in fitting_sums.values():
@@ -456,6 +452,20 @@ def compute_statistics(resolved: ResolvedConfig, branches: dict[str, BranchRun],
         for fitting in fittings:  # branches sharing the input layers share the statistics
             fitting.set_input_stats(sums, cfg.branches[base].model.data_stat_protect)
     log.info("data statistics in %.1f s", time.perf_counter() - t0)
+
+
+def _descriptor_sums(name: str, am, cache, frames_of) -> dict:
+    """A branch's descriptor sums, from its stat file or its samples (then cached). The
+    samples are referenced only here, so they go when compute_statistics drops them."""
+    sums = cache.load_env_stats(am.descriptor.stat_names()) if cache else None
+    if sums is None:
+        excluded = am.pair_excluded if am.has_pair_exclusion else None
+        samples = frames_of(name)
+        ticker = Ticker(log, f"descriptor statistics of {name}", len(samples), "samples")
+        sums = am.descriptor.compute_stats(ticker.iterate(samples), excluded)
+        if cache:
+            cache.save_env_stats(sums)
+    return sums
 
 
 def _fitting_sums(fitting, cache, frames) -> dict:
