@@ -330,7 +330,8 @@ def report(args, results: dict[int, list[dict]]) -> None:
             # the target read per rank: each rank holds what one process holds (the data is
             # not copied per rank); the tree adds a torch runtime per rank and torchrun's agent
             rank = r['peak_single_mb'] / x['peak_single_mb']
-            print(f"{n:7d} {r['name']}/dpx: largest rank {rank:.2f} (target <= 1.2); tree RSS {r['peak_tree_mb'] / x['peak_tree_mb']:.2f}, "
+            print(f"{n:7d} {r['name']}/dpx: largest rank {rank:.2f} (target <= 1.2); tree RSS "
+                  f"{r['peak_tree_mb'] / x['peak_tree_mb']:.2f}, "
                   f"PSS {r['peak_pss_mb'] / max(x['peak_pss_mb'], 1):.2f}")
     sizes = [n for n, rows in results.items() if any(r["name"] == "dpx" for r in rows)]
     if len(sizes) > 1:
