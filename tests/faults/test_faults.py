@@ -250,13 +250,49 @@ def test_a_second_run_in_the_folder_is_refused(dataset, run_dir, capsys):
 
 @pytest.mark.parametrize("content", ["", "{\"pid\": 12", "null", "\xff\xfe"])
 def test_a_lock_that_names_no_run_is_removed(dataset, run_dir, capsys, content):
-    """An empty or unreadable lock (left by an older dpx that died while writing it) has no
-    owner: removed with a warning, as a stale one is."""
-    (run_dir / ".model.ckpt.lock").write_text(content, errors="surrogateescape")
+    """An empty or unreadable lock (left by an older dpx, or a run on a filesystem without
+    hard links, that died while writing it) has no owner: removed with a warning, as a stale
+    one is, once it is old (a young one may be being written: see the next test)."""
+    lock = run_dir / ".model.ckpt.lock"
+    lock.write_text(content, errors="surrogateescape")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
     assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 0
     err = capsys.readouterr().err
     assert "removed the lock" in err and "it names no run (empty or unreadable)" in err
-    assert not (run_dir / ".model.ckpt.lock").exists()
+    assert not lock.exists()
+
+
+def test_a_young_empty_lock_is_left_alone(dataset, run_dir, capsys):
+    """Where a run creates its lock empty and then writes it (no hard links), a lock seen
+    empty a moment ago is a run starting: refused, rc 2, and the lock kept."""
+    lock = run_dir / ".model.ckpt.lock"
+    lock.write_text("")
+    assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 2
+    assert "another run is taking the run lock now" in last_error(capsys)
+    assert lock.exists()
+
+
+def test_a_folder_without_hard_links(dataset, run_dir, monkeypatch, capsys):
+    """Some FUSE mounts and SMB refuse hard links: the lock is created and written in place,
+    and a run still takes it, is refused by it, and releases it."""
+    def no_link(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    held, take = [], RunFiles.lock
+
+    def lock(self):
+        take(self)
+        held.extend(json.loads(p.read_text())["pid"] for p in self.locks)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(RunFiles, "lock", lock)
+    assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 0
+    assert held == [os.getpid()]
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
+    files = RunFiles(str(run_dir / "model.ckpt"), str(run_dir / "lcurve.out"))
+    (run_dir / ".model.ckpt.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
+    with pytest.raises(ValueError, match=r"another run \(pid 1, started"):
+        files.lock()
 
 
 BREAKING_A_STALE_LOCK = """

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's and RunFiles._take's names
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 _GUARD_WAIT = 10.0  # seconds; the guard is held for a few file operations
+_NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}  # FUSE, SMB
+_YOUNG = 10.0  # seconds: a lock seen empty this soon after it was made is being written
 
 
 def alive(pid: int) -> bool:
@@ -98,6 +100,31 @@ def _flock(path: Path) -> int | None:
         os.close(fd)
 
 
+def _create(tmp: Path, path: Path) -> None:
+    """path made with tmp's content; FileExistsError if path exists. A hard link makes it
+    whole at once; where the filesystem has none (some FUSE mounts, SMB), path is created
+    exclusively and then written, and can be seen empty for a moment by a taker where flock
+    is unsupported too (under _guard no other taker reads it before it is whole): so a young
+    empty lock is not debris (_remove_debris)."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in _NO_LINK:
+            raise
+    content = tmp.read_bytes()
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+    except OSError:
+        # ours to remove: no other taker removes a lock this young
+        path.unlink(missing_ok=True)
+        raise
+
+
 class RunFiles:
     """The output paths of one run: <save_ckpt>-<step>.pt, <save_ckpt>.pt, `checkpoint` and
     disp_file (lcurve.out)."""
@@ -135,7 +162,8 @@ class RunFiles:
         """Take the lock atomically: the content is written to a temporary file that is then
         hard-linked to the lock's name (which fails if the name exists), so a lock file is
         never seen half-written, and one without an owner (empty, unreadable) is debris. A
-        lock found there is judged, and removed, under _guard."""
+        lock found there is judged, and removed, under _guard. Where the filesystem has no
+        hard links, the lock is created and then written (_create)."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # remove_temporaries' pattern
         try:
@@ -143,7 +171,7 @@ class RunFiles:
             with _guard(path):
                 for _ in range(3):
                     try:
-                        os.link(tmp, path)
+                        _create(tmp, path)
                         return
                     except FileExistsError:
                         self._check_holder(path)
@@ -159,9 +187,10 @@ class RunFiles:
         try:
             holder = json.loads(path.read_text())
             pid, host = int(holder["pid"]), holder.get("host")
+        except FileNotFoundError:
+            return  # released meanwhile: take it
         except (OSError, ValueError, TypeError, KeyError):
-            log.warning("removed the lock %s: it names no run (empty or unreadable)", path)
-            path.unlink(missing_ok=True)
+            self._remove_debris(path)
             return
         same_host = host == socket.gethostname()
         if pid == os.getpid() and same_host:
@@ -180,6 +209,21 @@ class RunFiles:
         else:
             raise ValueError(f"{path.parent}: a run on host {host} (pid {pid}) holds {path}; "
                              f"if it is gone, delete that file")
+
+    def _remove_debris(self, path: Path) -> None:
+        """An empty or unreadable lock is removed once it is old; a young one may be a run's
+        lock made on a filesystem without hard links and not yet written (_create): refused,
+        as a live run's is. (A clock that puts its time in the future makes it young.)"""
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < _YOUNG:
+            raise ValueError(f"{path.parent}: another run is taking the run lock now ({path.name} "
+                             f"is still empty or incomplete); wait for it, or give this run "
+                             f"another folder (training/save_ckpt, training/disp_file)")
+        log.warning("removed the lock %s: it names no run (empty or unreadable)", path)
+        path.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         for path in self.locks:
