@@ -8,17 +8,20 @@ a restart continues it as if nothing had happened.
 - output paths that cannot be written (a folder that is a file), an HDF5 stat file in a
   missing folder;
 - two runs in one folder: the second is refused while the first lives; a dead run's lock is
-  stale and removed; a run never prunes another run's checkpoints;
+  stale and removed, and of two runs that break it at once only one takes it; a run never
+  prunes another run's checkpoints;
 - (a rank of a torchrun job dies: tests/dist/test_ddp.py checks that the checkpoints
   written before still load.)
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +32,7 @@ import torch
 
 from dpx.cli.main import main
 from dpx.io import checkpoint
+from dpx.train.run_files import RunFiles
 from tests.train.conftest import small_input, write
 
 STEPS = 40
@@ -246,13 +250,111 @@ def test_a_second_run_in_the_folder_is_refused(dataset, run_dir, capsys):
 
 @pytest.mark.parametrize("content", ["", "{\"pid\": 12", "null", "\xff\xfe"])
 def test_a_lock_that_names_no_run_is_removed(dataset, run_dir, capsys, content):
-    """An empty or unreadable lock (left by an older dpx that died while writing it) has no
-    owner: removed with a warning, as a stale one is."""
-    (run_dir / ".model.ckpt.lock").write_text(content, errors="surrogateescape")
+    """An empty or unreadable lock (left by an older dpx, or a run on a filesystem without
+    hard links, that died while writing it) has no owner: removed with a warning, as a stale
+    one is, once it is old (a young one may be being written: see the next test)."""
+    lock = run_dir / ".model.ckpt.lock"
+    lock.write_text(content, errors="surrogateescape")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
     assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 0
     err = capsys.readouterr().err
     assert "removed the lock" in err and "it names no run (empty or unreadable)" in err
-    assert not (run_dir / ".model.ckpt.lock").exists()
+    assert not lock.exists()
+
+
+def test_a_young_empty_lock_is_left_alone(dataset, run_dir, capsys):
+    """Where a run creates its lock empty and then writes it (no hard links), a lock seen
+    empty a moment ago is a run starting: refused, rc 2, and the lock kept."""
+    lock = run_dir / ".model.ckpt.lock"
+    lock.write_text("")
+    assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 2
+    assert "another run is taking the run lock now" in last_error(capsys)
+    assert lock.exists()
+
+
+def test_a_folder_without_hard_links(dataset, run_dir, monkeypatch, capsys):
+    """Some FUSE mounts and SMB refuse hard links: the lock is created and written in place,
+    and a run still takes it, is refused by it, and releases it."""
+    def no_link(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    held, take = [], RunFiles.lock
+
+    def lock(self):
+        take(self)
+        held.extend(json.loads(p.read_text())["pid"] for p in self.locks)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(RunFiles, "lock", lock)
+    assert main(["train", str(run_input(dataset, run_dir, steps=2))]) == 0
+    assert held == [os.getpid()]
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
+    files = RunFiles(str(run_dir / "model.ckpt"), str(run_dir / "lcurve.out"))
+    (run_dir / ".model.ckpt.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
+    with pytest.raises(ValueError, match=r"another run \(pid 1, started"):
+        files.lock()
+
+
+BREAKING_A_STALE_LOCK = """
+import sys, time
+from pathlib import Path
+from dpx.train import run_files
+
+lock, stale = Path(sys.argv[1]), f'"pid": {sys.argv[2]},'
+real = run_files.alive
+
+
+def holder() -> str:
+    try:
+        return lock.read_text()
+    except OSError:
+        return stale
+
+
+def slow_alive(pid):
+    # this run has read the stale holder; the other one takes the lock now (or waits)
+    print("judging", flush=True)
+    deadline = time.time() + 2
+    while time.time() < deadline and stale in holder():
+        time.sleep(0.01)
+    return real(pid)
+
+
+run_files.alive = slow_alive
+try:
+    run_files.RunFiles(str(lock.parent / "model.ckpt"), "lcurve.out")._take(lock)
+    print("took", flush=True)
+except ValueError as e:
+    print("refused:", e, flush=True)
+sys.stdin.read()  # alive until the other run has tried
+"""
+
+
+def test_two_runs_breaking_one_stale_lock(tmp_path):
+    """Two runs start at once in a folder whose lock is stale. B has judged the old holder
+    gone when A replaces the lock with its own: B must not then remove A's live lock and
+    link its own. Whatever the interleaving, one run holds the lock."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = tmp_path / ".model.ckpt.lock"
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0}))
+    b = subprocess.Popen([sys.executable, "-c", BREAKING_A_STALE_LOCK, str(lock), str(dead.pid)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert b.stdout.readline() == "judging\n"
+        try:
+            RunFiles(str(tmp_path / "model.ckpt"), str(tmp_path / "lcurve.out"))._take(lock)
+            took_a = True
+        except ValueError as e:
+            assert f"another run (pid {b.pid}, started" in str(e)
+            took_a = False
+        out = b.communicate("", timeout=60)[0]
+    finally:
+        b.kill()
+    took_b = out.startswith("took")
+    assert took_a + took_b == 1, out
+    assert json.loads(lock.read_text())["pid"] == (os.getpid() if took_a else b.pid)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.ckpt.lock"]
 
 
 def test_taking_the_lock_never_leaves_a_partial_file(dataset, run_dir, monkeypatch, capsys):

@@ -1,7 +1,8 @@
 """The files a run writes, kept apart from other runs': a lock per output folder (a second run
 in the same folder is refused while the first lives; a lock whose process is gone is stale
-and removed), the check that a new run does not silently replace an earlier run's files,
-and the removal of temporary files that a killed write left behind.
+and removed, by one run at a time: see _guard), the check that a new run does not silently
+replace an earlier run's files, and the removal of temporary files that a killed write left
+behind.
 
 Which checkpoints a run prunes is the list of files it wrote itself (Trainer.written, stored
 in each checkpoint so that a restart continues it); files of other runs are never deleted.
@@ -9,6 +10,9 @@ in each checkpoint so that a restart continues it); files of other runs are neve
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +26,10 @@ from dpx.io.checkpoint import WriteError, atomic_write
 log = logging.getLogger(__name__)
 
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's and RunFiles._take's names
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+_GUARD_WAIT = 10.0  # seconds; the guard is held for a few file operations
+_NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}  # FUSE, SMB
+_YOUNG = 10.0  # seconds: a lock seen empty this soon after it was made is being written
 
 
 def alive(pid: int) -> bool:
@@ -38,6 +46,83 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+@contextlib.contextmanager
+def _guard(lock: Path):
+    """Hold an exclusive flock on the hidden file <lock>.guard while a run reads the lock's
+    holder, removes a stale one and links its own.
+
+    Without it, two runs that both read a stale holder both remove "it": the second removal
+    hits the first run's new, live lock, and both runs write the same checkpoints. Only a
+    taker under the guard removes a lock, and a lock file cannot be replaced otherwise (links
+    fail on an existing name; a run removes only its own), so the holder read under the
+    guard is the one removed. flock is released by the kernel when its process dies: the
+    guard never goes stale. Its holder removes the file before letting go, so a clean run
+    leaves none; a taker that then gets the flock of the removed file finds the name gone or
+    naming another file and starts over, so two never hold the same name's guard. Where
+    flock is unsupported (some network and FUSE filesystems) the step runs unguarded, as
+    before: there two runs breaking one stale lock at once can still both hold it."""
+    path = lock.with_name(f"{lock.name}.guard")
+    fd = _flock(path)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            path.unlink(missing_ok=True)  # still held: see above
+            os.close(fd)
+
+
+def _flock(path: Path) -> int | None:
+    """A descriptor of path, exclusively flocked while path names that file; None where
+    flock is unsupported."""
+    deadline = time.monotonic() + _GUARD_WAIT
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise ValueError(f"{path.parent}: another run has been taking the lock "
+                                 f"{path.stem} for {_GUARD_WAIT:.0f} s (it holds {path.name}); "
+                                 f"if no run is starting there, try again") from None
+            time.sleep(0.02)
+        except FileNotFoundError:
+            pass  # removed by the guard's last holder: open the new one
+        except OSError as e:
+            os.close(fd)
+            if e.errno in _NO_FLOCK:
+                return None
+            raise
+        os.close(fd)
+
+
+def _create(tmp: Path, path: Path) -> None:
+    """path made with tmp's content; FileExistsError if path exists. A hard link makes it
+    whole at once; where the filesystem has none (some FUSE mounts, SMB), path is created
+    exclusively and then written, and can be seen empty for a moment by a taker where flock
+    is unsupported too (under _guard no other taker reads it before it is whole): so a young
+    empty lock is not debris (_remove_debris)."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in _NO_LINK:
+            raise
+    content = tmp.read_bytes()
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+    except OSError:
+        # ours to remove: no other taker removes a lock this young
+        path.unlink(missing_ok=True)
+        raise
 
 
 class RunFiles:
@@ -76,17 +161,20 @@ class RunFiles:
     def _take(self, path: Path) -> None:
         """Take the lock atomically: the content is written to a temporary file that is then
         hard-linked to the lock's name (which fails if the name exists), so a lock file is
-        never seen half-written, and one without an owner (empty, unreadable) is debris."""
+        never seen half-written, and one without an owner (empty, unreadable) is debris. A
+        lock found there is judged, and removed, under _guard. Where the filesystem has no
+        hard links, the lock is created and then written (_create)."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # remove_temporaries' pattern
         try:
             tmp.write_text(json.dumps(me))
-            for _ in range(3):
-                try:
-                    os.link(tmp, path)
-                    return
-                except FileExistsError:
-                    self._check_holder(path)
+            with _guard(path):
+                for _ in range(3):
+                    try:
+                        _create(tmp, path)
+                        return
+                    except FileExistsError:
+                        self._check_holder(path)
         except OSError as e:
             raise ValueError(f"{path}: could not take the run lock: {e.strerror}") from None
         finally:
@@ -99,9 +187,10 @@ class RunFiles:
         try:
             holder = json.loads(path.read_text())
             pid, host = int(holder["pid"]), holder.get("host")
+        except FileNotFoundError:
+            return  # released meanwhile: take it
         except (OSError, ValueError, TypeError, KeyError):
-            log.warning("removed the lock %s: it names no run (empty or unreadable)", path)
-            path.unlink(missing_ok=True)
+            self._remove_debris(path)
             return
         same_host = host == socket.gethostname()
         if pid == os.getpid() and same_host:
@@ -120,6 +209,21 @@ class RunFiles:
         else:
             raise ValueError(f"{path.parent}: a run on host {host} (pid {pid}) holds {path}; "
                              f"if it is gone, delete that file")
+
+    def _remove_debris(self, path: Path) -> None:
+        """An empty or unreadable lock is removed once it is old; a young one may be a run's
+        lock made on a filesystem without hard links and not yet written (_create): refused,
+        as a live run's is. (A clock that puts its time in the future makes it young.)"""
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < _YOUNG:
+            raise ValueError(f"{path.parent}: another run is taking the run lock now ({path.name} "
+                             f"is still empty or incomplete); wait for it, or give this run "
+                             f"another folder (training/save_ckpt, training/disp_file)")
+        log.warning("removed the lock %s: it names no run (empty or unreadable)", path)
+        path.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         for path in self.locks:
