@@ -123,8 +123,8 @@ INFOS = {"small": INFO.tolist(), "dp": [-1.0, 3.0, 15.0, 0.01, 0.1, -1.0],
          "offgrid": [-1.0, 1.0, 2.1, 0.1, 0.2, -1.0]}
 GRADS = ("em_x", "em", "two_embed")
 # run by the oracle venv's python: for each case of the npz argv[1], DeePMD-kit's op's value
-# (tabulate_fusion_se_atten where the case has a two_embed, else tabulate_fusion_se_a), its
-# derivatives along dy and the derivative of those along v_* with respect to dy
+# (tabulate_fusion_se_atten where the case has a two_embed, _se_a where it has an em_x, else
+# _se_r), its derivatives along dy and the derivative of those along v_* with respect to dy
 ORACLE_SCRIPT = """
 import sys
 import numpy as np
@@ -139,8 +139,10 @@ for case in sorted({k.split(".")[0] for k in src.files}):
     if "two_embed" in a:
         out = torch.ops.deepmd.tabulate_fusion_se_atten(a["table"], a["info"], *args,
                                                         int(a["m"]), bool(a["is_sorted"]))[0]
-    else:
+    elif "em_x" in a:
         out = torch.ops.deepmd.tabulate_fusion_se_a(a["table"], a["info"], *args, int(a["m"]))[0]
+    else:
+        out = torch.ops.deepmd.tabulate_fusion_se_r(a["table"], a["info"], *args, int(a["m"]))[0]
     grads = torch.autograd.grad(out, args, dy, create_graph=True)
     ddy = torch.autograd.grad(sum((g * a["v_" + k]).sum() for g, k in zip(grads, names)), dy)[0]
     for k, v in zip(("out", *names, "ddy"), (out, *grads, ddy)):
@@ -209,17 +211,30 @@ def se_a_inputs(dtype, info):
     return {k: v for k, v in a.items() if not k.endswith("two_embed")}
 
 
+def se_r_inputs(dtype, info):
+    """se_a_inputs' s as se_r's em [nloc, nnei]: inside, below and beyond the table and on
+    its boundaries."""
+    a = se_a_inputs(dtype, info)
+    g = torch.Generator().manual_seed(1)
+    em = a["em"][..., 0].clone()
+    return {"table": a["table"], "info": a["info"], "em": em,
+            "dy": torch.randn(*em.shape, M, generator=g, dtype=torch.float64).to(dtype),
+            "v_em": torch.randn(em.shape, generator=g, dtype=torch.float64).to(dtype)}
+
+
 ATTEN_CASES = {f"{dtype}_{info}_{ncol}_{is_sorted}": (dtype, info, ncol, is_sorted)
                for dtype in ("float64", "float32") for info in INFOS for ncol in (4, 9)
                for is_sorted in (True, False)
                if info != "offgrid" or (ncol, is_sorted) == (4, True)}
 SE_A_CASES = {f"se-a_{dtype}_{info}": (dtype, info)
               for dtype in ("float64", "float32") for info in INFOS}
+SE_R_CASES = {f"se-r_{dtype}_{info}": (dtype, info)
+              for dtype in ("float64", "float32") for info in INFOS}
 
 
 @pytest.fixture(scope="module")
 def deepmd_ops(tmp_path_factory):
-    """{case: {out, em_x, em, [two_embed,] ddy}} of DeePMD-kit's ops, one oracle run."""
+    """{case: {out, [em_x,] em, [two_embed,] ddy}} of DeePMD-kit's ops, one oracle run."""
     if not ORACLE.exists():
         pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
                     f"(tests/oracle/install_lammps.sh makes it)")
@@ -229,10 +244,11 @@ def deepmd_ops(tmp_path_factory):
         a = atten_inputs(getattr(torch, dtype), INFOS[info], ncol)
         arrays.update({f"{case}.{k}": v.numpy() for k, v in a.items()})
         arrays[f"{case}.m"], arrays[f"{case}.is_sorted"] = np.array(M), np.array(is_sorted)
-    for case, (dtype, info) in SE_A_CASES.items():
-        a = se_a_inputs(getattr(torch, dtype), INFOS[info])
-        arrays.update({f"{case}.{k}": v.numpy() for k, v in a.items()})
-        arrays[f"{case}.m"] = np.array(M)
+    for cases, make in ((SE_A_CASES, se_a_inputs), (SE_R_CASES, se_r_inputs)):
+        for case, (dtype, info) in cases.items():
+            a = make(getattr(torch, dtype), INFOS[info])
+            arrays.update({f"{case}.{k}": v.numpy() for k, v in a.items()})
+            arrays[f"{case}.m"] = np.array(M)
     np.savez(work / "in.npz", **arrays)
     env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
     res = subprocess.run([str(ORACLE), "-c", ORACLE_SCRIPT, str(work / "in.npz"),
@@ -240,7 +256,8 @@ def deepmd_ops(tmp_path_factory):
     assert res.returncode == 0, res.stderr[-3000:]
     out = np.load(work / "out.npz")
     return {case: {k.split(".")[1]: torch.from_numpy(out[k]) for k in out.files
-                   if k.startswith(case + ".")} for case in (*ATTEN_CASES, *SE_A_CASES)}
+                   if k.startswith(case + ".")}
+            for case in (*ATTEN_CASES, *SE_A_CASES, *SE_R_CASES)}
 
 
 def assert_as_deepmd(ours: dict, theirs: dict, dtype: str):
@@ -273,6 +290,16 @@ def test_se_a_equals_deepmd(case, compiled, deepmd_ops):
     op = compiled_ops.tabulate_fusion_se_a if compiled else tabulate_fusion_se_a
     a = se_a_inputs(getattr(torch, dtype), INFOS[info])
     ours = derivatives(lambda x, em: op(a["table"], a["info"], x, em, M)[0], a, GRADS[:2])
+    assert_as_deepmd(ours, deepmd_ops[case], dtype)
+
+
+@pytest.mark.parametrize("case", SE_R_CASES)
+def test_se_r_equals_deepmd(case, deepmd_ops):
+    """The rows as DeePMD-kit counts them (se_r's twin shares se_a's locate)."""
+    dtype, info = SE_R_CASES[case]
+    a = se_r_inputs(getattr(torch, dtype), INFOS[info])
+    ours = derivatives(lambda em: tabulate_fusion_se_r(a["table"], a["info"], em, M)[0], a,
+                       ("em",))
     assert_as_deepmd(ours, deepmd_ops[case], dtype)
 
 
