@@ -1,10 +1,11 @@
 """dpx's PyTorch versions of DeePMD-kit's tabulate ops (dpx.ops.reference). se_a and se_r
 against a scalar loop written from DeePMD-kit 3.2.0's CPU kernel semantics (measured against
 that kernel: intervals of stride0 then stride1, linear extension with the boundary slope
-outside [lower, max), the rows from the first repeat of the last row's input counted as that
-row times their number); se_atten against DeePMD-kit's compiled op itself
-(deepmd::tabulate_fusion_se_atten, run in the oracle venv): values, first derivatives and the
-derivative of those along the cotangent; all by gradcheck / gradgradcheck. Whole files:
+outside [lower, max), the rows from the first padding row that repeats the last row's input
+counted as that row times their number); se_a (the twin and dpx's kernel) and se_atten against
+DeePMD-kit's compiled ops themselves (deepmd::tabulate_fusion_se_a, _se_atten, run in the
+oracle venv): values, first derivatives and the derivative of those along the cotangent; all
+by gradcheck / gradgradcheck. Whole files:
 tests/fidelity/test_compress_fidelity.py (`dp compress` against `dpx compress`)."""
 import math
 import os
@@ -17,6 +18,8 @@ import pytest
 import torch
 from torch import nn
 
+from dpx import ops
+from dpx.ops import tabulate as compiled_ops
 from dpx.ops.deepmd import unsupported_compression
 from dpx.ops.reference import (
     tabulate_fusion_se_a,
@@ -59,7 +62,7 @@ def loop_se_a(table, em_x, em):
     out = torch.zeros(nloc, 4, M, dtype=torch.float64)
     for i in range(nloc):
         for j in range(nnei):
-            repeat = float(x[i, j]) == float(x[i, -1])
+            repeat = float(x[i, j]) == float(x[i, -1]) and not em[i, j, 1:].any()
             w = nnei - j if repeat else 1
             out[i] += w * em[i, j][:, None] * loop_value(table, float(x[i, j]))[None, :]
             if repeat:
@@ -119,8 +122,9 @@ ORACLE = Path(os.environ.get("DPX_DEEPMD_PYTHON",
 INFOS = {"small": INFO.tolist(), "dp": [-1.0, 3.0, 15.0, 0.01, 0.1, -1.0],
          "offgrid": [-1.0, 1.0, 2.1, 0.1, 0.2, -1.0]}
 GRADS = ("em_x", "em", "two_embed")
-# run by the oracle venv's python: for each case of the npz argv[1], DeePMD-kit's op's value,
-# its derivatives along dy and the derivative of those along v_* with respect to dy
+# run by the oracle venv's python: for each case of the npz argv[1], DeePMD-kit's op's value
+# (tabulate_fusion_se_atten where the case has a two_embed, _se_a where it has an em_x, else
+# _se_r), its derivatives along dy and the derivative of those along v_* with respect to dy
 ORACLE_SCRIPT = """
 import sys
 import numpy as np
@@ -129,13 +133,19 @@ import deepmd.pt.cxx_op  # noqa: F401, DeePMD-kit's op library
 src, res = np.load(sys.argv[1]), {}
 for case in sorted({k.split(".")[0] for k in src.files}):
     a = {k.split(".")[1]: torch.from_numpy(src[k]) for k in src.files if k.startswith(case + ".")}
-    x, em, t, dy = (a[k].clone().requires_grad_() for k in ("em_x", "em", "two_embed", "dy"))
-    out = torch.ops.deepmd.tabulate_fusion_se_atten(a["table"], a["info"], x, em, t,
-                                                    int(a["m"]), bool(a["is_sorted"]))[0]
-    grads = torch.autograd.grad(out, (x, em, t), dy, create_graph=True)
-    ddy = torch.autograd.grad(sum((g * a["v_" + k]).sum()
-                                  for g, k in zip(grads, ("em_x", "em", "two_embed"))), dy)[0]
-    for k, v in zip(("out", "em_x", "em", "two_embed", "ddy"), (out, *grads, ddy)):
+    names = [k for k in ("em_x", "em", "two_embed") if k in a]
+    args = [a[k].clone().requires_grad_() for k in names]
+    dy = a["dy"].clone().requires_grad_()
+    if "two_embed" in a:
+        out = torch.ops.deepmd.tabulate_fusion_se_atten(a["table"], a["info"], *args,
+                                                        int(a["m"]), bool(a["is_sorted"]))[0]
+    elif "em_x" in a:
+        out = torch.ops.deepmd.tabulate_fusion_se_a(a["table"], a["info"], *args, int(a["m"]))[0]
+    else:
+        out = torch.ops.deepmd.tabulate_fusion_se_r(a["table"], a["info"], *args, int(a["m"]))[0]
+    grads = torch.autograd.grad(out, args, dy, create_graph=True)
+    ddy = torch.autograd.grad(sum((g * a["v_" + k]).sum() for g, k in zip(grads, names)), dy)[0]
+    for k, v in zip(("out", *names, "ddy"), (out, *grads, ddy)):
         res[case + "." + k] = v.detach().numpy()
 np.savez(sys.argv[2], **res)
 """
@@ -177,33 +187,68 @@ def atten_inputs(dtype, info, ncol, seed=0, padded=True):
     return tensors
 
 
+def derivatives(op, a, names=GRADS):
+    """op(*a[names])'s value, derivatives along dy and derivative of those along v_* with
+    respect to dy."""
+    args = [a[k].clone().requires_grad_() for k in names]
+    dy = a["dy"].clone().requires_grad_()
+    out = op(*args)
+    grads = torch.autograd.grad(out, args, dy, create_graph=True)
+    ddy = torch.autograd.grad(sum((d * a["v_" + k]).sum() for d, k in zip(grads, names)), dy)[0]
+    return dict(zip(("out", *names, "ddy"), (v.detach() for v in (out, *grads, ddy))))
+
+
 def atten_twin(a, is_sorted):
-    """the twin's value, derivatives and derivative along v_* with respect to dy."""
-    x, em, t, dy = (a[k].clone().requires_grad_() for k in (*GRADS, "dy"))
-    out = tabulate_fusion_se_atten(a["table"], a["info"], x, em, t, M, is_sorted)[0]
-    grads = torch.autograd.grad(out, (x, em, t), dy, create_graph=True)
-    ddy = torch.autograd.grad(sum((d * a["v_" + k]).sum() for d, k in zip(grads, GRADS)), dy)[0]
-    return dict(zip(("out", *GRADS, "ddy"), (v.detach() for v in (out, *grads, ddy))))
+    return derivatives(lambda *args: tabulate_fusion_se_atten(a["table"], a["info"], *args, M,
+                                                              is_sorted)[0], a)
+
+
+def se_a_inputs(dtype, info):
+    """atten_inputs' rows without two_embed: among them a real neighbor with the padding's
+    s before the padding (row 3), the padding only at slot 4 of a row whose last neighbor is
+    real (row 5), and the table's boundaries (row 2)."""
+    a = atten_inputs(dtype, info, 4)
+    return {k: v for k, v in a.items() if not k.endswith("two_embed")}
+
+
+def se_r_inputs(dtype, info):
+    """se_a_inputs' s as se_r's em [nloc, nnei]: inside, below and beyond the table and on
+    its boundaries."""
+    a = se_a_inputs(dtype, info)
+    g = torch.Generator().manual_seed(1)
+    em = a["em"][..., 0].clone()
+    return {"table": a["table"], "info": a["info"], "em": em,
+            "dy": torch.randn(*em.shape, M, generator=g, dtype=torch.float64).to(dtype),
+            "v_em": torch.randn(em.shape, generator=g, dtype=torch.float64).to(dtype)}
 
 
 ATTEN_CASES = {f"{dtype}_{info}_{ncol}_{is_sorted}": (dtype, info, ncol, is_sorted)
                for dtype in ("float64", "float32") for info in INFOS for ncol in (4, 9)
                for is_sorted in (True, False)
                if info != "offgrid" or (ncol, is_sorted) == (4, True)}
+SE_A_CASES = {f"se-a_{dtype}_{info}": (dtype, info)
+              for dtype in ("float64", "float32") for info in INFOS}
+SE_R_CASES = {f"se-r_{dtype}_{info}": (dtype, info)
+              for dtype in ("float64", "float32") for info in INFOS}
 
 
 @pytest.fixture(scope="module")
-def deepmd_atten(tmp_path_factory):
-    """{case: {out, em_x, em, two_embed, ddy}} of DeePMD-kit's op, one oracle run."""
+def deepmd_ops(tmp_path_factory):
+    """{case: {out, [em_x,] em, [two_embed,] ddy}} of DeePMD-kit's ops, one oracle run."""
     if not ORACLE.exists():
         pytest.skip(f"DeePMD-kit oracle venv not found at {ORACLE} "
                     f"(tests/oracle/install_lammps.sh makes it)")
-    work = tmp_path_factory.mktemp("se_atten")
+    work = tmp_path_factory.mktemp("tabulate")
     arrays = {}
     for case, (dtype, info, ncol, is_sorted) in ATTEN_CASES.items():
         a = atten_inputs(getattr(torch, dtype), INFOS[info], ncol)
         arrays.update({f"{case}.{k}": v.numpy() for k, v in a.items()})
         arrays[f"{case}.m"], arrays[f"{case}.is_sorted"] = np.array(M), np.array(is_sorted)
+    for cases, make in ((SE_A_CASES, se_a_inputs), (SE_R_CASES, se_r_inputs)):
+        for case, (dtype, info) in cases.items():
+            a = make(getattr(torch, dtype), INFOS[info])
+            arrays.update({f"{case}.{k}": v.numpy() for k, v in a.items()})
+            arrays[f"{case}.m"] = np.array(M)
     np.savez(work / "in.npz", **arrays)
     env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
     res = subprocess.run([str(ORACLE), "-c", ORACLE_SCRIPT, str(work / "in.npz"),
@@ -211,21 +256,51 @@ def deepmd_atten(tmp_path_factory):
     assert res.returncode == 0, res.stderr[-3000:]
     out = np.load(work / "out.npz")
     return {case: {k.split(".")[1]: torch.from_numpy(out[k]) for k in out.files
-                   if k.startswith(case + ".")} for case in ATTEN_CASES}
+                   if k.startswith(case + ".")}
+            for case in (*ATTEN_CASES, *SE_A_CASES, *SE_R_CASES)}
 
 
-@pytest.mark.parametrize("case", ATTEN_CASES)
-def test_se_atten_equals_deepmd(case, deepmd_atten):
-    dtype, info, ncol, is_sorted = ATTEN_CASES[case]
-    a = atten_inputs(getattr(torch, dtype), INFOS[info], ncol)
-    ours, theirs = atten_twin(a, is_sorted), deepmd_atten[case]
+def assert_as_deepmd(ours: dict, theirs: dict, dtype: str):
     rtol = 1e-10 if dtype == "float64" else 2e-6
-    for k in ("out", *GRADS, "ddy"):
+    for k in theirs:
         assert ours[k].dtype == theirs[k].dtype and ours[k].shape == theirs[k].shape, k
         err = float((ours[k] - theirs[k]).abs().max() / theirs[k].abs().max())
         assert err < rtol, (k, err)
+
+
+@pytest.mark.parametrize("case", ATTEN_CASES)
+def test_se_atten_equals_deepmd(case, deepmd_ops):
+    dtype, info, ncol, is_sorted = ATTEN_CASES[case]
+    a = atten_inputs(getattr(torch, dtype), INFOS[info], ncol)
+    theirs = deepmd_ops[case]
+    assert_as_deepmd(atten_twin(a, is_sorted), theirs, dtype)
     if is_sorted:  # the fold took place: the padding rows after the first have no derivative
         assert float(theirs["em_x"].reshape(6, 9)[0, 7:].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["twin", "kernel"])
+@pytest.mark.parametrize("case", SE_A_CASES)
+def test_se_a_equals_deepmd(case, compiled, deepmd_ops):
+    """The twin and dpx's kernel (its second order through the twin): the fold from the
+    first slot that repeats the last slot's s with R[1:4] = 0, and the table's rows counted
+    in the table's precision."""
+    dtype, info = SE_A_CASES[case]
+    if compiled and not ops.LOADED:
+        pytest.skip("dpx op library not built")
+    op = compiled_ops.tabulate_fusion_se_a if compiled else tabulate_fusion_se_a
+    a = se_a_inputs(getattr(torch, dtype), INFOS[info])
+    ours = derivatives(lambda x, em: op(a["table"], a["info"], x, em, M)[0], a, GRADS[:2])
+    assert_as_deepmd(ours, deepmd_ops[case], dtype)
+
+
+@pytest.mark.parametrize("case", SE_R_CASES)
+def test_se_r_equals_deepmd(case, deepmd_ops):
+    """The rows as DeePMD-kit counts them (se_r's twin shares se_a's locate)."""
+    dtype, info = SE_R_CASES[case]
+    a = se_r_inputs(getattr(torch, dtype), INFOS[info])
+    ours = derivatives(lambda em: tabulate_fusion_se_r(a["table"], a["info"], em, M)[0], a,
+                       ("em",))
+    assert_as_deepmd(ours, deepmd_ops[case], dtype)
 
 
 def test_se_atten_fold():

@@ -2,8 +2,8 @@
 derivative) against its pure-PyTorch twin (dpx.ops.reference): values and derivatives on
 rows inside, below and beyond the table, sorted padding (the early stop) and unsorted rows,
 float64 and float32; gradcheck and gradgradcheck (the second order goes through the twin),
-opcheck, and bad arguments named. The twin itself is checked against DeePMD-kit's own kernel
-in tests/fidelity and against the net it tabulates in tests/compress/test_tabulate.py."""
+opcheck, and bad arguments named. Both are checked against DeePMD-kit's own op in
+tests/compress/test_tabulate.py, and whole compressed files in tests/fidelity."""
 import pytest
 import torch
 

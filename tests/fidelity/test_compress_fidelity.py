@@ -83,3 +83,38 @@ def test_compressed_equals_deepmd(trained, toy_data, request):
     # tables of stride 0.01 / 0.1 (fifth order): far below any model error
     assert np.abs(ours["energy"] - uncompressed["energy"]).max() < 1e-8
     assert np.abs(ours["force"] - uncompressed["force"]).max() < 1e-8
+
+
+def shell_system(path):
+    """One frame, O only: a center whose 20 O neighbors fill sel [20, 40] exactly, the last
+    six (+-2.5 A on the axes) at one distance, to the last bit. A real neighbor then repeats
+    the last slot's s; DeePMD-kit's fold waits for a slot with R[1:4] = 0 (padding)."""
+    sites = [np.zeros(3)]
+    sites += [1.2 * np.array(c) for c in np.ndindex(2, 2, 2)]
+    sites[1:] = [2 * c - 1.2 for c in sites[1:]]  # the cube's corners, +-1.2
+    for r in (1.8, 2.5):
+        for axis in range(3):
+            for sign in (1.0, -1.0):
+                sites.append(np.eye(3)[axis] * sign * r)
+    coord = np.array(sites) + 10.0
+    (path / "set.000").mkdir(parents=True)
+    (path / "type.raw").write_text("0\n" * len(coord))
+    (path / "type_map.raw").write_text("O\nH\n")
+    np.save(path / "set.000" / "coord.npy", coord.reshape(1, -1))
+    np.save(path / "set.000" / "box.npy", (20.0 * np.eye(3)).reshape(1, -1))
+    np.save(path / "set.000" / "energy.npy", np.zeros(1))
+    np.save(path / "set.000" / "force.npy", np.zeros((1, coord.size)))
+    return path
+
+
+def test_a_shell_that_fills_sel_as_deepmd(trained, request, tmp_path):
+    """dpx's compressed se_e2_a (its own kernel) gives DeePMD-kit's numbers (its op, on the
+    same file) and the uncompressed model's where a real neighbor ties the last slot."""
+    if request.node.callspec.params["trained"] not in ("type_one_side", "two_side"):
+        pytest.skip("one se_e2_a per side is enough")
+    ckpt, system = trained / "model.ckpt-3.pt", shell_system(tmp_path / "shell")
+    assert main(["compress", "-i", str(ckpt), "-o", str(tmp_path / "c.pth")]) == 0
+    ours = dpx_eval(tmp_path / "c.pth", system)
+    assert_same(ours, deepmd_eval(tmp_path / "c.pth", system))
+    uncompressed = dpx_eval(ckpt, system)
+    assert np.abs(ours["force"] - uncompressed["force"]).max() < 1e-8

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from dpx.cli.main import main
-from tests.fidelity.conftest import checkpoint_tensors, dp, multi_input, single_input, write_json
+from tests.fidelity.conftest import (
+    PARAMS,
+    checkpoint_tensors,
+    dp,
+    multi_input,
+    single_input,
+    write_json,
+)
 
 pytestmark = pytest.mark.slow
 TOL = 1e-10
@@ -113,3 +120,40 @@ def test_min_nbor_dist_as_deepmd(request, toy_data, tmp_path, option, skip):
         got[tool] = float(tensors(run / "model.ckpt-0.pt")["model.Default.min_nbor_dist"])
     assert got["dpx"] == pytest.approx(got["dp"], rel=1e-12, abs=0)
     assert (got["dpx"] == float(tensors(source)[source_key])) == skip
+
+
+def test_random_fitting_parameter_statistics_as_deepmd(toy_data, param_data, tmp_path):
+    """A new (RANDOM) fitting takes its fparam/aparam statistics from the new data with
+    DeePMD-kit's set-by-statistic, std floored at the fixed 1e-2 whatever the run's
+    data_stat_protect (here above the std of the first fparam column, about 0.3)."""
+    cfg = multi_input(param_data)
+    for branch in cfg["model"]["model_dict"].values():
+        branch["fitting_net"].update(PARAMS)
+    pre = tmp_path / "pre"
+    cfg["training"].update(save_ckpt=str(pre / "model.ckpt"), disp_file=str(pre / "lcurve.out"))
+    pre.mkdir()
+    assert main(["train", str(write_json(pre / "in.json", cfg)), "-o",
+                 str(pre / "out.json")]) == 0
+    got = {}
+    for tool in ("dp", "dpx"):
+        run = tmp_path / tool
+        run.mkdir()
+        cfg = single_input(param_data)
+        cfg["model"]["fitting_net"].update(PARAMS)
+        cfg["model"]["data_stat_protect"] = 1.0
+        cfg["training"].update(numb_steps=0, save_ckpt=str(run / "model.ckpt"),
+                               disp_file=str(run / "lcurve.out"))
+        flags = ["--finetune", pre / "model.ckpt-3.pt", "--model-branch", "RANDOM",
+                 "--skip-neighbor-stat"]
+        path = write_json(run / "in.json", cfg)
+        if tool == "dp":
+            dp("--pt", "train", path, *flags, cwd=run)
+        else:
+            assert main(["train", str(path), *map(str, flags), "-o", str(run / "o.json")]) == 0
+        got[tool] = tensors(run / "model.ckpt-0.pt")
+    keys = [f"model.Default.atomic_model.{k}" for k in
+            ("out_bias", "fitting_net.fparam_avg", "fitting_net.fparam_inv_std",
+             "fitting_net.aparam_avg", "fitting_net.aparam_inv_std")]
+    for key in keys:
+        np.testing.assert_allclose(got["dpx"][key].numpy(), got["dp"][key].numpy(), rtol=TOL,
+                                   atol=1e-12, err_msg=key)

@@ -9,18 +9,21 @@ namespace dpx::cpu {
 namespace {
 
 // where x falls: the table row, the offset t within its interval, and how far beyond the
-// table x lies (0 inside); the operations and their order are dpx.compress.tabulate._locate's
+// table x lies (0 inside). Counted in T as DeePMD-kit's locate_xx / locate_high_tail_xx
+// (tabulate.cc): in float32 2 / 0.1f is 20 where float64 gives 19.99..., and the last row
+// is the one holding nextafter(top, lower), also where top is off the stride1 grid. The
+// operations and their order are dpx.ops.reference._locate's.
 template <typename T>
 struct Locate {
   int64_t first, last;
   T lower, upper, top, stride0, stride1, end_offset;
 
   explicit Locate(const TableInfo& info)
-      : first((int64_t)((info.upper - info.lower) / info.stride0)),
-        last(first + (int64_t)((info.top - info.upper) / info.stride1) - 1),
-        lower(T(info.lower)), upper(T(info.upper)), top(T(info.top)), stride0(T(info.stride0)),
+      : lower(T(info.lower)), upper(T(info.upper)), top(T(info.top)), stride0(T(info.stride0)),
         stride1(T(info.stride1)) {
-    end_offset = T(info.top - ((last - first) * info.stride1 + info.upper));
+    first = (int64_t)((upper - lower) / stride0);
+    last = first + (int64_t)((std::nextafter(top, lower) - upper) / stride1);
+    end_offset = top - (T(last - first) * stride1 + upper);
     last = std::min(last, info.nrow - 1);
   }
 
@@ -34,19 +37,32 @@ struct Locate {
       return last;
     }
     beyond = T(0);
-    const int64_t idx = x < upper ? (int64_t)std::floor((x - lower) / stride0)
-                                  : first + (int64_t)std::floor((x - upper) / stride1);
-    const T start = idx < first ? T(idx) * stride0 + lower : T(idx - first) * stride1 + upper;
+    // the start of the interval in the part x fell in, even where a rounded quotient names
+    // the first stride1 row from below upper
+    int64_t idx;
+    T start;
+    if (x < upper) {
+      idx = (int64_t)std::floor((x - lower) / stride0);
+      start = T(idx) * stride0 + lower;
+    } else {
+      idx = first + (int64_t)std::floor((x - upper) / stride1);
+      start = T(idx - first) * stride1 + upper;
+    }
     t = x - start;
     return std::clamp<int64_t>(idx, 0, last);
   }
 };
 
-// the first slot that repeats the last slot's input, and the weight of slot j
+// the slot that stands for itself and every slot after it (nnei where none does): the first
+// padding slot, whose s repeats the last slot's and whose direction em[1:4] is 0. A real
+// neighbor's direction is never 0, so one tied with the last slot (a symmetric shell that
+// fills sel) is summed as itself.
 template <typename T>
-int64_t repeat_of(const T* x, int64_t nnei) {
+int64_t repeat_of(const T* x, const T* e, int64_t nnei) {
   int64_t j = 0;
-  while (j < nnei && x[j] != x[nnei - 1]) ++j;
+  while (j < nnei &&
+         !(x[j] == x[nnei - 1] && e[4 * j + 1] == 0 && e[4 * j + 2] == 0 && e[4 * j + 3] == 0))
+    ++j;
   return j;
 }
 
@@ -72,7 +88,7 @@ void tabulate_se_a(const T* table, const TableInfo& info, const T* em_x, const T
     T* o = out + n * 4 * m;
     std::fill(o, o + 4 * m, T(0));
     const T *x = em_x + n * nnei, *e = em + n * nnei * 4;
-    const int64_t rep = nnei > 0 ? repeat_of(x, nnei) : 0;
+    const int64_t rep = nnei > 0 ? repeat_of(x, e, nnei) : 0;
     for (int64_t j = 0; j <= rep && j < nnei; ++j) {
       T t, beyond;
       const int64_t row = locate(x[j], t, beyond);
@@ -98,7 +114,7 @@ void tabulate_se_a_grad(const T* table, const TableInfo& info, const T* em_x, co
     T *gx = dem_x + n * nnei, *ge = dem + n * nnei * 4;
     std::fill(gx, gx + nnei, T(0));
     std::fill(ge, ge + 4 * nnei, T(0));
-    const int64_t rep = nnei > 0 ? repeat_of(x, nnei) : 0;
+    const int64_t rep = nnei > 0 ? repeat_of(x, e, nnei) : 0;
     for (int64_t j = 0; j <= rep && j < nnei; ++j) {
       T t, beyond;
       const int64_t row = locate(x[j], t, beyond);

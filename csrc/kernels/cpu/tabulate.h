@@ -3,9 +3,10 @@
 //   out[n, a, m] = sum_j w_j em[n, j, a] G_m(em_x[n, j])
 // G_m a quintic per interval of the table [nrow, 6 M] (coefficients of channel m at 6m..6m+5,
 // intervals of stride0 on [lower, upper), of stride1 on [upper, top)), extended linearly
-// outside [lower, top). w_j: the first slot whose em_x equals the last slot's stands for it
-// and every slot after it (w = nnei - j there, 0 beyond): a sorted list's trailing padding
-// costs one slot. grad: d/d em_x and d/d em of sum(dy * out). Plain C++, no torch headers.
+// outside [lower, top), the rows counted in T. w_j: the first slot whose em_x equals the
+// last slot's and whose em[1:4] is 0 (padding) stands for it and every slot after it
+// (w = nnei - j there, 0 beyond): a sorted list's trailing padding costs one slot.
+// grad: d/d em_x and d/d em of sum(dy * out). Plain C++, no torch headers.
 #pragma once
 #include <cstdint>
 

@@ -17,6 +17,7 @@ from dpx.io import checkpoint, is_frozen, load_frozen, params
 from dpx.io.load import model_from_state
 from dpx.model.bias import adjust_bias
 from dpx.model.fitting.ener import parameter_sums, set_parameter_stats
+from dpx.model.stat import PROTECTION
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,14 @@ def _copy_changed(model, saved: dict, prefix: str) -> None:
 
 def _set_input_stats(module, model_cfg, frames: list[dict]) -> None:
     """-m set: the fitting's fparam/aparam statistics from the same frames, as DeePMD-kit 3.2
-    recomputes them (a model set from statistics, as a new run would set it)."""
+    recomputes them. Their std is floored at the fixed PROTECTION, not at the model's
+    data_stat_protect: DeePMD-kit calls the fitting's compute_input_stats with its default
+    protection here (change_model_out_bias), unlike at the start of training."""
     fit = model_cfg.fitting_net
     widths = {n: k for n, k in (("fparam", fit.numb_fparam), ("aparam", fit.numb_aparam)) if k}
     if widths:
         set_parameter_stats(module.atomic_model.fitting_net,
-                            parameter_sums(lambda: frames, widths), list(widths),
-                            model_cfg.data_stat_protect)
+                            parameter_sums(lambda: frames, widths), list(widths), PROTECTION)
 
 
 def _system_list(system: str | None, datafile: str | None) -> list[str]:

@@ -355,27 +355,19 @@ def se_a_embed_reduce_grad_em_grad(grad_grad_em, grad_t, em, center, params, wid
 # matrix, out[i] = sum_j w_ij em[i, j]^T G(em_x[i, j]) -> [nloc, ncol, M], as DeePMD-kit's
 # kernel (source/lib/src/tabulate.cc: tabulate_fusion_se_a_cpu) folds a sorted neighbor
 # list's padding: the first row eligible for the fold counts as itself and every row after
-# it (w = nnei - j there, 0 beyond, 1 before). DeePMD-kit's eligible row repeats the last
-# row's em_x and has em[1:4] = 0; dpx's se_a ignores em[1:4] (see tabulate_fusion_se_a).
+# it (w = nnei - j there, 0 beyond, 1 before). A row is eligible when it repeats the last
+# row's em_x and its em[1:4] is 0 (a padding row: a real neighbor's direction is never 0,
+# so a neighbor tied with the last one, as in a symmetric shell that fills sel, is summed).
+# The table's rows are counted in the table's precision, as the kernel's locate_xx does.
 
 
-def _table_bounds(table_info: torch.Tensor):
+def _table_bounds(table_info: torch.Tensor, dtype: torch.dtype):
     """(lower, upper, max, stride0, stride1, first row of the stride1 part, last row, the
-    last row's offset at max), counted in float64 as dpx's compiled se_a kernel does
-    (csrc/kernels/cpu/tabulate.cpp): DeePMD-kit's in float64 tables whose max is on the
-    stride1 grid, not always in others (_deepmd_table_bounds)."""
-    lower, upper, top, stride0, stride1 = [float(v) for v in table_info[:5].tolist()]
-    first = int((upper - lower) / stride0)
-    last = first + int((top - upper) / stride1) - 1
-    end_offset = top - ((last - first) * stride1 + upper)
-    return lower, upper, top, stride0, stride1, first, last, end_offset
-
-
-def _deepmd_table_bounds(table_info: torch.Tensor, dtype: torch.dtype):
-    """_table_bounds counted as DeePMD-kit's kernel does (tabulate.cc: locate_xx,
+    last row's offset at max), counted as DeePMD-kit's kernel does (tabulate.cc: locate_xx,
     locate_high_tail_xx): in the table's precision, the last row the one holding
-    nextafter(max, lower). They differ from dpx's in float32: 2 / 0.1f is 20 in float32, but
-    19.99... in float64, so the float64 count starts the stride1 part a row early."""
+    nextafter(max, lower). float64 would count otherwise: 2 / 0.1f is 20 in float32 but
+    19.99... in float64, which starts the stride1 part a row early; and the last row of a max
+    off the stride1 grid is the one that holds it, not the one before."""
     lower, upper, top, stride0, stride1 = table_info[:5].detach().to("cpu", dtype).unbind()
     first = int((upper - lower) / stride0)
     last = first + int((torch.nextafter(top, lower) - upper) / stride1)
@@ -392,17 +384,18 @@ def _locate(x: torch.Tensor, bounds):
                       first + torch.floor((x - upper) / stride1))
     below, above = x < lower, x >= top
     idx = torch.where(below, 0.0, torch.where(above, float(last), idx)).detach()
-    start = torch.where(idx < first, idx * stride0 + lower, (idx - first) * stride1 + upper)
+    # the interval's start in the part x fell in (a float32 quotient may name the row first
+    # from below upper; the kernel then still measures from the stride0 grid)
+    start = torch.where(in_first, idx * stride0 + lower, (idx - first) * stride1 + upper)
     offset = torch.where(below, 0.0, torch.where(above, end_offset, x - start))
     beyond = torch.where(below, x - lower, torch.where(above, x - top, 0.0))
     return idx.long(), offset, beyond
 
 
 def embedding_values(table: torch.Tensor, table_info: torch.Tensor, x: torch.Tensor,
-                     width: int, bounds=None) -> torch.Tensor:
-    """G(x) [..., width] of the tabulated embedding net at inputs x [...]; bounds: the
-    table's rows as _table_bounds (the default) or _deepmd_table_bounds count them."""
-    idx, t, beyond = _locate(x, _table_bounds(table_info) if bounds is None else bounds)
+                     width: int) -> torch.Tensor:
+    """G(x) [..., width] of the tabulated embedding net at inputs x [...]."""
+    idx, t, beyond = _locate(x, _table_bounds(table_info, table.dtype))
     a = table.reshape(table.shape[0], width, 6)[idx]  # [..., width, 6]
     t, beyond = t[..., None], beyond[..., None]
     value = a[..., 0] + (a[..., 1] + (a[..., 2] + (a[..., 3] + (a[..., 4] + a[..., 5] * t)
@@ -412,12 +405,14 @@ def embedding_values(table: torch.Tensor, table_info: torch.Tensor, x: torch.Ten
     return value + slope * beyond
 
 
-def _folded_contraction(em: torch.Tensor, g: torch.Tensor, eligible: torch.Tensor):
-    """sum_j w_j em[:, j]^T g[:, j] -> [nloc, ncol, M] of em [nloc, nnei, ncol] and
-    g [nloc, nnei, M]: the first eligible row j (eligible [nloc, nnei]) counts nnei - j
-    times, the rows after it not at all; a center with no eligible row sums every row."""
-    nloc, nnei = eligible.shape
-    if nnei > 0:
+def _folded_contraction(em: torch.Tensor, g: torch.Tensor, x: torch.Tensor, is_sorted: bool):
+    """sum_j w_j em[:, j]^T g[:, j] -> [nloc, ncol, M] of em [nloc, nnei, ncol],
+    g [nloc, nnei, M] and x = em_x [nloc, nnei]: with is_sorted the first row eligible for the
+    fold (see above) counts nnei - j times, the rows after it not at all; a center with no
+    eligible row, or every center without is_sorted, sums every row."""
+    nloc, nnei = x.shape
+    if nnei > 0 and is_sorted:
+        eligible = (x == x[:, -1:]) & (em[..., 1:4] == 0).all(dim=-1)
         first = eligible.to(torch.int64).argmax(dim=1, keepdim=True)
         repeat = torch.where(eligible.any(dim=1, keepdim=True), first, nnei)
         j = torch.arange(nnei, device=em.device)[None, :]
@@ -428,14 +423,16 @@ def _folded_contraction(em: torch.Tensor, g: torch.Tensor, eligible: torch.Tenso
 
 def tabulate_fusion_se_a(table: torch.Tensor, table_info: torch.Tensor, em_x: torch.Tensor,
                          em: torch.Tensor, last_layer_size: int) -> list[torch.Tensor]:
-    """[out [nloc, 4, M]], the fold's eligible rows those whose em_x equals the last row's
-    (DeePMD-kit's also need em[1:4] = 0; they differ where a real neighbor ties the last,
-    as in a symmetric shell that fills sel exactly) and the table's rows as _table_bounds
-    counts them: both as dpx's compiled kernel, which this twin's tests compare it with."""
+    """em_x = s [nloc * nnei, 1], em = R [nloc, nnei, 4] -> [out [nloc, 4, M]],
+      out[i, a, m] = sum_j w_ij R[i, j, a] G_m(s_ij),
+    always folded (DeePMD-kit's se_a op passes is_sorted = true: its compressed forward_lower
+    sorts the list, and exclusions are uniform within one call). Jacobian:
+      d out[i, a, m] / d R[i, j, a] = w_ij G_m(s_ij)
+      d out[i, a, m] / d s_ij       = w_ij R[i, j, a] G_m'(s_ij)"""
     nloc, nnei = em.shape[0], em.shape[1]
     x = em_x.reshape(nloc, nnei)
     g = embedding_values(table, table_info, x, last_layer_size)  # [nloc, nnei, M]
-    return [_folded_contraction(em.reshape(nloc, nnei, 4), g, x == x[:, -1:])]
+    return [_folded_contraction(em.reshape(nloc, nnei, 4), g, x, True)]
 
 
 def tabulate_fusion_se_atten(table: torch.Tensor, table_info: torch.Tensor,
@@ -459,12 +456,10 @@ def tabulate_fusion_se_atten(table: torch.Tensor, table_info: torch.Tensor,
     if ncol not in (4, 9, 16, 25):
         raise ValueError(f"The environment basis dimension must be 4, 9, 16, or 25, got {ncol}")
     x = em_x.reshape(nloc, nnei)
-    bounds = _deepmd_table_bounds(table_info, table.dtype)
-    g = embedding_values(table, table_info, x, last_layer_size, bounds)  # [nloc, nnei, M]
+    g = embedding_values(table, table_info, x, last_layer_size)  # [nloc, nnei, M]
     t = two_embed.reshape(nloc, nnei, last_layer_size)
     g = g * t + g  # DeePMD-kit's order of operations: var * t + var
-    eligible = (x == x[:, -1:]) & (em[..., 1:4] == 0).all(dim=-1)
-    return [_folded_contraction(em, g, eligible if is_sorted else torch.zeros_like(eligible))]
+    return [_folded_contraction(em, g, x, is_sorted)]
 
 
 def tabulate_fusion_se_r(table: torch.Tensor, table_info: torch.Tensor, em: torch.Tensor,

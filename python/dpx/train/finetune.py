@@ -27,6 +27,7 @@ from dpx.io.params import describe, model_config, model_params, select_branch
 from dpx.model.bias import adjust_bias
 from dpx.model.descriptor import Descriptor
 from dpx.model.energy import EnergyModel
+from dpx.model.stat import PROTECTION
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +259,9 @@ def apply(pre: Pretrained, cfg: Config, branches: dict) -> None:
         frames = branches[name].data.stat_frames(branch.model.data_stat_nbatch)
         fitting = branches[name].model.atomic_model.fitting_net
         if rule.random_fitting and fitting.input_stat_names():
-            # a new fitting normalizes its fparam / aparam by the new data (set-by-statistic)
+            # a new fitting normalizes its fparam / aparam by the new data (set-by-statistic),
+            # std floored at DeePMD-kit's fixed protection, as `change-bias -m set` does
             fitting.set_input_stats(fitting.input_sums(lambda frames=frames: frames),
-                                    branch.model.data_stat_protect)
+                                    PROTECTION)
         adjust_bias(branches[name].model, branch.model, frames, change=not rule.random_fitting)
 

@@ -210,7 +210,8 @@ class EnergyFittingNet(Fitting):
     @torch.no_grad()
     def set_input_stats(self, sums: dict[str, list[StatItem]], protection: float) -> None:
         """fparam / aparam avg and 1/std per component, std floored at protection
-        (model/data_stat_protect)."""
+        (model/data_stat_protect at the start of training; DeePMD-kit's fixed PROTECTION
+        where a bias is set by statistic: change-bias -m set, a RANDOM finetune)."""
         set_parameter_stats(self, sums, self.input_stat_names(), protection)
 
     # ------------------------------------------------------------ multi-task, finetune
