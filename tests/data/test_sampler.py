@@ -190,6 +190,10 @@ def test_stat_input_first_batches_of_a_fresh_pass():
     assert stats[0]["coord"].shape == (6, 4, 3) and stats[1]["energy"].shape == (4, 1)
     assert stats[0]["type_count"].tolist() == [[2, 2, 0]] * 6
     assert len(set(stats[1]["fid"])) == 4 and stats[0]["find_energy"] == 1.0
+    # the labels the statistics read, the frames' own; forces and the rest left out
+    assert torch.equal(stats[1]["energy"], torch.from_numpy(systems[1].labels["energy"][
+        stats[1]["fid"]]))
+    assert "force" not in stats[0] and "find_force" not in stats[0] and "virial" not in stats[1]
     again = make_stat_input(systems, [3, 2], nbatch=2, seed=5, ntypes=3)
     assert [s["fid"] for s in again] == [s["fid"] for s in stats]
     everything = make_stat_input(systems, [3, 2], nbatch=100, seed=5)

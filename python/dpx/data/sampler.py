@@ -135,7 +135,15 @@ def total_numb_batch(nbatches, probs) -> int:
 
 # ---------------------------------------------------------------- batches
 
-def collate(system: System, fids, sid: int, find_frame: int | None = None) -> dict:
+# What the statistics read of a sample besides coord, atype and box: the energy bias
+# (energy), the fitting's input statistics (fparam, aparam). Forces, virials and the atomic
+# labels are left out of statistics samples: they were ~60 % of a sample's memory, 10 frames
+# of each of thousands of systems held per branch (issue 28).
+STAT_LABELS = ("energy", "fparam", "aparam")
+
+
+def collate(system: System, fids, sid: int, find_frame: int | None = None,
+            labels=None) -> dict:
     """Frames `fids` of one system as a batch of torch tensors (nb = len(fids)).
 
     coord [nb, natoms, 3] f64, atype [nb, natoms] i64, box [nb, 9] f64 or None (nopbc),
@@ -143,17 +151,19 @@ def collate(system: System, fids, sid: int, find_frame: int | None = None) -> di
     atom_pref [nb, natoms*3], atom_ener_coeff [nb, natoms] (fparam [nb, k],
     aparam [nb, natoms, k] when the data has them); find_<label> float 0/1, taken from the
     first frame as deepmd's collate_batch does (or from find_frame: a rank's share of a
-    global batch keeps the global batch's); natoms int; sid int; fid list of ints.
+    global batch keeps the global batch's); natoms int; sid int; fid list of ints. labels:
+    only these of the labels (and their find_ flags), all when None.
     """
     idx = np.asarray(fids, dtype=np.int64)
     first = int(idx[0]) if find_frame is None else find_frame
+    keys = system.labels if labels is None else [k for k in system.labels if k in labels]
     batch = {
         "coord": torch.from_numpy(system.coord[idx]),
         "atype": torch.from_numpy(np.repeat(system.atype[None], idx.size, axis=0)),
         "box": None if system.box is None else torch.from_numpy(system.box[idx]),
     }
-    for key, arr in system.labels.items():
-        batch[key] = torch.from_numpy(arr[idx])
+    for key in keys:
+        batch[key] = torch.from_numpy(system.labels[key][idx])
         batch[f"find_{key}"] = float(system.find[key][first])
     batch.update(natoms=system.natoms, sid=int(sid), fid=idx.tolist())
     return batch
@@ -301,7 +311,8 @@ def _short(name: str, width: int) -> str:
 def make_stat_input(systems: list[System], batch_sizes: list[int], nbatch: int = 10,
                     seed=0, ntypes: int | None = None, perms=None) -> list[dict]:
     """Per system, the first min(nbatch, nbatches) batches of a fresh shuffled pass, as one
-    batch dict (collate) plus type_count [nframes, ntypes] int64 (§1.7). Deterministic in
+    batch dict (collate, the STAT_LABELS only) plus type_count [nframes, ntypes] int64
+    (§1.7). Deterministic in
     seed, or each system's pass given as perms; systems contribute in proportion to their
     sampled frames, not their probability."""
     rng = np.random.default_rng(seed)
@@ -312,7 +323,8 @@ def make_stat_input(systems: list[System], batch_sizes: list[int], nbatch: int =
         ticker.advance(1)
         perm = rng.permutation(system.nframes) if perms is None else perms[sid]
         nb = min(nbatch, math.ceil(system.nframes / b))
-        batch = collate(system, perm[:nb * b], sid)  # the last batch of a pass may be short
+        # the last batch of a pass may be short
+        batch = collate(system, perm[:nb * b], sid, labels=STAT_LABELS)
         counts = system.type_count(ntypes)
         batch["type_count"] = torch.from_numpy(np.tile(counts, (len(batch["fid"]), 1)))
         out.append(batch)
